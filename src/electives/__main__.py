@@ -1,0 +1,5 @@
+import sys
+
+from electives.cli import main
+
+sys.exit(main())
