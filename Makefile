@@ -1,0 +1,47 @@
+# The front door: `make run` sets everything up and runs the main job on the demo university;
+# `make test` sets everything up and runs the whole suite.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+DEMO   ?= demo
+DB     ?= sqlite:///$(DEMO)/electives.db
+# The demo keeps its own pseudonym key beside its data, so it never touches ~/.config.
+DEMO_ENV := ELECTIVES_KEY_FILE=$(DEMO)/secret.key
+
+.PHONY: install run demo-data test lint format bench clean postgres
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# torch is pinned in pyproject and installed in the same pip command as everything that needs it.
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+demo-data: install
+	@mkdir -p $(DEMO)
+	$(DEMO_ENV) $(BIN)/electives synth --out $(DEMO)/university
+	$(DEMO_ENV) $(BIN)/electives import $(DEMO)/university/grades.csv --db $(DB) \
+	    --map student="student serial" --map term=Year+term --map course="Crs Code" \
+	    --map course_name="Course Name" --map grade=total --scale percent \
+	    --catalog $(DEMO)/university/catalog.csv --report $(DEMO)/import-report.json
+
+run: demo-data
+
+postgres:
+	@bash scripts/postgres-up
+
+test: install postgres
+	$(BIN)/python -m pytest -n 2 --dist loadfile -q
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+format: install
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
+
+clean:
+	rm -rf $(DEMO) .pytest_cache build *.egg-info src/*.egg-info
