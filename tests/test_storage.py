@@ -1,0 +1,433 @@
+"""Storage contract tests, run on SQLite and (marked ``postgres``) on PostgreSQL."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from electives import storage
+from electives.catalog import Catalog, Course
+from electives.errors import DataError, StorageError
+from electives.grades import GradeScale, load_scale
+from electives.importing import FRAME_COLUMNS, CleaningReport, ImportResult
+from electives.storage import Store
+from electives.terms import parse_term
+
+PG_URL = os.environ.get(
+    "ELECTIVES_TEST_POSTGRES_URL", "postgresql+psycopg://electives:electives@localhost/electives_test"
+)
+
+
+# ---------------------------------------------------------------------- helpers
+def make_result(
+    rows: list[tuple[str, str, str | None, str]],
+    *,
+    name: str = "grades.csv",
+    scale: GradeScale | str = "percent",
+    enrolment_only: bool = False,
+    course_names: dict[str, str] | None = None,
+) -> ImportResult:
+    """An import of (student, course, term, mark) rows, as the reader would build it."""
+    scale = load_scale(scale) if isinstance(scale, str) else scale
+    records = []
+    for line, (student, course, term, mark) in enumerate(rows, start=2):
+        points = math.nan if enrolment_only else scale.parse(mark).points
+        points = math.nan if points is None else points
+        records.append(
+            {
+                "row": line,
+                "student": student,
+                "course": course,
+                "course_name": (course_names or {}).get(course),
+                "term": parse_term(term).label if term else None,
+                "term_key": parse_term(term).key if term else None,
+                "mark": mark,
+                "points": points,
+                "grade": points if math.isnan(points) else scale.normalise(points),
+            }
+        )
+    frame = pd.DataFrame(records, columns=list(FRAME_COLUMNS))
+    sha = hashlib.sha256(repr((name, rows)).encode()).hexdigest()
+    report = CleaningReport(name, sha, "utf-8", ",", scale.name, rows_read=len(rows), rows_kept=len(rows))
+    report.dropped["empty-grade"] = 1
+    return ImportResult(frame=frame, report=report, scale=scale, enrolment_only=enrolment_only)
+
+
+FALL = [
+    ("s1", "MATH", "2020-Fall", "70"),
+    ("s1", "ART", "2020-Fall", "85"),
+    ("s2", "MATH", "2020-Fall", "55"),
+]
+SPRING = [
+    ("s1", "MATH", "2021-Spring", "90"),  # s1 retakes MATH
+    ("s3", "ART", "2021-Spring", "60"),
+]
+
+
+def as_records(frame: pd.DataFrame) -> list[tuple]:
+    """Rows as plain tuples, in the frame's order."""
+    return [
+        (r.student, r.course, r.term, None if pd.isna(r.term_key) else int(r.term_key), r.mark, r.points)
+        for r in frame.itertuples()
+    ]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'db' / 'electives.db'}"
+    else:
+        with postgres_schema() as pg_url:
+            yield pg_url
+
+
+@pytest.fixture
+def store(url: str) -> Iterator[Store]:
+    with Store(url) as s:
+        yield s
+
+
+class postgres_schema:
+    """A fresh schema on the test server, reached through the URL's search_path, dropped afterwards. Fails
+    (never skips) when the server is unreachable: CI starts it, so its absence is a broken setup."""
+
+    def __enter__(self) -> str:
+        url = sa.make_url(PG_URL)
+        self.name = f"t_{uuid.uuid4().hex[:16]}"
+        self.admin = sa.create_engine(url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
+        try:
+            with self.admin.connect() as conn:
+                conn.exec_driver_sql(f'CREATE SCHEMA "{self.name}"')
+        except sa.exc.OperationalError as exc:
+            self.admin.dispose()
+            pytest.fail(
+                f"PostgreSQL at {url.render_as_string(hide_password=True)} is unreachable ({exc.orig}); "
+                "start it or set ELECTIVES_TEST_POSTGRES_URL"
+            )
+        return url.update_query_dict({"options": f"-csearch_path={self.name}"}).render_as_string(hide_password=False)
+
+    def __exit__(self, *exc: object) -> None:
+        with self.admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{self.name}" CASCADE')
+        self.admin.dispose()
+
+
+# ---------------------------------------------------------------------- contract (both backends)
+def test_round_trip(store: Store) -> None:
+    result = make_result(FALL, course_names={"MATH": "Calculus"})
+    summary = store.save_import(result)
+    assert (summary.already_imported, summary.rows_added, summary.rows_skipped) == (False, 3, 0)
+    assert (summary.students_added, summary.courses_added, summary.course_names_filled) == (2, 2, 0)
+    assert summary.imported_at.tzinfo is not None
+
+    grades = store.load_grades("all").sort_values(["student", "course"])
+    assert list(grades.columns) == ["student", "course", "term", "term_key", "mark", "points", "grade"]
+    assert as_records(grades) == [
+        ("s1", "ART", "2020-Fall", 20206, "85", 85.0),
+        ("s1", "MATH", "2020-Fall", 20206, "70", 70.0),
+        ("s2", "MATH", "2020-Fall", 20206, "55", 55.0),
+    ]
+    assert grades["grade"].tolist() == pytest.approx([0.85, 0.70, 0.55])
+    assert store.counts() == {"students": 2, "courses": 2, "grades": 3, "imports": 1}
+    assert store.scale() == load_scale("percent")
+    assert {c.code: c.name for c in store.courses()} == {"ART": None, "MATH": "Calculus"}
+
+    [record] = store.imports()
+    assert (record.id, record.file_name, record.scale_name, record.enrolment_only) == (
+        summary.import_id,
+        "grades.csv",
+        "percent",
+        False,
+    )
+    assert (record.rows_kept, record.rows_added, record.imported_at) == (3, 3, summary.imported_at)
+    assert record.report["dropped"] == {"empty-grade": 1}
+    assert record.file_sha256 == result.report.file_sha256
+
+
+def test_reimport_of_same_file_changes_nothing(store: Store) -> None:
+    first = store.save_import(make_result(FALL))
+    again = store.save_import(make_result(FALL))
+    assert again.already_imported
+    assert (again.import_id, again.imported_at, again.rows_added, again.students_added) == (
+        first.import_id,
+        first.imported_at,
+        0,
+        0,
+    )
+    assert store.counts() == {"students": 2, "courses": 2, "grades": 3, "imports": 1}
+
+
+def test_next_term_appends_and_cumulative_rows_are_skipped(store: Store) -> None:
+    store.save_import(make_result(FALL, name="fall.csv"))
+    nxt = store.save_import(make_result(SPRING, name="spring.csv"))
+    assert (nxt.rows_added, nxt.rows_skipped, nxt.students_added, nxt.courses_added) == (2, 0, 1, 0)
+    # A cumulative export (both terms, one new row) re-sends what is stored already.
+    cumulative = store.save_import(make_result([*FALL, *SPRING, ("s3", "MATH", "2021-Spring", "75")], name="all.csv"))
+    assert (cumulative.already_imported, cumulative.rows_added, cumulative.rows_skipped) == (False, 1, 5)
+    assert store.counts() == {"students": 3, "courses": 2, "grades": 6, "imports": 3}
+    assert len(store.load_grades("all")) == 6
+
+
+def test_same_row_twice_in_one_file_is_stored_once(store: Store) -> None:
+    summary = store.save_import(make_result([FALL[0], FALL[0], FALL[1]]))
+    assert (summary.rows_added, summary.rows_skipped) == (2, 1)
+
+
+def test_failure_midway_leaves_database_unchanged(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    store.save_import(make_result(FALL, name="fall.csv"))
+    before = store.counts()
+    real = storage._write_rows
+    calls = {"grades": 0}
+
+    def failing(conn, table, columns, rows):
+        if table is storage.grades_table:
+            calls["grades"] += 1
+            if calls["grades"] == 2:
+                raise RuntimeError("disk on fire")
+        return real(conn, table, columns, rows)
+
+    monkeypatch.setattr(storage, "_BATCH", 1)
+    monkeypatch.setattr(storage, "_write_rows", failing)
+    spring = make_result([*SPRING, ("s9", "NEW", "2021-Spring", "80")], name="spring.csv")
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        store.save_import(spring)
+    assert calls["grades"] == 2  # the first batch was written before the failure
+    assert store.counts() == before
+    assert [i.file_name for i in store.imports()] == ["fall.csv"]
+    assert "NEW" not in {c.code for c in store.courses()}
+
+    monkeypatch.setattr(storage, "_write_rows", real)
+    summary = store.save_import(spring)  # not recorded as imported by the failed attempt
+    assert (summary.already_imported, summary.rows_added) == (False, 3)
+
+
+def test_failure_before_any_scale_leaves_no_scale(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    def failing(*args: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(storage, "_write_rows", failing)
+    with pytest.raises(RuntimeError):
+        store.save_import(make_result(FALL))
+    assert store.scale() is None
+    assert store.counts() == {"students": 0, "courses": 0, "grades": 0, "imports": 0}
+
+
+def test_other_scale_is_refused_naming_both(store: Store) -> None:
+    store.save_import(make_result(FALL, name="fall.csv", scale="percent"))
+    gpa = make_result([("s1", "PHYS", "2021-Spring", "3.3")], name="gpa.csv", scale="gpa4")
+    with pytest.raises(StorageError, match=r"gpa\.csv is on grade scale 'gpa4'.*scale 'percent'"):
+        store.save_import(gpa)
+    assert store.counts()["imports"] == 1
+
+
+def test_same_scale_name_with_other_definition_is_refused(store: Store) -> None:
+    store.save_import(make_result(FALL, scale="percent"))
+    other = GradeScale.from_toml('name = "percent"\nlow = 0\nhigh = 200\nnumeric = true\n')
+    with pytest.raises(StorageError, match="definition differs"):
+        store.save_import(make_result([("s1", "PHYS", "2021-Spring", "150")], name="x.csv", scale=other))
+
+
+def test_enrolment_only_imports_mix_with_any_scale(store: Store) -> None:
+    store.save_import(make_result([("s5", "ART", None, "")], name="enrol.csv", scale="gpa4", enrolment_only=True))
+    assert store.scale() is None  # enrolment-only data fixes no scale
+    store.save_import(make_result(FALL, name="fall.csv", scale="percent"))
+    store.save_import(make_result([("s6", "ART", None, "")], name="enrol2.csv", scale="gpa4", enrolment_only=True))
+    assert store.scale().name == "percent"
+    grades = store.load_grades()
+    enrol = grades[grades["student"].isin(["s5", "s6"])]
+    assert len(enrol) == 2 and enrol["grade"].isna().all() and enrol["term_key"].isna().all()
+
+
+def test_retake_policies_across_imports(store: Store) -> None:
+    store.save_import(make_result(FALL, name="fall.csv"))
+    store.save_import(make_result([*SPRING, ("s2", "MATH", "2021-Fall", "W")], name="spring.csv"))
+    latest = store.load_grades("latest")
+    best = store.load_grades("best")
+    everything = store.load_grades("all")
+
+    def pick(frame: pd.DataFrame, student: str, course: str) -> list[str]:
+        return frame.loc[(frame.student == student) & (frame.course == course), "mark"].tolist()
+
+    assert len(everything) == 6 and pick(everything, "s1", "MATH") == ["70", "90"]
+    assert pick(latest, "s1", "MATH") == ["90"] and pick(best, "s1", "MATH") == ["90"]
+    # A later withdrawal does not hide the grade the student earned.
+    assert pick(latest, "s2", "MATH") == ["55"] and pick(best, "s2", "MATH") == ["55"]
+    assert len(latest) == len(best) == 4
+    assert latest["term_key"].dtype == "Int64"
+
+
+def test_latest_and_best_differ(store: Store) -> None:
+    store.save_import(make_result([("s1", "MATH", "2020-Fall", "90")], name="a.csv"))
+    store.save_import(make_result([("s1", "MATH", "2021-Fall", "60")], name="b.csv"))
+    assert store.load_grades("latest")["mark"].tolist() == ["60"]
+    assert store.load_grades("best")["mark"].tolist() == ["90"]
+
+
+def test_same_term_tie_goes_to_later_import_then_row(store: Store) -> None:
+    store.save_import(make_result([("s1", "MATH", "2020-Fall", "70")], name="a.csv"))
+    store.save_import(make_result([("s1", "MATH", "2020-Fall", "65"), ("s1", "MATH", "2020-Fall", "66")], name="b.csv"))
+    assert store.load_grades("latest")["mark"].tolist() == ["66"]
+    assert store.load_grades("best")["mark"].tolist() == ["70"]
+
+
+def test_empty_store_reads(store: Store) -> None:
+    assert store.scale() is None and store.imports() == [] and store.courses() == []
+    for policy in ("latest", "best", "all"):
+        grades = store.load_grades(policy)
+        assert grades.empty and list(grades.columns) == list(storage.GRADE_COLUMNS)
+        assert grades["term_key"].dtype == "Int64" and grades["grade"].dtype == float
+    assert store.student_history("s1").empty
+
+
+def test_unknown_retake_policy(store: Store) -> None:
+    with pytest.raises(DataError, match="retake policy 'worst' is unknown"):
+        store.load_grades("worst")  # type: ignore[arg-type]
+
+
+def test_student_history(store: Store) -> None:
+    store.save_import(make_result(SPRING, name="spring.csv"))
+    store.save_import(make_result(FALL, name="fall.csv"))
+    history = store.student_history("s1")
+    assert as_records(history) == [
+        ("s1", "MATH", "2020-Fall", 20206, "70", 70.0),
+        ("s1", "ART", "2020-Fall", 20206, "85", 85.0),
+        ("s1", "MATH", "2021-Spring", 20212, "90", 90.0),
+    ]
+    assert store.student_history("nobody").empty
+
+
+def test_catalogue_names_win_over_grade_file_names(store: Store) -> None:
+    catalog = Catalog(
+        (
+            Course("MATH", "Calculus I", elective=False, credits=6.0, terms_offered=("Fall",)),
+            Course("STAT", "Statistics", elective=True, prerequisites=("MATH",)),
+        )
+    )
+    result = make_result(FALL, course_names={"MATH": "calc 1 (registrar)", "ART": "Art History"})
+    summary = store.save_import(result, catalog=catalog)
+    assert (summary.courses_added, summary.course_names_filled) == (3, 0)  # STAT, MATH from catalogue + ART
+    courses = {c.code: c for c in store.courses()}
+    assert courses["MATH"].name == "Calculus I" and courses["ART"].name == "Art History"
+    assert courses["STAT"].prerequisites == ("MATH",) and courses["STAT"].elective is True
+    assert courses["MATH"].credits == 6.0 and courses["MATH"].terms_offered == ("Fall",)
+
+    # A later catalogue names ART: the catalogue wins; its empty fields keep what is stored.
+    update = store.save_catalog(Catalog((Course("ART", "Art History I", elective=True), Course("MATH", "Calc"))))
+    assert (update.added, update.updated) == (0, 2)
+    courses = {c.code: c for c in store.courses()}
+    assert (courses["ART"].name, courses["ART"].elective) == ("Art History I", True)
+    assert (courses["MATH"].name, courses["MATH"].credits, courses["MATH"].elective) == ("Calc", 6.0, False)
+
+
+def test_grade_file_fills_missing_names_only(store: Store) -> None:
+    store.save_import(make_result(FALL, name="fall.csv"))
+    summary = store.save_import(make_result(SPRING, name="spring.csv", course_names={"MATH": "Calculus"}))
+    assert summary.course_names_filled == 1
+    store.save_import(make_result([("s1", "MATH", "2022-Fall", "50")], course_names={"MATH": "Other"}))
+    assert {c.code: c.name for c in store.courses()}["MATH"] == "Calculus"
+
+
+def test_bulk_rows_in_many_batches(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(storage, "_BATCH", 7)
+    monkeypatch.setattr(storage, "_IN_CHUNK", 3)
+    rows = [(f"s{i % 13}", f"C{i % 11}", "2020-Fall", str(i % 101)) for i in range(143)]
+    assert store.save_import(make_result(rows, name="a.csv")).rows_added == 143
+    # The re-sent rows are found across several IN (...) chunks of students.
+    again = store.save_import(make_result([*rows, ("s1", "C1", "2021-Fall", "1")], name="b.csv"))
+    assert (again.rows_added, again.rows_skipped) == (1, 143)
+    loaded = store.load_grades("all")
+    assert len(loaded) == 144 and sorted(loaded["points"].tolist()) == sorted([*(i % 101 for i in range(143)), 1])
+
+
+def test_frame_dtypes_as_the_reader_may_build_them(store: Store) -> None:
+    result = make_result(FALL)
+    result.frame["term_key"] = result.frame["term_key"].astype("Int64")
+    result.frame["course_name"] = np.nan
+    store.save_import(result)
+    assert store.load_grades("all")["term_key"].tolist() == [20206] * 3
+
+
+# ---------------------------------------------------------------------- SQLite specifics and errors
+def test_sqlite_creates_parent_dirs_and_sets_pragmas(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "grades.db"
+    with Store(f"sqlite:///{path}") as store, store._engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    assert path.exists()
+    # The schema version is recorded for later migrations.
+    assert sqlite3.connect(path).execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("1",)
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    Store(url).close()
+    with sqlite3.connect(tmp_path / "x.db") as db:
+        db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(StorageError, match="schema version 99"):
+        Store(url)
+
+
+def test_unwritable_location(tmp_path: Path) -> None:
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("not a directory")
+    with pytest.raises(StorageError, match="cannot create directory"):
+        Store(f"sqlite:///{blocker / 'sub' / 'x.db'}")
+    with pytest.raises(StorageError, match=r"database sqlite:///.*unable to open database file"):
+        Store(f"sqlite:///{tmp_path}")  # a directory, not a file
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("not a url", "is not a database URL"),
+        ("nosuchdb://user:s3cret@host/db", r"cannot use database nosuchdb://user:\*\*\*@host/db"),
+    ],
+)
+def test_bad_urls(url: str, message: str) -> None:
+    with pytest.raises(StorageError, match=message) as info:
+        Store(url)
+    assert "s3cret" not in str(info.value)
+
+
+def test_concurrent_sqlite_imports_wait_for_each_other(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    Store(url).close()
+    real = storage._write_rows
+    started = threading.Event()
+
+    def slow(conn, table, columns, rows):
+        if table is storage.grades_table:
+            started.set()
+            time.sleep(0.3)  # hold the write transaction while the other import starts
+        return real(conn, table, columns, rows)
+
+    monkeypatch.setattr(storage, "_write_rows", slow)
+    errors: list[BaseException] = []
+
+    def run(rows: list[tuple], name: str) -> None:
+        try:
+            with Store(url) as s:
+                s.save_import(make_result(rows, name=name))
+        except BaseException as exc:
+            errors.append(exc)
+
+    first = threading.Thread(target=run, args=(FALL, "fall.csv"))
+    first.start()
+    started.wait(5)
+    run(SPRING, "spring.csv")
+    first.join()
+    assert errors == []
+    with Store(url) as s:
+        assert s.counts() == {"students": 3, "courses": 2, "grades": 5, "imports": 2}
