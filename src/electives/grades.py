@@ -7,6 +7,7 @@ A scale is defined by a small TOML document (the built-in ones live in ``electiv
     high = 4
     numeric = false    # true: any number in [low, high] is a grade (percent totals, 4-point GPAs)
     no_grade = ["W", "P", "I", "TR"]   # marks that carry no grade (withdrawn, pass, incomplete, transfer...)
+    pass = 1.0         # optional: the lowest passing grade (default: the lowest mark or letter above `low`)
 
     [marks]            # marks and their points (letter scales)
     "A" = 4.0
@@ -64,6 +65,7 @@ class GradeScale:
     letters: Mapping[str, float] = field(default_factory=dict)
     no_grade: frozenset[str] = frozenset()
     description: str = ""
+    pass_points: float | None = None  # lowest passing grade; None: the lowest mark or letter above `low`
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.low) and math.isfinite(self.high)) or self.high <= self.low:
@@ -82,6 +84,11 @@ class GradeScale:
         )
         object.__setattr__(self, "letters", MappingProxyType(dict(self.letters)))
         object.__setattr__(self, "no_grade", frozenset(m.strip().upper() for m in self.no_grade))
+        if self.pass_points is None:
+            above = [p for p in (*self.marks.values(), *self.letters.values()) if p > self.low]
+            object.__setattr__(self, "pass_points", min(above) if above else self.low)
+        elif not self.low <= self.pass_points <= self.high:
+            raise ScaleError(f"scale {self.name!r}: 'pass' = {self.pass_points} is outside [{self.low}, {self.high}]")
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -90,7 +97,7 @@ class GradeScale:
             doc = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ScaleError(f"{source}: not valid TOML: {exc}") from exc
-        unknown = set(doc) - {"name", "description", "low", "high", "numeric", "no_grade", "marks", "letters"}
+        unknown = set(doc) - {"name", "description", "low", "high", "numeric", "no_grade", "marks", "letters", "pass"}
         if unknown:
             raise ScaleError(f"{source}: unknown key(s) {sorted(unknown)}")
         for key in ("name", "low", "high"):
@@ -106,6 +113,7 @@ class GradeScale:
                 letters={str(k): float(v) for k, v in doc.get("letters", {}).items()},
                 no_grade=frozenset(str(m) for m in doc.get("no_grade", [])),
                 description=str(doc.get("description", "")),
+                pass_points=float(doc["pass"]) if "pass" in doc else None,
             )
         except (TypeError, ValueError) as exc:
             if isinstance(exc, ScaleError):
@@ -120,6 +128,7 @@ class GradeScale:
             f"low = {self.low!r}",
             f"high = {self.high!r}",
             f"numeric = {'true' if self.numeric else 'false'}",
+            f"pass = {self.pass_points!r}",
             "no_grade = [" + ", ".join(_toml_str(m) for m in sorted(self.no_grade)) + "]",
         ]
         for table, values in (("marks", self.marks), ("letters", self.letters)):
@@ -161,6 +170,10 @@ class GradeScale:
         """[0, 1] → points, clipped to the scale's bounds."""
         x = min(1.0, max(0.0, float(normalised)))
         return self.low + x * (self.high - self.low)
+
+    def passed(self, points: float) -> bool:
+        """Whether a grade of ``points`` passes (prerequisites are met by passing grades)."""
+        return points >= self.pass_points - 1e-9
 
     @property
     def span(self) -> float:
