@@ -75,7 +75,7 @@ class GradeScale:
         for mark, points in self.marks.items():
             if not self.low <= points <= self.high:
                 raise ScaleError(f"scale {self.name!r}: mark {mark!r} = {points} is outside [{self.low}, {self.high}]")
-        clash = {m.upper() for m in self.marks} & self.no_grade
+        clash = {m.strip().upper() for m in self.marks} & {m.strip().upper() for m in self.no_grade}
         if clash:
             raise ScaleError(f"scale {self.name!r}: {sorted(clash)} listed both as marks and as no_grade")
         # Case-insensitive lookups; frozen dataclass, so set through object.__setattr__.

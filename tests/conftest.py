@@ -1,0 +1,72 @@
+"""Shared fixtures. Real data sets live outside the repository: $ELECTIVES_DATA, else ../shared/data."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST_KEY = "test-secret-key-0123456789abcdef"
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The shared, read-only data folder (see its README.md)."""
+    path = Path(os.environ.get("ELECTIVES_DATA", ROOT.parent / "shared" / "data"))
+    if not path.is_dir():
+        pytest.skip(f"data folder {path} not found: set ELECTIVES_DATA")
+    return path
+
+
+@pytest.fixture
+def secret_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
+    """A fixed pseudonym key in the environment, and a key file path inside tmp_path: nothing reaches ~/.config."""
+    monkeypatch.setenv("ELECTIVES_SECRET_KEY", TEST_KEY)
+    monkeypatch.setenv("ELECTIVES_KEY_FILE", str(tmp_path / "unused-secret.key"))
+    return TEST_KEY
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
+    """Run `electives ARGS...` in-process; returns (exit code, stdout, stderr)."""
+    from electives.cli import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse usage errors
+            code = exc.code if isinstance(exc.code, int) else 2
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+# Shaped like the AAST export: W/I codes in `total`, 777/999 placeholders, a latin-1 course name, a duplicate
+# (line 7), a retake (lines 8 and 9: the later term comes first in the file) and an out-of-range total.
+AAST = """student serial,Year,term,Crs Code,Course Name,total,Grade
+20190001,2019,Fall,CS101,Intro to Computing,87.5,B+
+20190001,2019,Fall,MA101,Calculus I,W,W
+20190001,2020,Spring,MA101,Calculus I,64,D
+20190002,2019,Fall,CS101,Intro to Computing,777,
+20190002,2019,Fall,FR101,Français I,91,A-
+20190002,2019,Fall,FR101,Français I,91,A-
+20190002,2020,Fall,CS101,Intro to Computing,55,F
+20190002,2020,Spring,CS101,Intro to Computing,78,C+
+20190003,2019,Fall,CS101,Intro to Computing,I,I
+20190003,2019,Fall,MA101,Calculus I,999,
+20190003,2020,Spring,MA101,Calculus I,104,A+
+20190003,2020,Spring,CS101,Intro to Computing,72.5,C
+"""
+
+
+@pytest.fixture
+def aast_export(tmp_path: Path) -> Path:
+    """A small export shaped like the AAST one (latin-1); see AAST above for what each line tests."""
+    path = tmp_path / "aast-grades.csv"
+    path.write_bytes(AAST.encode("latin-1"))
+    return path
