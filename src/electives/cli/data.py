@@ -13,6 +13,7 @@ from electives.importing import (
     FIELDS,
     RETAKE_POLICIES,
     CleaningReport,
+    ImportResult,
     NothingToImport,
     ephemeral_pseudonymiser,
     parse_mapping,
@@ -20,6 +21,7 @@ from electives.importing import (
     parse_size,
     read_export,
 )
+from electives.pseudonyms import Pseudonymiser
 
 DEFAULT_DB = "sqlite:///electives.db"
 DB_ENV = "ELECTIVES_DB"
@@ -57,6 +59,15 @@ def _register_import(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help=f"database URL (default: ${DB_ENV}, else {DEFAULT_DB}); e.g. postgresql+psycopg://user:pw@host/db",
     )
+    add_export_arguments(p)
+    p.add_argument("--catalog", metavar="FILE", help="course catalogue CSV to store (before the grades)")
+    p.add_argument("--report", metavar="OUT.json", help="also write the cleaning report as JSON")
+    p.add_argument("--dry-run", action="store_true", help="read, clean and report, but write nothing")
+    p.set_defaults(func=run_import)
+
+
+def add_export_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags that say how to read a grade export (shared by `import` and `train --data`)."""
     p.add_argument(
         "--map",
         dest="maps",
@@ -111,9 +122,6 @@ def _register_import(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--min-per-course", type=_count, default=0, metavar="N", help="drop courses with fewer than N kept rows"
     )
-    p.add_argument("--catalog", metavar="FILE", help="course catalogue CSV to store (before the grades)")
-    p.add_argument("--report", metavar="OUT.json", help="also write the cleaning report as JSON")
-    p.add_argument("--dry-run", action="store_true", help="read, clean and report, but write nothing")
     p.add_argument(
         "--max-size",
         type=_size,
@@ -121,7 +129,30 @@ def _register_import(subparsers: argparse._SubParsersAction) -> None:
         metavar="SIZE",
         help="refuse files larger than this on disk (default: %(default)s; K/M/G are binary units; none: no limit)",
     )
-    p.set_defaults(func=run_import)
+
+
+def read_export_from_args(
+    args: argparse.Namespace, path: str, pseudonymiser: Pseudonymiser | None = None
+) -> ImportResult:
+    """Run the reader with the flags added by :func:`add_export_arguments`."""
+    columns = [c.strip() for c in args.columns.split(",")] if args.columns else None
+    if columns is not None and (not all(columns) or len(set(columns)) != len(columns)):
+        raise DataError(f"--columns {args.columns!r}: expected distinct, non-empty names such as a,b,c")
+    return read_export(
+        path,
+        scale=args.scale,
+        mapping=parse_mapping(args.maps),
+        header=not args.no_header,
+        columns=columns,
+        delimiter=args.delimiter,
+        encoding=args.encoding,
+        retakes=args.retakes,
+        placeholders=parse_placeholders(args.placeholders),
+        min_per_student=args.min_per_student,
+        min_per_course=args.min_per_course,
+        max_size=args.max_size,
+        pseudonymiser=pseudonymiser,
+    )
 
 
 def _count(text: str) -> int:
@@ -148,26 +179,9 @@ def run_import(args: argparse.Namespace) -> int:
 
     result = None
     if args.file is not None:
-        columns = [c.strip() for c in args.columns.split(",")] if args.columns else None
-        if columns is not None and (not all(columns) or len(set(columns)) != len(columns)):
-            raise DataError(f"--columns {args.columns!r}: expected distinct, non-empty names such as a,b,c")
         try:
-            result = read_export(
-                args.file,
-                scale=args.scale,
-                mapping=parse_mapping(args.maps),
-                header=not args.no_header,
-                columns=columns,
-                delimiter=args.delimiter,
-                encoding=args.encoding,
-                retakes=args.retakes,
-                placeholders=parse_placeholders(args.placeholders),
-                min_per_student=args.min_per_student,
-                min_per_course=args.min_per_course,
-                max_size=args.max_size,
-                # A dry run stores no pseudonym, so it needs no key (and must not create a key file).
-                pseudonymiser=ephemeral_pseudonymiser() if args.dry_run else None,
-            )
+            # A dry run stores no pseudonym, so it needs no key (and must not create a key file).
+            result = read_export_from_args(args, args.file, ephemeral_pseudonymiser() if args.dry_run else None)
         except NothingToImport as exc:
             print(exc.report.summary())
             _write_report(args.report, exc.report)
