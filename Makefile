@@ -9,7 +9,7 @@ DB     ?= sqlite:///$(DEMO)/electives.db
 # The demo keeps its own pseudonym key beside its data, so it never touches ~/.config.
 DEMO_ENV := ELECTIVES_KEY_FILE=$(DEMO)/secret.key
 
-.PHONY: install run demo-data test lint format bench clean postgres
+.PHONY: install run demo-data demo-model test lint format bench clean postgres
 
 install: $(STAMP)
 
@@ -27,7 +27,10 @@ demo-data: install
 	    --map course_name="Course Name" --map grade=total --scale percent \
 	    --catalog $(DEMO)/university/catalog.csv --report $(DEMO)/import-report.json
 
-run: demo-data
+demo-model: demo-data
+	$(DEMO_ENV) $(BIN)/electives train --db $(DB) --out $(DEMO)/model --seed 0
+
+run: demo-model
 
 postgres:
 	@bash scripts/postgres-up

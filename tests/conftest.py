@@ -17,7 +17,7 @@ def data_dir() -> Path:
     """The shared, read-only data folder (see its README.md)."""
     path = Path(os.environ.get("ELECTIVES_DATA", ROOT.parent / "shared" / "data"))
     if not path.is_dir():
-        pytest.skip(f"data folder {path} not found: set ELECTIVES_DATA")
+        pytest.fail(f"data folder {path} not found: set ELECTIVES_DATA")
     return path
 
 

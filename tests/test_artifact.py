@@ -1,10 +1,25 @@
 import json
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from electives.artifact import FORMAT_VERSION, MANIFEST, WEIGHTS, load_artifact, read_manifest, save_artifact
+from electives.artifact import (
+    FORMAT_VERSION,
+    MANIFEST,
+    WEIGHTS,
+    load_artifact,
+    load_model,
+    read_manifest,
+    save_artifact,
+    save_model,
+)
+from electives.calibration import fit_conformal
 from electives.errors import ModelError
+from electives.grades import load_scale
+from electives.interactions import Interactions
+from electives.training import TrainConfig, fit
 
 
 @pytest.fixture
@@ -94,3 +109,44 @@ def test_non_json_manifest_leaves_nothing_behind(tmp_path):
     with pytest.raises(ModelError, match="not plain JSON"):
         save_artifact(tmp_path / "m", {"w": torch.ones(1)}, {"bad": float("nan")})
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------------------------------ trained models
+
+
+@pytest.fixture(scope="module")
+def small_fit():
+    rng = np.random.default_rng(0)
+    rows = [
+        (f"s{s:02d}", f"c{c}", float(rng.uniform(0.4, 1.0))) for s in range(30) for c in range(8) if rng.random() < 0.7
+    ]
+    train = Interactions.from_frame(pd.DataFrame(rows, columns=["student", "course", "grade"]))
+    cfg = TrainConfig(gmf_dim=4, mlp_dim=4, mlp_layers=(8, 4), epochs=3, batch_size=64, seed=3)
+    return train, fit(train, cfg, progress=False)
+
+
+def test_save_load_gives_identical_scores(tmp_path, small_fit):
+    train, fitted = small_fit
+    cal = fit_conformal(np.linspace(-0.1, 0.1, 50), 0.8)
+    path = save_model(
+        tmp_path / "m", fitted, train, scale=load_scale("percent"), course_names={"c1": "Algebra"}, calibration=cal
+    )
+    loaded = load_model(path)
+    students = np.arange(train.n_students)
+    np.testing.assert_array_equal(loaded.fitted.score_all(students), fitted.score_all(students))
+    assert loaded.student_ids == train.student_ids and loaded.course_ids == train.course_ids
+    assert loaded.course_names == {"c1": "Algebra"}
+    assert loaded.scale == load_scale("percent")
+    assert loaded.calibration == cal
+    assert loaded.fitted.config == fitted.config
+    assert loaded.manifest["training_data"]["fingerprint"] == train.fingerprint()
+
+
+def test_weights_that_do_not_fit_the_config_are_refused(tmp_path, small_fit):
+    train, fitted = small_fit
+    path = save_model(tmp_path / "m", fitted, train, scale=None)
+    manifest = json.loads((path / MANIFEST).read_text())
+    manifest["config"]["gmf_dim"] = 5
+    (path / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="do not describe a valid model"):
+        load_model(path)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,12 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from electives import __version__
-from electives.errors import ModelError
+from electives.calibration import ConformalInterval
+from electives.errors import ElectivesError, ModelError
+from electives.grades import GradeScale
+from electives.interactions import Interactions
+from electives.model import build_model
+from electives.training import EpochStats, FittedNCF, TrainConfig
 
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
@@ -125,3 +131,132 @@ def load_artifact(path: Path | str) -> Artifact:
     except (SafetensorError, ValueError) as exc:
         raise ModelError(f"{path / WEIGHTS}: not a valid safetensors file ({exc})") from exc
     return Artifact(tensors=tensors, manifest=manifest, path=path)
+
+
+# ---------------------------------------------------------------------------------------------------- trained models
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A trained NCF model with everything needed to serve it: id maps, course names, the grade scale and the
+    calibration of its prediction intervals."""
+
+    fitted: FittedNCF
+    student_ids: tuple[str, ...]  # pseudonyms, never raw ids
+    course_ids: tuple[str, ...]
+    course_names: dict[str, str]
+    scale: GradeScale | None  # None for enrolment-only (implicit) data
+    calibration: ConformalInterval | None
+    manifest: dict[str, Any]
+    path: Path | None = None
+
+    @property
+    def mode(self) -> str:
+        return self.fitted.config.mode
+
+    def student_index(self) -> dict[str, int]:
+        return {s: i for i, s in enumerate(self.student_ids)}
+
+    def course_index(self) -> dict[str, int]:
+        return {c: i for i, c in enumerate(self.course_ids)}
+
+
+def save_model(
+    path: Path | str,
+    fitted: FittedNCF,
+    train: Interactions,
+    *,
+    scale: GradeScale | None,
+    course_names: Mapping[str, str] | None = None,
+    calibration: ConformalInterval | None = None,
+    metrics: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Save a fitted model trained on ``train`` (whose id maps give its indices their meaning)."""
+    if (fitted.n_students, fitted.n_courses) != (train.n_students, train.n_courses):
+        raise ModelError(
+            f"model has {fitted.n_students}×{fitted.n_courses} embeddings but the training data "
+            f"{train.n_students}×{train.n_courses}"
+        )
+    names = dict(course_names or {})
+    manifest: dict[str, Any] = {
+        "kind": "ncf",
+        "config": _jsonable(fitted.config.to_dict()),
+        "n_students": train.n_students,
+        "n_courses": train.n_courses,
+        "student_ids": list(train.student_ids),
+        "course_ids": list(train.course_ids),
+        "course_names": {c: names[c] for c in train.course_ids if names.get(c)},
+        "scale": scale.to_toml() if scale is not None else None,
+        "training_data": {"fingerprint": train.fingerprint(), "rows": len(train)},
+        "best_epoch": fitted.best_epoch,
+        "validation_metric": fitted.val_metric_name,
+        "history": [_jsonable(asdict(h)) for h in fitted.history],
+        "metrics": _jsonable(dict(metrics or {})),
+        "calibration": calibration.to_dict() if calibration is not None else None,
+    }
+    manifest.update(_jsonable(dict(extra or {})))
+    return save_artifact(path, fitted.model.state_dict(), manifest)
+
+
+def load_model(path: Path | str, device: str = "cpu") -> TrainedModel:
+    """Load a model saved by :func:`save_model`, rebuilding the network from the manifest's configuration."""
+    art = load_artifact(path)
+    m = art.manifest
+    if m.get("kind") != "ncf":
+        raise ModelError(f"{art.path / MANIFEST}: 'kind' is {m.get('kind')!r}, expected 'ncf'")
+    try:
+        config = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in m["config"].items()})
+        student_ids, course_ids = tuple(m["student_ids"]), tuple(m["course_ids"])
+        if (len(student_ids), len(course_ids)) != (m["n_students"], m["n_courses"]):
+            raise ModelError(f"{art.path / MANIFEST}: id maps do not match n_students/n_courses")
+        model = build_model(
+            config.model,
+            len(student_ids),
+            len(course_ids),
+            config.gmf_dim,
+            config.mlp_dim,
+            config.mlp_layers,
+            config.dropout,
+        )
+        model.load_state_dict(art.tensors, strict=True)
+        scale = GradeScale.from_toml(m["scale"], source=f"{art.path} scale") if m.get("scale") else None
+        calibration = ConformalInterval.from_dict(m["calibration"]) if m.get("calibration") else None
+    except ModelError:
+        raise
+    except (KeyError, TypeError, ValueError, RuntimeError, ElectivesError) as exc:
+        raise ModelError(f"{art.path}: the manifest and weights do not describe a valid model ({exc})") from exc
+    model.to(device).eval()
+    history = [EpochStats(**h) for h in m.get("history", [])]
+    fitted = FittedNCF(
+        model=model,
+        config=config,
+        history=history,
+        best_epoch=int(m.get("best_epoch", 0)),
+        val_metric_name=str(m.get("validation_metric", "")),
+        train_fingerprint=str(m.get("training_data", {}).get("fingerprint", "")),
+        device=device,
+    )
+    return TrainedModel(
+        fitted=fitted,
+        student_ids=student_ids,
+        course_ids=course_ids,
+        course_names=dict(m.get("course_names", {})),
+        scale=scale,
+        calibration=calibration,
+        manifest=m,
+        path=art.path,
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    """Tuples → lists, numpy scalars → Python numbers, non-finite floats → None (JSON has no NaN)."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

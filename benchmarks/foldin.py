@@ -1,0 +1,261 @@
+"""Fold-in: how fast `Recommender.recommend_for_grades` answers, and how good a folded-in student is.
+
+Latency: a model over a 500-course catalogue (synthetic university with 500 courses; every course is in the
+model's index space, default NeuMF sizes), real grade lists of its students as requests (course, mark), top-5 with
+eligibility for a target term; p50/p99 over `--calls` calls after 100 warm-up calls, in-process, one torch thread.
+
+Accuracy: students are split into in-training (80%) and held-out (20%) ones; every student's graded rows into
+known (80%) and test (20%), and 10% of the known rows are set aside (the in-training students' ones are the
+validation split for early stopping; the held-out students' ones are dropped, so both sides use the same share).
+NeuMF is trained on the in-training students' known rows only. In-training RMSE: the trained model on those
+students' test rows. Held-out RMSE: each held-out student folded in from their known grades (entered as marks, as
+a user would), then scored on their test rows. "Average student" is the fold-in's starting point (no grades used),
+for scale. RMSE in the scale's points.
+
+    .venv/bin/python benchmarks/foldin.py                           # both parts, both data sets
+    .venv/bin/python benchmarks/foldin.py --part latency --calls 2000
+    .venv/bin/python benchmarks/foldin.py --part rmse --datasets college --priors 0.5 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from electives.artifact import load_model, save_model
+from electives.catalog import read_catalog
+from electives.importing import ImportResult, read_export
+from electives.interactions import Interactions
+from electives.pseudonyms import Pseudonymiser
+from electives.recommender import Recommender
+from electives.synth import SynthConfig, generate, write
+from electives.training import FittedNCF, TrainConfig, fit
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("ELECTIVES_DATA", ROOT / "../shared/data"))
+COLLEGE = DATA / "student-grades" / "college_grades" / "College_grades.csv"
+SYNTH_MAP = {
+    "student": "student serial",
+    "term": "Year+term",
+    "course": "Crs Code",
+    "course_name": "Course Name",
+    "grade": "total",
+}
+COLLEGE_MAP = {"course": "dept+level", "term": "sem", "grade": "grade"}
+KEY = Pseudonymiser(b"benchmark-key-0123456789abcdef")
+
+
+# ------------------------------------------------------------------------------------------------- data
+
+
+def import_synthetic(config: SynthConfig, workdir: Path) -> tuple[object, ImportResult, Path]:
+    """Generate a university, write its files and read the export as `electives import` would."""
+    university = generate(config)
+    paths = write(university, workdir)
+    result = read_export(paths["grades"], mapping=SYNTH_MAP, scale="percent", pseudonymiser=KEY)
+    return university, result, paths["catalog"]
+
+
+def import_college() -> ImportResult:
+    return read_export(COLLEGE, mapping=COLLEGE_MAP, scale="letter-us", pseudonymiser=KEY)
+
+
+def interactions(frame: pd.DataFrame, student_ids=None, course_ids=None) -> Interactions:
+    df = pd.DataFrame({"student": frame["student"], "course": frame["course"], "grade": frame["grade"]})
+    if frame["term_key"].notna().all():
+        df["term"] = frame["term_key"].astype("int64")
+    return Interactions.from_frame(df, student_ids=student_ids, course_ids=course_ids)
+
+
+def save_and_load(path: Path, fitted: FittedNCF, train: Interactions, result: ImportResult):
+    """Through the artifact, as in production; the validation RMSE sets the fold-in's noise level."""
+    val = [h.val_metric for h in fitted.history if h.val_metric is not None]
+    metrics = {"val_rmse": min(val) * result.scale.span} if val else {}
+    names = dict(zip(result.frame["course"], result.frame["course_name"].fillna(""), strict=True))
+    save_model(path, fitted, train, scale=result.scale, course_names=names, metrics=metrics)
+    return load_model(path)
+
+
+def percentiles(ms: np.ndarray) -> str:
+    return " | ".join(f"{np.percentile(ms, q):7.3f}" for q in (50, 90, 99)) + f" | {ms.max():7.2f}"
+
+
+# ------------------------------------------------------------------------------------------------- latency
+
+
+def latency(calls: int, workdir: Path, epochs: int) -> None:
+    config = SynthConfig(n_students=2000, n_courses=500, n_electives=300)
+    _, result, catalog_path = import_synthetic(config, workdir / "synth500")
+    catalog = read_catalog(catalog_path)
+    train = interactions(result.frame, course_ids=[c.code for c in catalog])
+    t0 = time.perf_counter()
+    fitted = fit(train, TrainConfig(epochs=epochs, seed=0), progress=False)
+    print(f"trained default-size NeuMF on {len(train):,} rows in {time.perf_counter() - t0:.0f} s ({epochs} epochs)")
+    model = save_and_load(workdir / "model500", fitted, train, result)
+    rec = Recommender(model, catalog)
+
+    frame = result.frame
+    requests = [
+        list(zip(g["course"], g["mark"], strict=True)) for _, g in frame.groupby("student", sort=True) if len(g)
+    ]
+    sizes = np.array([len(r) for r in requests])
+    term = "2023-Fall"
+    for r in requests[:100]:  # warm-up
+        rec.recommend_for_grades(r, k=5, target_term=term)
+
+    def timed(fn) -> np.ndarray:
+        out = np.empty(calls)
+        for i in range(calls):
+            req = requests[i % len(requests)]
+            t = time.perf_counter()
+            fn(req)
+            out[i] = time.perf_counter() - t
+        return out * 1e3
+
+    full = timed(lambda req: rec.recommend_for_grades(req, k=5, target_term=term))
+    fold = timed(rec.fold_in)
+    print(
+        f"\n## fold-in latency: {model.fitted.n_courses} courses in the model, {len(catalog)} in the catalogue, "
+        f"{calls:,} calls after 100 warm-up calls; grades per request: median {int(np.median(sizes))}, "
+        f"max {sizes.max()}; torch {torch.__version__}, 1 thread\n"
+    )
+    print("| call                                   |  p50 ms |  p90 ms |  p99 ms |  max ms |")
+    print("|----------------------------------------|--------:|--------:|--------:|--------:|")
+    print(f"| recommend_for_grades (k=5, with term)  | {percentiles(full)} |")
+    print(f"| fold_in only                           | {percentiles(fold)} |")
+
+
+# ------------------------------------------------------------------------------------------------- accuracy
+
+
+def rmse_comparison(
+    name: str,
+    result: ImportResult,
+    config: TrainConfig,
+    priors: list[float],
+    workdir: Path,
+    folds: int = 5,
+    seed: int = 0,
+) -> None:
+    """Cross-fitted over ``folds`` student folds, so both sides are scored on the same test rows: every student
+    is held out (folded in) once and in training the other ``folds − 1`` times."""
+    rng = np.random.default_rng(seed)
+    frame = result.frame[result.frame["grade"].notna()].reset_index(drop=True)
+    students = rng.permutation(np.array(sorted(frame["student"].unique())))
+    fold_of = dict(zip(students.tolist(), np.arange(len(students)) % folds, strict=True))
+    row_fold = frame["student"].map(fold_of).to_numpy()
+    u = rng.random(len(frame))
+    test = u < 0.2
+    aside = (u >= 0.2) & (u < 0.28)  # 10% of the known 80%
+    span = result.scale.span
+
+    sq_in: list[np.ndarray] = []
+    sq_out: dict[float, list[np.ndarray]] = {p: [] for p in priors}
+    sq_avg: list[np.ndarray] = []
+    per_fold: list[float] = []  # held-out / in-training RMSE per fold, first prior
+    times: list[float] = []
+    seconds, epochs = 0.0, []
+    for f in range(folds):
+        is_held = row_fold == f
+        train = interactions(frame[~is_held & ~test & ~aside])
+        val_rows = frame[~is_held & aside & frame["course"].isin(train.course_ids)]
+        val = interactions(val_rows[val_rows["student"].isin(train.student_ids)], train.student_ids, train.course_ids)
+        t0 = time.perf_counter()
+        fitted = fit(train, config, validation=val, progress=False)
+        seconds += time.perf_counter() - t0
+        epochs.append(fitted.best_epoch)
+        model = save_and_load(workdir / f"model-{name}-{f}", fitted, train, result)
+        c_index = {c: i for i, c in enumerate(train.course_ids)}
+        s_index = {s: i for i, s in enumerate(train.student_ids)}
+
+        # In-training students: the trained model on their test rows (courses the model knows).
+        rows = frame[~is_held & test & frame["course"].isin(c_index) & frame["student"].isin(s_index)]
+        pred = fitted.predict(rows["student"].map(s_index).to_numpy(), rows["course"].map(c_index).to_numpy())
+        sq_in.append((pred - rows["grade"].to_numpy()) ** 2)
+
+        held = frame[is_held]
+        first = len(sq_out[priors[0]])
+        for prior in priors:
+            rec = Recommender(model, prior_strength=prior)
+            average = rec.scores(rec.fold_in([]).embedding)
+            for _, g in held.groupby("student", sort=True):
+                known = g[~test[g.index] & ~aside[g.index] & g["course"].isin(c_index)]
+                target = g[test[g.index] & g["course"].isin(c_index)]
+                if target.empty:
+                    continue
+                grades = list(zip(known["course"], known["mark"], strict=True))
+                t = time.perf_counter()
+                fold = rec.fold_in(grades)
+                times.append(time.perf_counter() - t)
+                idx = target["course"].map(c_index).to_numpy()
+                sq_out[prior].append((rec.scores(fold.embedding)[idx] - target["grade"].to_numpy()) ** 2)
+                if prior == priors[0]:
+                    sq_avg.append((average[idx] - target["grade"].to_numpy()) ** 2)
+        this_fold = np.concatenate(sq_out[priors[0]][first:])
+        per_fold.append(float(np.sqrt(np.mean(this_fold)) / np.sqrt(np.mean(sq_in[-1]))))
+
+    def rmse(parts: list[np.ndarray]) -> float:
+        return float(np.sqrt(np.mean(np.concatenate(parts)))) * span
+
+    rmse_in = rmse(sq_in)
+    n_students = len(students)
+    print(
+        f"\n## fold-in accuracy on {name}: {n_students:,} students in {folds} folds (each held out once, in "
+        f"training {folds - 1} times), {len(frame):,} graded rows, NeuMF best epochs {epochs} "
+        f"({seconds:.0f} s of training); RMSE in {result.scale.name} points\n"
+    )
+    print("| students                                   | prior | test rows |   RMSE | vs in-training |")
+    print("|--------------------------------------------|------:|----------:|-------:|---------------:|")
+    n_in = sum(len(x) for x in sq_in)
+    print(f"| in training (trained embeddings)           |     - | {n_in:9,} | {rmse_in:6.4f} |          1.000 |")
+    for prior in priors:
+        n = sum(len(x) for x in sq_out[prior])
+        r = rmse(sq_out[prior])
+        print(f"| held out, folded in                        | {prior:5g} | {n:9,} | {r:6.4f} | {r / rmse_in:14.3f} |")
+    n = sum(len(x) for x in sq_avg)
+    r = rmse(sq_avg)
+    print(f"| held out, average student (no grades used) |     - | {n:9,} | {r:6.4f} | {r / rmse_in:14.3f} |")
+    print(f"\nper fold (prior {priors[0]:g}): held-out / in-training RMSE " + ", ".join(f"{x:.3f}" for x in per_fold))
+    print(f"fold-in time per student: median {np.median(times) * 1e3:.2f} ms")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--part", choices=("latency", "rmse", "both"), default="both")
+    p.add_argument("--datasets", nargs="*", default=["synth", "college"], choices=["synth", "college"])
+    p.add_argument("--calls", type=int, default=2000)
+    p.add_argument("--latency-epochs", type=int, default=5, help="training epochs of the latency model")
+    p.add_argument("--priors", type=float, nargs="*", default=[1.0], help="fold-in prior strengths to compare")
+    p.add_argument("--epochs", type=int, default=None, help="max training epochs (default: TrainConfig's)")
+    p.add_argument("--folds", type=int, default=5, help="student folds of the accuracy comparison")
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args()
+    # One thread: on a shared 2-core machine more threads make tiny batches far slower, not faster.
+    torch.set_num_threads(args.threads)
+    config = TrainConfig(epochs=args.epochs, seed=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        if args.part in ("latency", "both"):
+            latency(args.calls, work, args.latency_epochs)
+        if args.part in ("rmse", "both"):
+            for name in args.datasets:
+                if name == "synth":
+                    _, result, _ = import_synthetic(SynthConfig(), work / "synth")
+                else:
+                    if not COLLEGE.exists():
+                        print(f"skipping college_grades: {COLLEGE} not found", file=sys.stderr)
+                        continue
+                    result = import_college()
+                rmse_comparison(name, result, config, args.priors, work, folds=args.folds)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,240 @@
+"""Evaluate fitted models on one train/test split with the same metrics for all.
+
+Grade metrics (models whose `predicts_grades` is true, on graded test rows): RMSE, MAE (in scale points via
+`scale_range`), share within one step, per-student NDCG with the grade as gain, per-student Spearman.
+Ranking metrics (all models), per test row: HR@K and NDCG@K of the held-out course
+- among sampled negatives (given, or `n_negatives` drawn from the courses the student has in neither set), and
+- over the full catalogue, with the student's training courses and other held-out courses excluded.
+Already-taken courses are never ranked; a split whose train and test share a (student, course) pair is refused.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from electives import metrics
+from electives.errors import DataError, ModelError
+from electives.interactions import Interactions, ItemLookup
+from electives.splits import check_no_overlap
+from electives.training import sample_negatives
+
+__all__ = ["EvaluationResult", "Recommender", "evaluate"]
+
+
+class Recommender(Protocol):
+    """What `evaluate` needs of a fitted model (FittedNCF and every baseline provide it)."""
+
+    @property
+    def predicts_grades(self) -> bool: ...
+    @property
+    def n_courses(self) -> int: ...
+    def predict(self, students: np.ndarray, courses: np.ndarray) -> np.ndarray: ...
+    def score_all(self, students: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass
+class EvaluationResult:
+    """`metrics[model][name]` plus facts about the split; `to_dict()` is JSON-ready, `table()` is text."""
+
+    metrics: dict[str, dict[str, float]]
+    seconds: dict[str, float]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def metric_names(self) -> list[str]:
+        names: list[str] = []
+        for m in self.metrics.values():
+            names += [n for n in m if n not in names]
+        return names
+
+    def to_dict(self) -> dict[str, Any]:
+        def clean(v: float) -> float | None:
+            return None if isinstance(v, float) and math.isnan(v) else v
+
+        return {
+            "metrics": {k: {n: clean(v) for n, v in m.items()} for k, m in self.metrics.items()},
+            "seconds": dict(self.seconds),
+            "info": dict(self.info),
+        }
+
+    def table(self, digits: int = 4) -> str:
+        names = self.metric_names()
+        header = ["model", *names]
+        rows = [
+            [model, *("" if n not in m or math.isnan(m[n]) else f"{m[n]:.{digits}f}" for n in names)]
+            for model, m in self.metrics.items()
+        ]
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+        fmt = "  ".join(f"{{:{'<' if i == 0 else '>'}{w}}}" for i, w in enumerate(widths))
+        return "\n".join(fmt.format(*r) for r in [header, *rows])
+
+
+def evaluate(
+    models: Mapping[str, Recommender],
+    train: Interactions,
+    test: Interactions,
+    *,
+    k: int = 10,
+    n_negatives: int = 99,
+    negatives: np.ndarray | None = None,
+    scale_range: float = 1.0,
+    step: float | None = None,
+    full_catalogue: bool = True,
+    seed: int = 0,
+) -> EvaluationResult:
+    """Compute every applicable metric for each model on (train, test).
+
+    negatives: optional (len(test), m) course indices to rank each test row's course against (e.g. the NCF
+    protocol's fixed 99); otherwise `n_negatives` per row are sampled with `seed` (0 disables sampled metrics),
+    fewer when a student has fewer untaken courses (`info["n_negatives"]` says how many were used).
+    scale_range: the grade scale's max − min, to report RMSE/MAE in scale points. step: a grade step in
+    normalised units for the "within one step" share.
+    """
+    check_no_overlap(train, test)
+    if len(test) == 0:
+        raise DataError("the test set is empty")
+    for name, model in models.items():
+        if model.n_courses != train.n_courses:
+            raise ModelError(f"model {name!r} scores {model.n_courses} courses; this split has {train.n_courses}")
+        fp = getattr(model, "train_fingerprint", None)
+        if fp and fp != train.fingerprint():
+            raise ModelError(f"model {name!r} was not trained on this training set (fingerprint differs)")
+
+    train_lookup, test_lookup = train.item_lookup(), test.item_lookup()
+    neg = _negatives(train, test, negatives, n_negatives, seed)
+    graded = test.grades is not None and bool((~np.isnan(test.grades)).any())
+
+    results: dict[str, dict[str, float]] = {}
+    seconds: dict[str, float] = {}
+    for name, model in models.items():
+        t0 = time.perf_counter()
+        out: dict[str, float] = {}
+        if graded and model.predicts_grades:
+            out.update(_grade_metrics(model, test, scale_range, step))
+        full, sampled = None, None
+        if full_catalogue:
+            # One pass over score_all serves both: the same scores rank against negatives and the catalogue.
+            full, sampled = _ranks_from_score_all(model, test, train_lookup, test_lookup, neg)
+        elif neg is not None:
+            sampled = _sampled_ranks(model, test, neg)
+        if sampled is not None:
+            out[f"hr@{k}_sampled"] = metrics.hit_rate(sampled, k)
+            out[f"ndcg@{k}_sampled"] = metrics.ndcg(sampled, k)
+        if full is not None:
+            out[f"hr@{k}_full"] = metrics.hit_rate(full, k)
+            out[f"ndcg@{k}_full"] = metrics.ndcg(full, k)
+        results[name] = out
+        seconds[name] = time.perf_counter() - t0
+
+    info = {
+        "n_train": len(train),
+        "n_test": len(test),
+        "n_test_students": int(np.count_nonzero(np.bincount(test.students))),
+        "n_students": train.n_students,
+        "n_courses": train.n_courses,
+        "k": k,
+        "n_negatives": 0 if neg is None else int(neg.shape[1]),
+        "n_sampled_rows": 0 if neg is None else int((neg[:, 0] >= 0).sum()),
+        "negatives": "given" if negatives is not None else "sampled",
+        "scale_range": scale_range,
+        "train_fingerprint": train.fingerprint(),
+        "test_fingerprint": test.fingerprint(),
+    }
+    return EvaluationResult(results, seconds, info)
+
+
+def _negatives(
+    train: Interactions, test: Interactions, given: np.ndarray | None, n: int, seed: int
+) -> np.ndarray | None:
+    if given is not None:
+        neg = np.asarray(given, dtype=np.int64)
+        if neg.ndim != 2 or len(neg) != len(test):
+            raise DataError(f"negatives must have one row per test row ({len(test)}), got shape {neg.shape}")
+        if neg.size and (neg.min() < 0 or neg.max() >= train.n_courses):
+            raise DataError("negatives contain course indices outside the catalogue")
+        s = np.repeat(test.students, neg.shape[1])
+        taken = train.item_lookup().contains(s, neg.ravel()) | test.item_lookup().contains(s, neg.ravel())
+        if taken.any():
+            i = int(np.argmax(taken))
+            raise DataError(
+                f"{int(taken.sum())} given negatives are courses the student has taken, "
+                f"e.g. test row {i // neg.shape[1]} course {train.course_ids[int(neg.ravel()[i])]!r}"
+            )
+        return neg
+    if n <= 0:
+        return None
+    both = Interactions(
+        np.concatenate([train.students, test.students]),
+        np.concatenate([train.courses, test.courses]),
+        None,
+        np.concatenate([train.terms, test.terms]),
+        train.student_ids,
+        train.course_ids,
+    )
+    free = train.n_courses - both.item_lookup().counts()[test.students]
+    if not (free > 0).any():
+        return None
+    # A small catalogue gets fewer negatives; a student who has taken every course cannot be ranked (rows -1).
+    n = min(n, int(free[free > 0].min()))
+    neg = np.full((len(test), n), -1, dtype=np.int64)
+    ok = free > 0
+    neg[ok] = sample_negatives(test.students[ok], both.item_lookup(), n, np.random.default_rng(seed), unique=True)
+    return neg
+
+
+def _grade_metrics(model: Recommender, test: Interactions, scale_range: float, step: float | None) -> dict[str, float]:
+    assert test.grades is not None
+    keep = ~np.isnan(test.grades)
+    s, c, y = test.students[keep], test.courses[keep], test.grades[keep]
+    p = model.predict(s, c)
+    out = {"rmse": metrics.rmse(p, y, scale_range), "mae": metrics.mae(p, y, scale_range)}
+    if step is not None:
+        out["within_step"] = metrics.within(p, y, step)
+    out["grade_ndcg"] = metrics.grade_ndcg(s, p, y)
+    out["spearman"] = metrics.spearman(s, p, y)
+    return out
+
+
+def _sampled_ranks(model: Recommender, test: Interactions, neg: np.ndarray) -> np.ndarray:
+    rows = np.flatnonzero(neg[:, 0] >= 0)
+    pos = model.predict(test.students[rows], test.courses[rows])
+    n, m = len(rows), neg.shape[1]
+    sc = model.predict(np.repeat(test.students[rows], m), neg[rows].ravel()).reshape(n, m)
+    return metrics.sampled_ranks(pos, sc)
+
+
+def _ranks_from_score_all(
+    model: Recommender,
+    test: Interactions,
+    train_lookup: ItemLookup,
+    test_lookup: ItemLookup,
+    neg: np.ndarray | None,
+    max_cells: int = 1 << 24,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Per test row: rank among all courses minus the student's train and other test courses; and, when
+    negatives are given, rank among them (rows whose negatives are -1 are left out)."""
+    order = np.argsort(test.students, kind="stable")
+    students, inverse = np.unique(test.students[order], return_inverse=True)
+    full = np.empty(len(test), dtype=np.int64)
+    sampled = None if neg is None else np.full(len(test), -1, dtype=np.int64)
+    step = max(1, max_cells // max(1, test.n_courses))
+    for i in range(0, len(students), step):
+        chunk = students[i : i + step]
+        scores = np.asarray(model.score_all(chunk))
+        exclude = train_lookup.mask(chunk) | test_lookup.mask(chunk)
+        lo, hi = np.searchsorted(inverse, [i, i + len(chunk)])
+        rows, local = order[lo:hi], inverse[lo:hi] - i
+        full[rows] = metrics.full_ranks(scores[local], test.courses[rows], exclude[local])
+        if neg is not None and sampled is not None:
+            ok = neg[rows, 0] >= 0
+            r, lc = rows[ok], local[ok]
+            pos = scores[lc, test.courses[r]]
+            sampled[r] = metrics.sampled_ranks(pos, scores[lc[:, None], neg[r]])
+    if sampled is not None:
+        sampled = sampled[sampled >= 0]
+    return full, sampled

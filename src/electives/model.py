@@ -1,0 +1,220 @@
+"""Neural Collaborative Filtering models (He et al. 2017): GMF, MLP and NeuMF. Math only, no I/O.
+
+Every model maps (student, course) index pairs to a logit. Explicit mode reads it through a sigmoid as a
+normalised grade; implicit mode as an interaction probability.
+
+- GMF:   ŷ = wᵀ(p_u ⊙ q_i) + b
+- MLP:   ŷ = wᵀ φ_L(… φ_1([p_u; q_i])) + b,  φ_l(x) = ReLU(W_l x + b_l)
+- NeuMF: ŷ = wᵀ[p_uᴳ ⊙ q_iᴳ; φ_L(…)] + b with separate GMF and MLP embeddings.
+
+Initialisation follows the paper: embeddings N(0, 0.01²), hidden layers Glorot-uniform, output layer
+LeCun-uniform, biases zero.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["GMF", "MLP", "NCFModel", "NeuMF", "build_model"]
+
+
+def _init_embedding(e: nn.Embedding) -> None:
+    nn.init.normal_(e.weight, std=0.01)
+
+
+def _init_output(lin: nn.Linear) -> None:
+    bound = math.sqrt(3.0 / lin.in_features)  # LeCun uniform
+    nn.init.uniform_(lin.weight, -bound, bound)
+    nn.init.zeros_(lin.bias)
+
+
+class _GMFPart(nn.Module):
+    def __init__(self, n_students: int, n_courses: int, dim: int) -> None:
+        super().__init__()
+        self.student = nn.Embedding(n_students, dim)
+        self.course = nn.Embedding(n_courses, dim)
+        _init_embedding(self.student)
+        _init_embedding(self.course)
+
+    def forward(self, s: Tensor, c: Tensor) -> Tensor:
+        return self.student(s) * self.course(c)
+
+
+class _Tower(nn.Module):
+    """MLP tower over [p_u; q_i]. The first layer W₁[p; q] = W₁ˢp + W₁ᶜq is split for batch scoring."""
+
+    def __init__(self, n_students: int, n_courses: int, dim: int, layers: Sequence[int], dropout: float) -> None:
+        super().__init__()
+        if not layers:
+            raise ValueError("the MLP needs at least one hidden layer")
+        self.dim = dim
+        self.student = nn.Embedding(n_students, dim)
+        self.course = nn.Embedding(n_courses, dim)
+        _init_embedding(self.student)
+        _init_embedding(self.course)
+        sizes = [2 * dim, *layers]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(sizes))
+        for lin in self.layers:
+            nn.init.xavier_uniform_(lin.weight)
+            nn.init.zeros_(lin.bias)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+
+    @property
+    def out_dim(self) -> int:
+        return self.layers[-1].out_features
+
+    def _rest(self, h: Tensor) -> Tensor:
+        h = self.dropout(torch.relu(h))
+        for lin in self.layers[1:]:
+            h = self.dropout(torch.relu(lin(h)))
+        return h
+
+    def forward(self, s: Tensor, c: Tensor) -> Tensor:
+        return self._rest(self.layers[0](torch.cat([self.student(s), self.course(c)], dim=-1)))
+
+    def student_half(self, s: Tensor) -> Tensor:
+        """W₁ˢ p_u + b₁ for each student: (B, h₁)."""
+        first = self.layers[0]
+        return self.student(s) @ first.weight[:, : self.dim].T + first.bias
+
+    def course_half(self) -> Tensor:
+        """W₁ᶜ q_i for every course: (n_courses, h₁)."""
+        return self.course.weight @ self.layers[0].weight[:, self.dim :].T
+
+    def pairwise(self, student_half: Tensor, course_half: Tensor) -> Tensor:
+        """Tower output for every (student, course) combination: (B, C, out_dim)."""
+        h = student_half[:, None, :] + course_half[None, :, :]
+        return self._rest(h)
+
+
+class NCFModel(nn.Module):
+    """Common interface: `forward(s, c)` → logits (B,), `score_all(s)` → logits (B, n_courses)."""
+
+    n_students: int
+    n_courses: int
+
+    def score_all(self, students: Tensor, max_pairs: int = 1 << 16) -> Tensor:
+        raise NotImplementedError
+
+    def embedding_l2(self, s: Tensor, c: Tensor) -> Tensor:
+        """mean over the batch of Σ ‖e‖² over the embedding rows its pairs use (frequency-weighted L2)."""
+        total = s.new_zeros((), dtype=torch.float32)
+        for part in (getattr(self, "gmf", None), getattr(self, "mlp", None)):
+            if part is not None:
+                total = total + part.student(s).pow(2).sum() + part.course(c).pow(2).sum()
+        return total / max(1, len(s))
+
+    def _chunks(self, students: Tensor, max_pairs: int) -> list[Tensor]:
+        step = max(1, max_pairs // max(1, self.n_courses))
+        return [students[i : i + step] for i in range(0, len(students), step)]
+
+
+class GMF(NCFModel):
+    def __init__(self, n_students: int, n_courses: int, dim: int = 32) -> None:
+        super().__init__()
+        self.n_students, self.n_courses = n_students, n_courses
+        self.gmf = _GMFPart(n_students, n_courses, dim)
+        self.out = nn.Linear(dim, 1)
+        _init_output(self.out)
+
+    def forward(self, s: Tensor, c: Tensor) -> Tensor:
+        return self.out(self.gmf(s, c)).squeeze(-1)
+
+    def score_all(self, students: Tensor, max_pairs: int = 1 << 16) -> Tensor:
+        # wᵀ(p ⊙ q) = (p ⊙ w)ᵀ q: one matmul against all course embeddings.
+        pw = self.gmf.student(students) * self.out.weight[0]
+        return pw @ self.gmf.course.weight.T + self.out.bias
+
+
+class MLP(NCFModel):
+    def __init__(
+        self,
+        n_students: int,
+        n_courses: int,
+        dim: int = 64,
+        layers: Sequence[int] = (128, 64, 32),
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.n_students, self.n_courses = n_students, n_courses
+        self.mlp = _Tower(n_students, n_courses, dim, layers, dropout)
+        self.out = nn.Linear(self.mlp.out_dim, 1)
+        _init_output(self.out)
+
+    def forward(self, s: Tensor, c: Tensor) -> Tensor:
+        return self.out(self.mlp(s, c)).squeeze(-1)
+
+    def score_all(self, students: Tensor, max_pairs: int = 1 << 16) -> Tensor:
+        ch = self.mlp.course_half()
+        parts = [
+            self.out(self.mlp.pairwise(self.mlp.student_half(b), ch)).squeeze(-1)
+            for b in self._chunks(students, max_pairs)
+        ]
+        return torch.cat(parts) if parts else ch.new_zeros((0, self.n_courses))
+
+
+class NeuMF(NCFModel):
+    def __init__(
+        self,
+        n_students: int,
+        n_courses: int,
+        gmf_dim: int = 32,
+        mlp_dim: int = 64,
+        layers: Sequence[int] = (128, 64, 32),
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.n_students, self.n_courses = n_students, n_courses
+        self.gmf = _GMFPart(n_students, n_courses, gmf_dim)
+        self.mlp = _Tower(n_students, n_courses, mlp_dim, layers, dropout)
+        self.out = nn.Linear(gmf_dim + self.mlp.out_dim, 1)
+        _init_output(self.out)
+
+    @property
+    def gmf_dim(self) -> int:
+        return self.gmf.student.embedding_dim
+
+    def forward(self, s: Tensor, c: Tensor) -> Tensor:
+        return self.out(torch.cat([self.gmf(s, c), self.mlp(s, c)], dim=-1)).squeeze(-1)
+
+    def score_all(self, students: Tensor, max_pairs: int = 1 << 16) -> Tensor:
+        w_g, w_m = self.out.weight[0, : self.gmf_dim], self.out.weight[0, self.gmf_dim :]
+        ch = self.mlp.course_half()
+        parts = []
+        for b in self._chunks(students, max_pairs):
+            g = (self.gmf.student(b) * w_g) @ self.gmf.course.weight.T
+            m = self.mlp.pairwise(self.mlp.student_half(b), ch) @ w_m
+            parts.append(g + m + self.out.bias)
+        return torch.cat(parts) if parts else ch.new_zeros((0, self.n_courses))
+
+    @torch.no_grad()
+    def load_pretrained(self, gmf: GMF, mlp: MLP, alpha: float = 0.5) -> None:
+        """Copy pre-trained GMF and MLP weights; output layer = [α·w_GMF; (1−α)·w_MLP] (paper, eq. 13)."""
+        self.gmf.load_state_dict(gmf.gmf.state_dict())
+        self.mlp.load_state_dict(mlp.mlp.state_dict())
+        self.out.weight.copy_(torch.cat([alpha * gmf.out.weight, (1 - alpha) * mlp.out.weight], dim=1))
+        self.out.bias.copy_(alpha * gmf.out.bias + (1 - alpha) * mlp.out.bias)
+
+
+def build_model(
+    kind: str,
+    n_students: int,
+    n_courses: int,
+    gmf_dim: int,
+    mlp_dim: int,
+    layers: Sequence[int],
+    dropout: float = 0.0,
+) -> NCFModel:
+    """Construct "neumf", "gmf" or "mlp" with the given sizes."""
+    if kind == "gmf":
+        return GMF(n_students, n_courses, gmf_dim)
+    if kind == "mlp":
+        return MLP(n_students, n_courses, mlp_dim, layers, dropout)
+    if kind == "neumf":
+        return NeuMF(n_students, n_courses, gmf_dim, mlp_dim, layers, dropout)
+    raise ValueError(f"unknown model {kind!r}; expected 'neumf', 'gmf' or 'mlp'")

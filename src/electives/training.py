@@ -1,0 +1,480 @@
+"""Training NCF models on `Interactions`: explicit (grade regression) and implicit (log loss with negatives).
+
+`fit(train, TrainConfig(...))` carves a validation split out of the TRAINING data for early stopping, trains
+with Adam (AdamW when weight_decay > 0) on shuffled in-memory tensors, restores the best epoch's weights and returns a `FittedNCF` with
+`predict` and `score_all`. All randomness comes from `TrainConfig.seed`.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from electives import metrics
+from electives.errors import DataError, ElectivesError
+from electives.interactions import Interactions, ItemLookup, sorted_unique
+from electives.model import GMF, MLP, NCFModel, NeuMF, build_model
+from electives.splits import check_no_overlap, validation_split
+
+__all__ = ["MODE_DEFAULTS", "EpochStats", "FittedNCF", "TrainConfig", "fit", "sample_negatives"]
+
+Mode = Literal["explicit", "implicit"]
+
+# Fields left None in TrainConfig take the mode's value from here (the only other place defaults live).
+MODE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "explicit": {"lr": 1e-3, "weight_decay": 0.0, "batch_size": 256, "epochs": 100, "validation": "random"},
+    "implicit": {"lr": 1e-3, "weight_decay": 0.0, "batch_size": 4096, "epochs": 20, "validation": "loo"},
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run. `None` means "the mode's default" (see `MODE_DEFAULTS`)."""
+
+    mode: Mode = "explicit"
+    model: Literal["neumf", "gmf", "mlp"] = "neumf"
+    gmf_dim: int = 32
+    mlp_dim: int = 64  # per side; the tower's input is 2 · mlp_dim
+    mlp_layers: tuple[int, ...] = (128, 64, 32)
+    dropout: float = 0.0
+    lr: float | None = None
+    weight_decay: float | None = None  # decoupled (AdamW) decay of all weights
+    embedding_l2: float = 0.0  # L2 on the embedding rows each batch uses (frequent ids are shrunk more often)
+    batch_size: int | None = None
+    epochs: int | None = None
+    n_negatives: int = 4  # implicit: sampled negatives per positive, resampled every epoch
+    loss: Literal["mse", "huber", "l1"] = "mse"  # explicit only
+    huber_delta: float = 0.1  # in normalised grade units
+    patience: int = 5  # epochs without validation improvement before stopping
+    validation: Literal["loo", "temporal", "random", "none"] | None = None
+    val_fraction: float = 0.1  # for validation="random"
+    val_negatives: int = 99  # implicit: negatives per validation positive for HR@10
+    pretrain: bool = False  # NeuMF only: GMF, then MLP, then NeuMF from both with α = pretrain_alpha
+    pretrain_alpha: float = 0.5
+    imbalance: Literal["none", "oversample", "reweight"] = "none"  # explicit only, training split only
+    low_grade: float = 0.5  # rows with a normalised grade below this count as low
+    imbalance_factor: float = 3.0  # copies per low row (oversample) or their loss weight (reweight)
+    imbalance_noise: float = 0.02  # std of the noise added to oversampled grades
+    seed: int = 0
+    device: str = "auto"  # "auto" → CUDA when available, else CPU
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mlp_layers", tuple(int(x) for x in self.mlp_layers))
+        checks = [
+            (self.mode in MODE_DEFAULTS, f"mode must be 'explicit' or 'implicit', not {self.mode!r}"),
+            (self.model in ("neumf", "gmf", "mlp"), f"model must be 'neumf', 'gmf' or 'mlp', not {self.model!r}"),
+            (self.loss in ("mse", "huber", "l1"), f"loss must be 'mse', 'huber' or 'l1', not {self.loss!r}"),
+            (self.imbalance in ("none", "oversample", "reweight"), f"unknown imbalance {self.imbalance!r}"),
+            (self.validation in (None, "loo", "temporal", "random", "none"), f"bad validation {self.validation!r}"),
+            (self.gmf_dim > 0 and self.mlp_dim > 0 and len(self.mlp_layers) > 0, "sizes must be positive"),
+            (0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)"),
+            (self.n_negatives >= 1 and self.val_negatives >= 1, "negative counts must be ≥ 1"),
+            (self.patience >= 1, "patience must be ≥ 1"),
+            (self.imbalance == "none" or self.mode == "explicit", "imbalance handling needs explicit mode"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ElectivesError(f"invalid training configuration: {msg}")
+
+    def resolved(self) -> TrainConfig:
+        """A copy with every None field replaced by the mode's default."""
+        return replace(self, **{k: v for k, v in MODE_DEFAULTS[self.mode].items() if getattr(self, k) is None})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    phase: str  # "gmf", "mlp" (pre-training) or the trained model's name
+    epoch: int
+    train_loss: float
+    val_metric: float | None  # validation RMSE (explicit, normalised units) or HR@10 (implicit)
+    seconds: float
+
+
+@dataclass
+class FittedNCF:
+    """A trained model with the same fit/predict interface as the baselines."""
+
+    model: NCFModel
+    config: TrainConfig
+    history: list[EpochStats] = field(default_factory=list)
+    best_epoch: int = 0
+    val_metric_name: str = ""
+    train_fingerprint: str = ""
+    device: str = "cpu"
+
+    @property
+    def predicts_grades(self) -> bool:
+        return self.config.mode == "explicit"
+
+    @property
+    def n_students(self) -> int:
+        return self.model.n_students
+
+    @property
+    def n_courses(self) -> int:
+        return self.model.n_courses
+
+    @torch.no_grad()
+    def predict(self, students: np.ndarray, courses: np.ndarray) -> np.ndarray:
+        """Sigmoid of the logit: the normalised grade (explicit) or an interaction score (implicit)."""
+        self.model.eval()
+        s, c = np.asarray(students, dtype=np.int64), np.asarray(courses, dtype=np.int64)
+        out = np.empty(len(s), dtype=np.float32)
+        step = 1 << 18
+        for i in range(0, len(s), step):
+            st = torch.tensor(s[i : i + step], device=self.device)
+            ct = torch.tensor(c[i : i + step], device=self.device)
+            out[i : i + step] = torch.sigmoid(self.model(st, ct)).float().cpu().numpy()
+        return out
+
+    @torch.no_grad()
+    def score_all(self, students: np.ndarray) -> np.ndarray:
+        """(len(students), n_courses) scores on the same scale as `predict`."""
+        self.model.eval()
+        st = torch.as_tensor(np.asarray(students, dtype=np.int64), device=self.device)
+        return torch.sigmoid(self.model.score_all(st)).float().cpu().numpy()
+
+
+# -- negative sampling ----------------------------------------------------------------------------------------
+
+
+def sample_negatives(
+    students: np.ndarray,
+    positives: ItemLookup,
+    n: int,
+    rng: np.random.Generator,
+    unique: bool = False,
+) -> np.ndarray:
+    """(len(students), n) courses that each student does NOT have in `positives`, uniformly at random.
+
+    Vectorised rejection sampling: draw all candidates at once, find the positives among them with one
+    binary search over sorted `student * n_courses + course` keys, redraw only those. With `unique`, a
+    course also appears at most once per row (sampling without replacement, the evaluation protocol).
+    """
+    students = np.asarray(students, dtype=np.int64)
+    n_courses = positives.n_courses
+    free = n_courses - positives.counts()[students]
+    if len(students) and free.min() < (n if unique else 1):
+        u = int(students[np.argmin(free)])
+        raise DataError(f"student index {u} has only {int(free.min())} untaken courses; cannot sample {n}")
+    s = np.repeat(students, n)
+    c = rng.integers(0, n_courses, size=len(s))
+    redo = np.flatnonzero(positives.contains(s, c))
+    for _ in range(64):
+        if unique:
+            redo = sorted_unique(np.concatenate([redo, _duplicates(c.reshape(len(students), n))]))
+        if len(redo) == 0:
+            return c.reshape(len(students), n)
+        c[redo] = rng.integers(0, n_courses, size=len(redo))
+        redo = redo[positives.contains(s[redo], c[redo])]
+    # Only students who have nearly every course get here: draw from their exact complement.
+    if unique:
+        redo = np.concatenate([redo, _duplicates(c.reshape(len(students), n))])
+    rows = sorted_unique(redo // n)
+    for r in rows:
+        pool = np.setdiff1d(np.arange(n_courses), positives.items(int(students[r])))
+        c[r * n : (r + 1) * n] = rng.choice(pool, size=n, replace=not unique)
+    return c.reshape(len(students), n)
+
+
+def _duplicates(c: np.ndarray) -> np.ndarray:
+    """Flat positions of repeated values within each row (all but the first occurrence)."""
+    if c.shape[1] < 2:
+        return np.empty(0, dtype=np.int64)
+    order = np.argsort(c, axis=1, kind="stable")
+    sc = np.take_along_axis(c, order, axis=1)
+    dup = np.zeros(c.shape, dtype=bool)
+    dup[:, 1:] = sc[:, 1:] == sc[:, :-1]
+    rows, cols = np.nonzero(dup)
+    return rows * c.shape[1] + order[rows, cols]
+
+
+# -- training -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Validation:
+    students: Tensor
+    courses: Tensor  # explicit: (V,), implicit: (V, 1 + val_negatives), positive first
+    grades: Tensor | None
+
+
+def fit(
+    train: Interactions,
+    config: TrainConfig | None = None,
+    *,
+    validation: Interactions | None = None,
+    progress: bool = True,
+) -> FittedNCF:
+    """Train the configured model on `train` (the training split only).
+
+    Unless `validation` is given or `config.validation == "none"`, a validation split of the configured kind
+    is carved out of `train`; training stops after `patience` epochs without improvement of validation RMSE
+    (explicit) or sampled HR@10 (implicit) and the best epoch's weights are restored.
+    """
+    cfg = (config or TrainConfig()).resolved()
+    if cfg.mode == "explicit" and train.grades is None:
+        raise DataError("explicit training needs grades; these interactions have none (use mode='implicit')")
+    device = _device(cfg.device)
+    cuda = [torch.device(device).index or 0] if device.startswith("cuda") else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(cfg.seed)
+        rng = np.random.default_rng(cfg.seed)
+        fit_data, val_data = train, validation
+        if val_data is None and cfg.validation != "none":
+            fit_data, val_data = validation_split(train, cfg.validation, cfg.val_fraction, cfg.seed)
+        elif val_data is not None:
+            check_no_overlap(train, val_data)
+        val = None if val_data is None else _prepare_validation(cfg, fit_data, val_data, train, rng, device)
+        data = _prepare_training(cfg, fit_data, rng)
+        history: list[EpochStats] = []
+        dims = (cfg.gmf_dim, cfg.mlp_dim, cfg.mlp_layers, cfg.dropout)
+        if cfg.pretrain and cfg.model == "neumf":
+            gmf = build_model("gmf", train.n_students, train.n_courses, *dims).to(device)
+            _train(gmf, "gmf", cfg, data, val, rng, device, history, progress)
+            mlp = build_model("mlp", train.n_students, train.n_courses, *dims).to(device)
+            _train(mlp, "mlp", cfg, data, val, rng, device, history, progress)
+            model = build_model("neumf", train.n_students, train.n_courses, *dims).to(device)
+            assert isinstance(model, NeuMF) and isinstance(gmf, GMF) and isinstance(mlp, MLP)
+            model.load_pretrained(gmf, mlp, cfg.pretrain_alpha)
+            best = _train(model, "neumf", cfg, data, val, rng, device, history, progress, init_bias=False)
+        else:
+            model = build_model(cfg.model, train.n_students, train.n_courses, *dims).to(device)
+            best = _train(model, cfg.model, cfg, data, val, rng, device, history, progress)
+    model.eval()
+    return FittedNCF(
+        model=model,
+        config=cfg,
+        history=history,
+        best_epoch=best,
+        val_metric_name="rmse" if cfg.mode == "explicit" else "hr@10",
+        train_fingerprint=train.fingerprint(),
+        device=device,
+    )
+
+
+def _device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ElectivesError(f"device {name!r} requested but CUDA is not available")
+    return name
+
+
+@dataclass
+class _TrainData:
+    students: np.ndarray
+    courses: np.ndarray
+    grades: np.ndarray | None  # explicit targets
+    weights: np.ndarray | None  # explicit per-row loss weights (imbalance="reweight")
+    lookup: ItemLookup | None  # implicit: positives that negatives must avoid
+    n_courses: int
+
+
+def _prepare_training(cfg: TrainConfig, data: Interactions, rng: np.random.Generator) -> _TrainData:
+    if cfg.mode == "implicit":
+        lookup = data.item_lookup()
+        s = np.repeat(np.arange(data.n_students, dtype=np.int64), lookup.counts())
+        return _TrainData(s, lookup.indices, None, None, lookup, data.n_courses)
+    assert data.grades is not None
+    keep = ~np.isnan(data.grades)
+    s, c, g = data.students[keep], data.courses[keep], data.grades[keep].astype(np.float32)
+    if len(s) == 0:
+        raise DataError("no graded rows to train on")
+    w = None
+    low = g < cfg.low_grade
+    if cfg.imbalance == "oversample" and low.any():
+        copies = max(0, round(cfg.imbalance_factor) - 1)
+        idx = np.repeat(np.flatnonzero(low), copies)
+        noisy = np.clip(g[idx] + rng.normal(0.0, cfg.imbalance_noise, len(idx)), 0.0, 1.0).astype(np.float32)
+        s, c, g = np.concatenate([s, s[idx]]), np.concatenate([c, c[idx]]), np.concatenate([g, noisy])
+    elif cfg.imbalance == "reweight":
+        w = np.where(low, cfg.imbalance_factor, 1.0).astype(np.float32)
+    return _TrainData(s, c, g, w, None, data.n_courses)
+
+
+def _prepare_validation(
+    cfg: TrainConfig,
+    fit_data: Interactions,
+    val: Interactions,
+    train: Interactions,
+    rng: np.random.Generator,
+    device: str,
+) -> _Validation | None:
+    if cfg.mode == "explicit":
+        assert val.grades is not None
+        keep = ~np.isnan(val.grades)
+        if not keep.any():
+            return None
+        return _Validation(
+            torch.tensor(val.students[keep], device=device),
+            torch.tensor(val.courses[keep], device=device),
+            torch.tensor(val.grades[keep], device=device),
+        )
+    # Negatives avoid everything the student has in train ∪ validation, as the test protocol does; a small
+    # catalogue gets fewer negatives, and students with no untaken course are left out.
+    both = Interactions(
+        np.concatenate([fit_data.students, val.students]),
+        np.concatenate([fit_data.courses, val.courses]),
+        None,
+        np.concatenate([fit_data.terms, val.terms]),
+        train.student_ids,
+        train.course_ids,
+    )
+    lookup = both.item_lookup()
+    free = train.n_courses - lookup.counts()[val.students]
+    if not (free > 0).any():
+        return None
+    students, pos = val.students[free > 0], val.courses[free > 0]
+    neg = sample_negatives(students, lookup, min(cfg.val_negatives, int(free[free > 0].min())), rng, unique=True)
+    courses = np.concatenate([pos[:, None], neg], axis=1)
+    return _Validation(torch.tensor(students, device=device), torch.tensor(courses, device=device), None)
+
+
+def _epoch_tensors(
+    cfg: TrainConfig, data: _TrainData, rng: np.random.Generator, device: str
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """Shuffled (students, courses, targets, weights) for one epoch; implicit negatives drawn afresh."""
+    if cfg.mode == "implicit":
+        assert data.lookup is not None
+        neg = sample_negatives(data.students, data.lookup, cfg.n_negatives, rng).ravel()
+        s = np.concatenate([data.students, np.repeat(data.students, cfg.n_negatives)])
+        c = np.concatenate([data.courses, neg])
+        y = np.zeros(len(s), dtype=np.float32)
+        y[: len(data.students)] = 1.0
+        w = None
+    else:
+        assert data.grades is not None
+        s, c, y, w = data.students, data.courses, data.grades, data.weights
+    perm = rng.permutation(len(s))
+    # One gather per epoch, then contiguous slices per batch.
+    s_t = torch.from_numpy(s[perm]).to(device)
+    c_t = torch.from_numpy(c[perm]).to(device)
+    y_t = torch.from_numpy(y[perm]).to(device)
+    w_t = None if w is None else torch.from_numpy(w[perm]).to(device)
+    return s_t, c_t, y_t, w_t
+
+
+def _loss_fn(cfg: TrainConfig) -> nn.Module:
+    if cfg.mode == "implicit":
+        return nn.BCEWithLogitsLoss(reduction="none")
+    if cfg.loss == "huber":
+        return nn.HuberLoss(reduction="none", delta=cfg.huber_delta)
+    if cfg.loss == "l1":
+        return nn.L1Loss(reduction="none")
+    return nn.MSELoss(reduction="none")
+
+
+@torch.no_grad()
+def _validate(model: NCFModel, cfg: TrainConfig, val: _Validation) -> tuple[float, float]:
+    """(metric, tie-breaker), larger is better: (−RMSE, 0) or (HR@10, NDCG@10) with sampled negatives."""
+    model.eval()
+    try:
+        if cfg.mode == "explicit":
+            assert val.grades is not None
+            pred = torch.cat([torch.sigmoid(model(s, c)) for s, c in _batches(val.students, val.courses)])
+            return -metrics.rmse(pred.cpu().numpy(), val.grades.cpu().numpy()), 0.0
+        n, m = val.courses.shape
+        s = val.students[:, None].expand(n, m).reshape(-1)
+        scores = torch.cat([model(a, b) for a, b in _batches(s, val.courses.reshape(-1))]).reshape(n, m)
+        ranks = metrics.sampled_ranks(scores[:, 0].cpu().numpy(), scores[:, 1:].cpu().numpy())
+        return metrics.hit_rate(ranks, 10), metrics.ndcg(ranks, 10)
+    finally:
+        model.train()
+
+
+def _batches(s: Tensor, c: Tensor, size: int = 1 << 18) -> Iterator[tuple[Tensor, Tensor]]:
+    for i in range(0, len(s), size):
+        yield s[i : i + size], c[i : i + size]
+
+
+def _train(
+    model: NCFModel,
+    phase: str,
+    cfg: TrainConfig,
+    data: _TrainData,
+    val: _Validation | None,
+    rng: np.random.Generator,
+    device: str,
+    history: list[EpochStats],
+    progress: bool,
+    init_bias: bool = True,
+) -> int:
+    """Train one model in place with early stopping; returns the best epoch (1-based)."""
+    assert cfg.epochs is not None and cfg.batch_size is not None and cfg.lr is not None
+    if init_bias and cfg.mode == "explicit" and data.grades is not None:
+        # Start the output at the mean grade, so early epochs fit the structure rather than the offset.
+        mean = float(np.clip(data.grades.mean(), 0.01, 0.99))
+        with torch.no_grad():
+            model.out.bias.fill_(math.log(mean / (1.0 - mean)))
+    # The fused kernel updates all parameters in one pass: ~3× faster steps on CPU, supported on CUDA too.
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay or 0.0, fused=True)
+    loss_fn = _loss_fn(cfg)
+    explicit = cfg.mode == "explicit"
+    best_score: tuple[float, float] | None = None
+    best_epoch, best_state, stale = 0, None, 0
+    model.train()
+    for epoch in range(1, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        s, c, y, w = _epoch_tensors(cfg, data, rng, device)
+        n_batches = math.ceil(len(s) / cfg.batch_size)
+        bar = tqdm(
+            total=n_batches, desc=f"{phase} {epoch}/{cfg.epochs}", disable=not progress, leave=False, unit="batch"
+        )
+        total = torch.zeros((), device=device)
+        for j, i in enumerate(range(0, len(s), cfg.batch_size)):
+            sb, cb, yb = s[i : i + cfg.batch_size], c[i : i + cfg.batch_size], y[i : i + cfg.batch_size]
+            out = model(sb, cb)
+            per_row = loss_fn(torch.sigmoid(out), yb) if explicit else loss_fn(out, yb)
+            if w is not None:
+                wb = w[i : i + cfg.batch_size]
+                loss = (per_row * wb).sum() / wb.sum()
+            else:
+                loss = per_row.mean()
+            if cfg.embedding_l2:
+                loss = loss + cfg.embedding_l2 * model.embedding_l2(sb, cb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.detach() * len(sb)
+            bar.update(1)
+            if progress and j % 50 == 0:
+                bar.set_postfix(loss=f"{float(loss):.4f}", refresh=False)
+        train_loss = float(total) / len(s)
+        score = _validate(model, cfg, val) if val is not None else None
+        metric = None if score is None else (-score[0] if explicit else score[0])
+        seconds = time.perf_counter() - t0
+        history.append(EpochStats(phase, epoch, train_loss, metric, seconds))
+        bar.set_postfix(loss=f"{train_loss:.4f}", **({} if metric is None else {"val": f"{metric:.4f}"}))
+        bar.close()
+        if progress:
+            tqdm.write(
+                f"{phase} epoch {epoch}: loss {train_loss:.4f}"
+                + ("" if metric is None else f", val {'rmse' if explicit else 'hr@10'} {metric:.4f}")
+                + f", {seconds:.1f}s"
+            )
+        if score is None:
+            best_epoch = epoch
+            continue
+        if best_score is None or score > best_score:
+            best_score, best_epoch, stale = score, epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            stale += 1
+            if stale >= cfg.patience:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return best_epoch

@@ -1,0 +1,88 @@
+"""NCF model math: shapes, batch scoring equal to pairwise scoring, pre-trained loading."""
+
+import pytest
+import torch
+
+from electives.model import GMF, MLP, NeuMF, build_model
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # The test machine's 2 cores are shared: one thread avoids OpenMP oversubscription stalls.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    yield
+    torch.set_num_threads(n)
+
+
+def _randomise(model: torch.nn.Module) -> None:
+    # Paper init makes all outputs ~0; larger weights make the comparisons below meaningful.
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.5)
+
+
+@pytest.mark.parametrize("kind", ["gmf", "mlp", "neumf"])
+def test_score_all_matches_pairwise_forward(kind):
+    model = build_model(kind, 7, 11, gmf_dim=4, mlp_dim=5, layers=(8, 6, 3))
+    _randomise(model)
+    model.eval()
+    students = torch.tensor([0, 3, 6, 3])
+    with torch.no_grad():
+        full = model.score_all(students, max_pairs=22)  # forces several chunks
+        s = students.repeat_interleave(11)
+        c = torch.arange(11).repeat(len(students))
+        pairwise = model(s, c).reshape(len(students), 11)
+    assert full.shape == (4, 11)
+    torch.testing.assert_close(full, pairwise, rtol=1e-5, atol=1e-5)
+
+
+def test_first_mlp_layer_splits_into_student_and_course_halves():
+    model = MLP(5, 9, dim=4, layers=(6, 3))
+    _randomise(model)
+    s, c = torch.tensor([1, 4]), torch.tensor([2, 8])
+    tower = model.mlp
+    joint = tower.layers[0](torch.cat([tower.student(s), tower.course(c)], dim=-1))
+    split = tower.student_half(s) + tower.course_half()[c]
+    torch.testing.assert_close(joint, split)
+
+
+def test_paper_initialisation():
+    model = NeuMF(2000, 3000, gmf_dim=16, mlp_dim=16, layers=(32, 16))
+    for emb in (model.gmf.student, model.gmf.course, model.mlp.student, model.mlp.course):
+        assert emb.weight.std().item() == pytest.approx(0.01, rel=0.05)
+        assert abs(emb.weight.mean().item()) < 1e-3
+    bound = (3 / model.out.in_features) ** 0.5  # LeCun uniform output layer
+    assert model.out.weight.abs().max().item() <= bound
+    assert torch.count_nonzero(model.out.bias) == 0
+    assert all(torch.count_nonzero(lin.bias) == 0 for lin in model.mlp.layers)
+
+
+def test_neumf_output_shape_and_dropout_only_in_training():
+    model = NeuMF(4, 6, gmf_dim=3, mlp_dim=3, layers=(4, 2), dropout=0.5)
+    _randomise(model)
+    s, c = torch.tensor([0, 1, 2]), torch.tensor([5, 4, 3])
+    assert model(s, c).shape == (3,)
+    model.eval()
+    torch.testing.assert_close(model(s, c), model(s, c))
+
+
+def test_load_pretrained_combines_outputs_with_alpha():
+    gmf, mlp = GMF(6, 8, dim=4), MLP(6, 8, dim=3, layers=(4, 2))
+    _randomise(gmf)
+    _randomise(mlp)
+    neumf = NeuMF(6, 8, gmf_dim=4, mlp_dim=3, layers=(4, 2))
+    neumf.load_pretrained(gmf, mlp, alpha=0.5)
+    s, c = torch.tensor([0, 2, 5]), torch.tensor([7, 1, 3])
+    with torch.no_grad():
+        # Output layer [α·w_G; (1−α)·w_M], bias α·b_G + (1−α)·b_M ⇒ logit = α·GMF + (1−α)·MLP.
+        expected = 0.5 * gmf(s, c) + 0.5 * mlp(s, c)
+        torch.testing.assert_close(neumf(s, c), expected)
+        torch.testing.assert_close(neumf.gmf.student.weight, gmf.gmf.student.weight)
+        torch.testing.assert_close(neumf.mlp.layers[0].weight, mlp.mlp.layers[0].weight)
+
+
+def test_unknown_model_kind():
+    with pytest.raises(ValueError):
+        build_model("svd", 2, 2, 2, 2, (2,))

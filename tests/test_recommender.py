@@ -1,0 +1,486 @@
+"""Recommender: eligibility of every recommendation, fold-in, why-not, privacy, determinism, ground truth."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from electives.artifact import TrainedModel, load_model, save_model
+from electives.calibration import fit_conformal
+from electives.catalog import Catalog, read_catalog
+from electives.errors import DataError, ElectivesError, StorageError
+from electives.importing import ImportResult, read_export
+from electives.interactions import Interactions
+from electives.pseudonyms import Pseudonymiser
+from electives.recommender import (
+    GradeEntryError,
+    Recommender,
+    UnknownStudentError,
+    check_k,
+    ground_truth_lift,
+)
+from electives.storage import Store
+from electives.synth import SynthConfig, University, generate, write
+from electives.training import FittedNCF, TrainConfig, fit
+
+KEY = "test-secret-key-0123456789abcdef"  # = conftest.TEST_KEY, the key the `secret_key` fixture sets
+CONFIG = SynthConfig(n_students=150, n_courses=24, n_electives=12, n_departments=2, seed=5)
+NEXT_TERM = "2023-Fall"  # the term after the synthetic export window (8 terms from 2019-Fall)
+SYNTH_MAP = {
+    "student": "student serial",
+    "term": "Year+term",
+    "course": "Crs Code",
+    "course_name": "Course Name",
+    "grade": "total",
+}
+SMALL = TrainConfig(gmf_dim=8, mlp_dim=8, mlp_layers=(16, 8), lr=0.01, batch_size=128, epochs=20, seed=0)
+
+
+@dataclass
+class World:
+    """A small synthetic university imported into SQLite, with a NeuMF model trained on all but a few students."""
+
+    university: University
+    result: ImportResult
+    catalog: Catalog
+    catalog_path: Path
+    db_url: str
+    db_path: Path
+    model_dir: Path
+    model: TrainedModel
+    fitted: FittedNCF
+    train: Interactions
+    metrics: dict
+    key: Pseudonymiser
+    db_only: list[str]  # raw ids of students in the database but not in the model
+
+
+def build_world(tmp: Path, mode: str = "explicit") -> World:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the 2 shared cores: one thread avoids oversubscription stalls
+    try:
+        university = generate(CONFIG)
+        paths = write(university, tmp / "synth")
+        key = Pseudonymiser(KEY.encode())
+        result = read_export(paths["grades"], mapping=SYNTH_MAP, scale="percent", pseudonymiser=key)
+        catalog = read_catalog(paths["catalog"])
+        db_path = tmp / "grades.db"
+        url = f"sqlite:///{db_path}"
+        with Store(url) as store:
+            store.save_import(result, catalog)
+        db_only = [str(s) for s in university.student_ids[7::19]]
+        held = {key.pseudonym(s) for s in db_only}
+        frame = result.frame[~result.frame["student"].isin(held)]
+        df = pd.DataFrame({"student": frame["student"], "course": frame["course"], "term": frame["term_key"]})
+        if mode == "explicit":
+            df["grade"] = frame["grade"]
+        train = Interactions.from_frame(df.astype({"term": "int64"}))
+        fitted = fit(train, dataclasses.replace(SMALL, mode=mode), progress=False)
+        metrics, calibration = {}, None
+        if mode == "explicit":
+            residuals = train.grades - fitted.predict(train.students, train.courses)
+            calibration = fit_conformal(residuals, 0.8)
+            metrics = {"val_rmse": float(np.sqrt(np.mean(residuals**2))) * 100}
+        names = dict(zip(result.frame["course"], result.frame["course_name"], strict=True))
+        model_dir = save_model(
+            tmp / f"model-{mode}",
+            fitted,
+            train,
+            scale=result.scale,
+            course_names=names,
+            calibration=calibration,
+            metrics=metrics,
+        )
+        return World(
+            university,
+            result,
+            catalog,
+            paths["catalog"],
+            url,
+            db_path,
+            model_dir,
+            load_model(model_dir),
+            fitted,
+            train,
+            metrics,
+            key,
+            db_only,
+        )
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    return build_world(tmp_path_factory.mktemp("world"))
+
+
+@pytest.fixture(scope="module")
+def recommender(world: World):
+    store = Store(world.db_url)
+    rec = Recommender(world.model, world.catalog, store, world.key)
+    yield rec
+    store.close()
+
+
+def grades_of(world: World, raw_id: str) -> list[tuple[str, str]]:
+    frame = world.result.frame
+    rows = frame[frame["student"] == world.key.pseudonym(raw_id)]
+    return list(zip(rows["course"], rows["mark"], strict=True))
+
+
+def passed_courses(world: World, raw_id: str) -> set[str]:
+    frame = world.result.frame
+    rows = frame[(frame["student"] == world.key.pseudonym(raw_id)) & frame["points"].notna()]
+    return set(rows.loc[rows["points"] >= world.result.scale.pass_points, "course"])
+
+
+def check_eligible(world: World, recs, passed: set[str], term: str | None) -> None:
+    """Independent of EligibilityIndex: straight from the catalogue and the student's passed courses."""
+    for item in recs:
+        course = world.catalog[item.course]
+        assert course.elective, f"{item.course} is not an elective"
+        assert item.course not in passed, f"{item.course} was already passed"
+        assert set(course.prerequisites) <= passed, f"{item.course} needs {course.prerequisites}"
+        if term is not None:
+            assert course.offered_in(term) is not False, f"{item.course} is not offered in {term}"
+
+
+# ------------------------------------------------------------------------------------------------ eligibility
+
+
+def test_no_recommendation_is_passed_ineligible_or_compulsory(world: World, recommender: Recommender) -> None:
+    checked = 0
+    for raw in world.university.student_ids:
+        for term in (NEXT_TERM, "2024-Spring"):
+            recs = recommender.recommend(str(raw), k=5, target_term=term)
+            check_eligible(world, recs, passed_courses(world, str(raw)), term)
+            assert len(recs) == min(5, recs.eligible)
+            assert [r.rank for r in recs] == list(range(1, len(recs) + 1))
+            assert all(a.score >= b.score for a, b in zip(recs.items, recs.items[1:], strict=False))
+            checked += len(recs)
+    assert checked > 200  # 12 electives, prerequisites and seasons leave a few per student
+
+
+def test_entered_grades_respect_eligibility_too(world: World, recommender: Recommender) -> None:
+    rng = np.random.default_rng(0)
+    for raw in rng.choice(world.university.student_ids, 40, replace=False):
+        grades = grades_of(world, str(raw))
+        subset = [grades[i] for i in sorted(rng.choice(len(grades), max(1, len(grades) // 2), replace=False))]
+        passed = {c for c, m in subset if float(m) >= 60}
+        recs = recommender.recommend_for_grades(subset, k=4, target_term="Spring")
+        check_eligible(world, recs, passed, "Spring")
+        assert recs.basis == "folded-in"
+        assert recs.grades_used == len({c for c, _ in subset if c in world.model.course_ids})
+
+
+# ------------------------------------------------------------------------------------------------ cards
+
+
+def test_cards_carry_grade_interval_and_explanation(world: World, recommender: Recommender) -> None:
+    raw = str(world.university.student_ids[3])
+    recs = recommender.recommend(raw, k=3, target_term=NEXT_TERM)
+    assert recs.basis == "trained" and recs.mode == "explicit" and recs.coverage == 0.8
+    scale = world.result.scale
+    q = world.model.calibration.upper * scale.span  # symmetric: [pred − q, pred + q], clipped to the scale
+    for item in recs:
+        assert item.name == world.catalog[item.course].name
+        assert item.description == world.catalog[item.course].description
+        assert item.points == pytest.approx(scale.to_points(item.score))
+        assert item.letter == scale.letter(item.points)
+        assert item.interval == pytest.approx((max(0.0, item.points - q), min(100.0, item.points + q)), abs=1e-4)
+    # The trained student is scored by the trained embedding, exactly as the model scores it.
+    index = world.model.student_index()[world.key.pseudonym(raw)]
+    expected = world.fitted.score_all(np.array([index]))[0]
+    for item in recs:
+        assert item.score == pytest.approx(float(expected[world.model.course_index()[item.course]]), abs=1e-5)
+    data = json.loads(json.dumps(recs.to_dict()))
+    assert [r["course"] for r in data["recommendations"]] == list(recs.courses)
+    assert set(data["excluded"]) == set(recs.excluded)
+
+
+def test_explanations_name_similar_courses_and_cohorts_of_ten_or_more(world: World, recommender: Recommender) -> None:
+    cohorts, similar = [], 0
+    for raw in world.university.student_ids[:60]:
+        recs = recommender.recommend(str(raw), k=5)
+        taken = {c for c, _ in grades_of(world, str(raw))}
+        for item in recs:
+            similar += len(item.similar)
+            assert {s.course for s in item.similar} <= taken
+            if item.cohort is not None:
+                cohorts.append(item.cohort.size)
+                assert "students with records like yours averaged" in item.explanation.lower()
+    assert similar > 0 and cohorts and min(cohorts) >= 10
+    # Without a database there are no graders, so no cohort figure.
+    plain = Recommender(world.model, world.catalog)
+    recs = plain.recommend_for_grades(grades_of(world, str(world.university.student_ids[0])), k=5)
+    assert all(item.cohort is None for item in recs)
+
+
+def test_why_not_gives_the_reason(world: World, recommender: Recommender) -> None:
+    # A student who passed MA101 but not MA215: MA310 (MA101;MA215) misses a prerequisite.
+    grades = [("CS101", "88"), ("MA101", "91"), ("CS102", "45"), ("CS210", "75")]
+    recs = recommender.recommend_for_grades(grades, k=2, target_term=NEXT_TERM)
+    assert recs.why_not("MA101").reason == "already-passed"
+    assert recs.why_not("MA101").message == "Already passed (A-)."
+    assert recs.why_not("CS101").reason == "already-passed"
+    why = recs.why_not("MA310")
+    assert (why.reason, why.exclusion.missing) == ("missing-prerequisites", ("MA215",))
+    assert why.message == "Prerequisite not passed: MA215."
+    assert recs.why_not("CS102").reason == "not-an-elective"  # failed, but compulsory anyway
+    assert recs.why_not("MA210").reason == "not-offered"  # Spring only
+    assert recs.why_not("MA210").message == "Not offered in 2023-Fall."
+    top = recs.items[0].course
+    assert recs.why_not(top).reason == "recommended"
+    lower = [c for c in world.model.course_ids if c not in recs.excluded and c not in recs.courses]
+    assert lower
+    why = recs.why_not(lower[0])
+    assert why.reason == "ranked-lower"
+    assert re.fullmatch(
+        rf"It is eligible but ranked \d+ of {recs.eligible} \(predicted [A-F][+-]?, [\d.]+\); only the top 2 are shown\.",
+        why.message,
+    )
+    assert recs.why_not("XX999").reason == "not-a-course"
+
+
+# ------------------------------------------------------------------------------------------------ fold-in
+
+
+def test_fold_in_of_a_trained_student_is_close_to_the_trained_scores(world: World) -> None:
+    rec = Recommender(world.model)
+    index = world.model.student_index()
+    diffs, agree = [], 0
+    students = world.university.student_ids[::5]
+    for raw in students:
+        pseudonym = world.key.pseudonym(str(raw))
+        if pseudonym not in index:
+            continue
+        fold = rec.fold_in(grades_of(world, str(raw)))
+        folded = rec.scores(fold.embedding)
+        trained = world.fitted.score_all(np.array([index[pseudonym]]))[0]
+        diffs.append(np.abs(folded - trained).mean())
+        agree += int(np.argmax(folded) == np.argmax(trained))
+    # Normalised units: 0.03 is 3 percent points on this scale, about a third of a letter.
+    assert np.mean(diffs) < 0.03
+    assert agree >= 0.6 * len(diffs)
+
+
+def test_fold_in_is_deterministic(world: World) -> None:
+    grades = grades_of(world, str(world.university.student_ids[10]))
+    a = Recommender(world.model, world.catalog)
+    b = Recommender(load_model(world.model_dir), world.catalog)
+    first = a.recommend_for_grades(grades, k=5, target_term=NEXT_TERM)
+    np.testing.assert_array_equal(a.fold_in(grades).embedding, b.fold_in(grades).embedding)
+    assert a.recommend_for_grades(grades, k=5, target_term=NEXT_TERM).to_dict() == first.to_dict()
+    assert b.recommend_for_grades(grades, k=5, target_term=NEXT_TERM).to_dict() == first.to_dict()
+    # No grades: the average student (the fold-in's starting point).
+    net = world.model.fitted.model
+    mean = torch.cat([net.gmf.student.weight, net.mlp.student.weight], dim=1).detach().numpy().mean(0)
+    np.testing.assert_allclose(a.fold_in([]).embedding, mean, atol=1e-6)
+
+
+def test_save_load_gives_identical_recommendations(world: World) -> None:
+    in_memory = TrainedModel(
+        fitted=world.fitted,
+        student_ids=world.train.student_ids,
+        course_ids=world.train.course_ids,
+        course_names=world.model.course_names,
+        scale=world.result.scale,
+        calibration=world.model.calibration,
+        manifest={"metrics": world.metrics},
+    )
+    with Store(world.db_url) as store:
+        before = Recommender(in_memory, world.catalog, store, world.key)
+        after = Recommender.load(world.model_dir, world.db_url, catalog=world.catalog_path, pseudonymiser=world.key)
+        try:
+            for raw in [*world.university.student_ids[:20:4], world.db_only[0]]:
+                assert (
+                    before.recommend(str(raw), 5, NEXT_TERM).to_dict()
+                    == after.recommend(str(raw), 5, NEXT_TERM).to_dict()
+                )
+                grades = grades_of(world, str(raw))
+                assert before.recommend_for_grades(grades).to_dict() == after.recommend_for_grades(grades).to_dict()
+        finally:
+            after.close()
+
+
+def test_entered_grades_errors_name_the_course_or_mark(recommender: Recommender) -> None:
+    with pytest.raises(
+        GradeEntryError, match=r"^unknown course 'NOPE101': not in the model's courses or the catalogue$"
+    ):
+        recommender.recommend_for_grades([("CS101", "80"), ("NOPE101", "70")])
+    with pytest.raises(DataError, match=r"^course 'CS101': 'banana' is not a mark of scale 'percent'$") as info:
+        recommender.recommend_for_grades([("MA101", "80"), ("CS101", "banana")])
+    assert info.value.position == 1
+    with pytest.raises(DataError, match=r"^course 'MA101': '120' is outside the scale's range \[0, 100\]$"):
+        recommender.recommend_for_grades([("MA101", 120)])
+    # Case-insensitive when unambiguous; numbers and no-grade marks are fine (W: on record, not passed).
+    recs = recommender.recommend_for_grades([("cs101", 88.5), ("MA101", "W")])
+    assert recs.grades_used == 1
+    assert recs.why_not("MA101").reason == "already-taken"
+
+
+def test_k_is_bounded() -> None:
+    assert check_k(1) == 1 and check_k(50) == 50
+    for bad in (0, 51, -3, 2.5, True):
+        with pytest.raises(DataError, match=r"^k must be a whole number from 1 to 50, got"):
+            check_k(bad)
+
+
+# ------------------------------------------------------------------------------------------------ students on record
+
+
+def test_student_on_record(world: World, recommender: Recommender) -> None:
+    trained = recommender.recommend(str(world.university.student_ids[0]), k=3)
+    assert trained.basis == "trained" and trained.grades_used == 0
+    # In the database, not in the model (imported after training): folded in from the stored grades.
+    later = recommender.recommend(world.db_only[0], k=3)
+    assert later.basis == "folded-in" and later.grades_used > 0
+    entered = recommender.recommend_for_grades(grades_of(world, world.db_only[0]), k=3)
+    assert later.courses == entered.courses
+    assert [r.score for r in later] == pytest.approx([r.score for r in entered], abs=1e-5)
+
+
+def test_unknown_students_all_get_the_same_answer(world: World, recommender: Recommender) -> None:
+    messages = set()
+    for raw in ("nobody", "20190001x", " "):
+        with pytest.raises(UnknownStudentError) as info:
+            recommender.recommend(raw)
+        messages.add(str(info.value))
+        assert raw.strip() not in str(info.value) or not raw.strip()
+    assert messages == {
+        "no grades on record for this student id in the database; check the id (and the secret key), or enter "
+        "the grades instead (--grades FILE)"
+    }
+    # Without a database nothing is looked up at all, known or not.
+    plain = Recommender(world.model, world.catalog, pseudonymiser=world.key)
+    for raw in (str(world.university.student_ids[0]), "nobody"):
+        with pytest.raises(ElectivesError, match="needs the grade database"):
+            plain.recommend(raw)
+
+
+def test_a_missing_database_is_not_created(world: World, tmp_path: Path) -> None:
+    missing = tmp_path / "nope.db"
+    with pytest.raises(StorageError, match="does not exist"):
+        Recommender.load(world.model_dir, f"sqlite:///{missing}")
+    assert not missing.exists()
+
+
+# ------------------------------------------------------------------------------------------------ privacy
+
+
+def _snapshot(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() + f"@{p.stat().st_mtime_ns}"
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_entered_grades_leave_no_trace(
+    world: World,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    secret_key: str,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    db = tmp_path / "copy.db"
+    db.write_bytes(world.db_path.read_bytes())
+    key_file = tmp_path / "never-created.key"
+    monkeypatch.setenv("ELECTIVES_KEY_FILE", str(key_file))
+    monkeypatch.delenv("ELECTIVES_SECRET_KEY")
+    monkeypatch.chdir(tmp_path)
+    rec = Recommender.load(world.model_dir, f"sqlite:///{db}", catalog=world.catalog_path)
+    try:
+        rec.recommend_for_grades([("CS101", "70")])  # warm: reads the graders once
+        with Store(f"sqlite:///{db}") as store:
+            rows = store.counts()
+        before = _snapshot(tmp_path)
+        capsys.readouterr()
+        grades = grades_of(world, str(world.university.student_ids[1]))
+        for _ in range(3):
+            rec.recommend_for_grades(grades, k=5, target_term=NEXT_TERM)
+        assert _snapshot(tmp_path) == before
+        assert capsys.readouterr() == ("", "") and not caplog.records
+        with Store(f"sqlite:///{db}") as store:
+            assert store.counts() == rows
+        assert not key_file.exists()
+    finally:
+        rec.close()
+
+
+def test_no_raw_student_id_in_the_artifact(world: World) -> None:
+    blobs = b"".join(p.read_bytes() for p in sorted(world.model_dir.iterdir()))
+    raw_ids = [str(s) for s in world.university.student_ids]
+    assert len(raw_ids) == CONFIG.n_students
+    leaked = [s for s in raw_ids if s.encode() in blobs]
+    assert not leaked
+    manifest = json.loads((world.model_dir / "manifest.json").read_text())
+    assert all(len(s) == 32 for s in manifest["student_ids"])  # pseudonyms only
+
+
+# ------------------------------------------------------------------------------------------------ implicit
+
+
+def test_enrolment_only_models_rank_without_grades(tmp_path_factory: pytest.TempPathFactory) -> None:
+    w = build_world(tmp_path_factory.mktemp("implicit"), mode="implicit")
+    rec = Recommender(w.model, w.catalog)
+    # The first student with a choice to make (several electives open to them).
+    for raw in w.university.student_ids:
+        grades = grades_of(w, str(raw))
+        recs = rec.recommend_for_grades(grades, k=3, target_term=NEXT_TERM)
+        if recs.eligible > 3:
+            break
+    assert recs.mode == "implicit" and recs.note.startswith("Enrolment-only model")
+    assert len(recs) == 3
+    for item in recs:
+        assert item.points is None and item.letter is None and item.interval is None
+        assert 0 <= item.score <= 1
+    check_eligible(w, recs, {c for c, m in grades if float(m) >= 60}, NEXT_TERM)
+    again = Recommender(w.model, w.catalog).recommend_for_grades(grades, k=3, target_term=NEXT_TERM)
+    assert again.to_dict() == recs.to_dict()
+
+
+# ------------------------------------------------------------------------------------------------ ground truth
+
+
+def test_ground_truth_lift(world: World) -> None:
+    class Oracle:
+        def score_all(self, students: np.ndarray) -> np.ndarray:
+            serial = {world.key.pseudonym(str(s)): i for i, s in enumerate(world.university.student_ids)}
+            rows = [serial[world.train.student_ids[u]] for u in students]
+            cols = [list(world.university.course_ids).index(c) for c in world.train.course_ids]
+            return world.university.expected[np.ix_(rows, cols)]
+
+    class Flat:
+        def score_all(self, students: np.ndarray) -> np.ndarray:
+            return np.zeros((len(students), world.train.n_courses))
+
+    lift = ground_truth_lift(
+        world.university,
+        world.train,
+        {"oracle": Oracle(), "neumf": world.fitted, "flat": Flat()},
+        pseudonymiser=world.key,
+        k=2,
+    )
+    assert lift["oracle"].share == pytest.approx(1.0)
+    assert lift["oracle"].students > 20
+    assert lift["neumf"].random < lift["neumf"].oracle
+    assert -1.0 < lift["flat"].share < 1.0
+    assert set(lift["neumf"].to_dict()) == {"model", "students", "k", "recommended", "random", "oracle", "share"}
+
+
+def test_torch_threads_are_restored(world: World) -> None:
+    before = torch.get_num_threads()
+    Recommender(world.model, threads=1).recommend_for_grades([("CS101", "80")])
+    assert torch.get_num_threads() == before

@@ -1,0 +1,147 @@
+"""`electives train` and `electives score` end to end on a small synthetic university."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from electives.artifact import load_model
+from electives.synth import SynthConfig, generate, write
+
+AAST_FLAGS = [
+    "--map", "student=student serial", "--map", "term=Year+term", "--map", "course=Crs Code",
+    "--map", "course_name=Course Name", "--map", "grade=total", "--scale", "percent",
+]  # fmt: skip
+SMALL = ["--epochs", "6", "--lr", "0.01", "--gmf-dim", "8", "--mlp-dim", "8", "--mlp-layers", "16,8", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def university(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return write(generate(SynthConfig(n_students=150, seed=5)), tmp_path_factory.mktemp("uni"))
+
+
+@pytest.fixture
+def trained(cli, secret_key, university, tmp_path) -> Path:
+    out = tmp_path / "model"
+    code, _, err = cli("train", "--data", university["grades"], *AAST_FLAGS, *SMALL, "--out", out)
+    assert code == 0, err
+    return out
+
+
+def test_train_writes_a_calibrated_explicit_model(trained: Path, university) -> None:
+    model = load_model(trained)
+    manifest = json.loads((trained / "manifest.json").read_text())
+    assert model.mode == "explicit"
+    assert model.scale is not None and model.scale.name == "percent"
+    assert model.calibration is not None and model.calibration.coverage == 0.8
+    metrics = manifest["metrics"]
+    # Percent points: a model that learned nothing would be off by the grades' spread (about 10 points).
+    assert 0 < metrics["val_rmse"] < 15
+    assert 0 <= metrics["interval_coverage_measured"] <= 1
+    assert model.course_names["CS101"] == "Introduction to Programming"
+    # Pseudonyms only: no raw student serial of the export appears in the artifact.
+    serials = set(pd.read_csv(university["grades"], dtype=str)["student serial"])
+    blob = (trained / "manifest.json").read_bytes() + (trained / "model.safetensors").read_bytes()
+    assert not [s for s in serials if s.encode() in blob]
+
+
+def test_same_seed_same_model(cli, secret_key, university, tmp_path, trained) -> None:
+    again = tmp_path / "again"
+    assert cli("train", "--data", university["grades"], *AAST_FLAGS, *SMALL, "--out", again)[0] == 0
+    a, b = load_model(trained), load_model(again)
+    s = np.arange(len(a.student_ids))
+    np.testing.assert_array_equal(a.fitted.score_all(s), b.fitted.score_all(s))
+
+
+def test_score_writes_predicted_points(cli, trained, university, tmp_path) -> None:
+    export = pd.read_csv(university["grades"], dtype=str)
+    rows = export[pd.to_numeric(export["total"], errors="coerce").between(0, 100)].head(200)
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("".join(f"{s}\t{c}\n" for s, c in zip(rows["student serial"], rows["Crs Code"], strict=True)))
+    out = tmp_path / "scored.tsv"
+    code, _, err = cli("score", trained, "--pairs", pairs, "--out", out)
+    assert code == 0, err
+    scored = pd.read_csv(out, sep="\t", header=None, names=["student", "course", "score"], dtype={"student": str})
+    assert list(scored["student"]) == list(rows["student serial"])
+    assert scored["score"].between(0, 100).all()
+    # Trained on these very rows: predictions track the actual totals.
+    assert np.corrcoef(scored["score"], rows["total"].astype(float))[0, 1] > 0.3
+
+
+def test_score_unknown_student_is_named(cli, trained, tmp_path) -> None:
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("nobody\tCS101\n")
+    code, _, err = cli("score", trained, "--pairs", pairs)
+    assert code == 2
+    assert "line 1: the model does not know this student (1 unknown pairs in all)" in err
+    code, out, _ = cli("score", trained, "--pairs", pairs, "--skip-unknown")
+    assert code == 0 and out == "nobody\tCS101\t\n"
+
+
+def test_bad_pairs_line(cli, trained, tmp_path) -> None:
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("only-one-field\n")
+    code, _, err = cli("score", trained, "--pairs", pairs)
+    assert code == 2 and "line 1: expected 'student<TAB>course', got 'only-one-field'" in err
+
+
+def test_explicit_training_on_enrolments_is_refused(cli, secret_key, tmp_path) -> None:
+    pairs = tmp_path / "enrolments.tsv"
+    pairs.write_text("".join(f"s{i}\tc{i % 7}\n" for i in range(60)))
+    out = tmp_path / "m"
+    code, _, err = cli("train", "--data", pairs, "--no-header", "--columns", "student,course", "--out", out)
+    assert code == 2
+    assert "enrolments only (no grades): train with --mode implicit" in err
+    assert not out.exists()
+
+
+def test_implicit_training_from_enrolments(cli, secret_key, tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    rows = {(f"s{s}", f"c{c}") for s in range(60) for c in rng.choice(20, 6, replace=False)}
+    pairs = tmp_path / "enrolments.tsv"
+    pairs.write_text("".join(f"{s}\t{c}\n" for s, c in sorted(rows)))
+    out = tmp_path / "m"
+    args = ["--no-header", "--columns", "student,course", "--mode", "implicit", *SMALL, "--out", out]
+    code, _, err = cli("train", "--data", pairs, *args)
+    assert code == 0, err
+    model = load_model(out)
+    assert model.mode == "implicit" and model.scale is None and model.calibration is None
+    assert "val_hr_at_10_sampled" in model.manifest["metrics"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--mlp-layers", "64,x"], "'64,x': expected sizes like 128,64,32"),
+        (["--epochs", "0"], "'0' must be 1 or more"),
+        (["--lr", "-1"], "'-1' must be greater than 0"),
+        (["--coverage", "1.5"], "--coverage 1.5: expected a level in [0.5, 1)"),
+        (["--db", "sqlite:///x.db"], "give either --db or --data, not both"),
+    ],
+)
+def test_bad_flags(cli, secret_key, university, tmp_path, args, message) -> None:
+    code, _, err = cli("train", "--data", university["grades"], *AAST_FLAGS, "--out", tmp_path / "m", *args)
+    assert code == 2
+    assert message in err
+    assert not (tmp_path / "m").exists()
+
+
+def test_train_from_the_database(cli, secret_key, university, tmp_path) -> None:
+    db = f"sqlite:///{tmp_path / 'e.db'}"
+    assert cli("import", university["grades"], "--db", db, *AAST_FLAGS, "--catalog", university["catalog"])[0] == 0
+    out = tmp_path / "m"
+    code, _, err = cli("train", "--db", db, *SMALL, "--out", out)
+    assert code == 0, err
+    model = load_model(out)
+    assert model.scale is not None and model.scale.name == "percent"
+    assert model.manifest["data_source"] == "database"
+
+
+def test_empty_database_is_refused(cli, secret_key, tmp_path) -> None:
+    db = f"sqlite:///{tmp_path / 'empty.db'}"
+    code, _, err = cli("train", "--db", db, "--out", tmp_path / "m")
+    assert code == 2 and "holds no grades; import an export first" in err

@@ -1,0 +1,212 @@
+"""Training: recovery of a known structure, reproducibility, early stopping, negative sampling, options."""
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from electives.errors import DataError, ElectivesError
+from electives.interactions import Interactions
+from electives.splits import random_split, validation_split
+from electives.training import TrainConfig, _prepare_training, fit, sample_negatives
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # The test machine's 2 cores are shared: one thread avoids OpenMP oversubscription stalls.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def checkerboard(implicit: bool = False, n_students: int = 40, n_courses: int = 20, seed: int = 0):
+    """Two student groups × two course groups: a student does well in (explicit) or takes only (implicit)
+    the courses whose parity matches the student's."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for s in range(n_students):
+        pool = [c for c in range(n_courses) if not implicit or c % 2 == s % 2]
+        for c in rng.choice(pool, 7 if implicit else 10, replace=False):
+            good = c % 2 == s % 2
+            grade = np.nan if implicit else float(np.clip((0.85 if good else 0.3) + rng.normal(0, 0.05), 0, 1))
+            rows.append((f"s{s:02d}", f"c{c:02d}", int(rng.integers(1, 6)), grade))
+    return Interactions.from_frame(pd.DataFrame(rows, columns=["student", "course", "term", "grade"]))
+
+
+def _unseen_auc(model, data: Interactions, train: Interactions) -> float:
+    """Share of (good, bad) unseen-course pairs per student that the model orders correctly."""
+    scores = model.score_all(np.arange(data.n_students))
+    taken = train.item_lookup().mask(np.arange(data.n_students))
+    student_group = np.array([int(s[1:]) % 2 for s in data.student_ids])
+    course_group = np.array([int(c[1:]) % 2 for c in data.course_ids])
+    good = course_group[None, :] == student_group[:, None]
+    wins = total = 0
+    for u in range(data.n_students):
+        g, b = scores[u, good[u] & ~taken[u]], scores[u, ~good[u] & ~taken[u]]
+        wins += (g[:, None] > b[None, :]).sum()
+        total += g.size * b.size
+    return wins / total
+
+
+SMALL = {"gmf_dim": 8, "mlp_dim": 8, "mlp_layers": (16, 8), "lr": 0.01, "batch_size": 64}
+
+
+def test_explicit_neumf_recovers_checkerboard():
+    data = checkerboard()
+    train, test = random_split(data, 0.2, seed=1)
+    model = fit(train, TrainConfig(**SMALL, epochs=60, patience=10), progress=False)
+    assert _unseen_auc(model, data, train) > 0.95
+    pred = model.predict(test.students, test.courses)
+    assert np.sqrt(np.mean((pred - test.grades) ** 2)) < 0.12  # noise std is 0.05, good/bad gap 0.55
+
+
+def test_implicit_neumf_recovers_checkerboard():
+    data = checkerboard(implicit=True)
+    assert data.grades is None
+    model = fit(data, TrainConfig(mode="implicit", **SMALL, epochs=30, patience=10), progress=False)
+    assert _unseen_auc(model, data, data) > 0.9
+    assert model.history[-1].val_metric is not None
+
+
+@pytest.mark.parametrize("mode", ["explicit", "implicit"])
+def test_same_seed_same_weights_different_seed_different(mode):
+    data = checkerboard(implicit=mode == "implicit")
+    cfg = TrainConfig(mode=mode, **SMALL, epochs=3, dropout=0.2, seed=7)
+    a = fit(data, cfg, progress=False).model.state_dict()
+    b = fit(data, cfg, progress=False).model.state_dict()
+    c = fit(data, TrainConfig(mode=mode, **SMALL, epochs=3, dropout=0.2, seed=8), progress=False).model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_fit_leaves_global_torch_rng_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    fit(checkerboard(), TrainConfig(**SMALL, epochs=1), progress=False)
+    torch.testing.assert_close(torch.rand(3), expected)
+
+
+def test_early_stopping_restores_best_epoch():
+    data = checkerboard()
+    cfg = TrainConfig(**{**SMALL, "lr": 0.05}, epochs=200, patience=3, seed=3)
+    model = fit(data, cfg, progress=False)
+    vals = [h.val_metric for h in model.history]
+    assert len(vals) < 200  # stopped early
+    assert model.best_epoch == int(np.argmin(vals)) + 1
+    assert len(vals) - model.best_epoch == 3
+    # The returned weights are the best epoch's: recompute validation RMSE on the same carved split.
+    _, val = validation_split(data, "random", cfg.val_fraction, cfg.seed)
+    rmse = np.sqrt(np.mean((model.predict(val.students, val.courses) - val.grades) ** 2))
+    assert rmse == pytest.approx(min(vals), rel=1e-5)
+    assert all(h.seconds >= 0 and h.train_loss >= 0 for h in model.history)
+
+
+def test_pretraining_runs_gmf_then_mlp_then_neumf():
+    model = fit(checkerboard(), TrainConfig(**SMALL, epochs=2, pretrain=True), progress=False)
+    assert [h.phase for h in model.history] == ["gmf", "gmf", "mlp", "mlp", "neumf", "neumf"]
+
+
+@pytest.mark.parametrize("kind", ["gmf", "mlp"])
+def test_single_models_train(kind):
+    model = fit(checkerboard(), TrainConfig(model=kind, **SMALL, epochs=2), progress=False)
+    assert model.score_all(np.array([0, 1])).shape == (2, 20)
+    assert {h.phase for h in model.history} == {kind}
+
+
+def test_predictions_are_normalised_grades():
+    model = fit(checkerboard(), TrainConfig(**SMALL, epochs=2, validation="none"), progress=False)
+    p = model.predict(np.array([0, 1, 2]), np.array([3, 4, 5]))
+    assert p.dtype == np.float32 and ((p >= 0) & (p <= 1)).all()
+    assert model.predicts_grades and model.best_epoch == 2
+    assert all(h.val_metric is None for h in model.history)
+
+
+def test_explicit_needs_grades():
+    with pytest.raises(DataError):
+        fit(checkerboard(implicit=True), TrainConfig(**SMALL, epochs=1), progress=False)
+
+
+def test_config_defaults_and_validation():
+    implicit = TrainConfig(mode="implicit").resolved()
+    assert implicit.n_negatives == 4 and implicit.validation == "loo" and implicit.batch_size is not None
+    assert TrainConfig().resolved().validation == "random"
+    assert TrainConfig(lr=0.5).resolved().lr == 0.5
+    with pytest.raises(ElectivesError):
+        TrainConfig(mode="ranking")
+    with pytest.raises(ElectivesError):
+        TrainConfig(mode="implicit", imbalance="reweight")
+    with pytest.raises(ElectivesError):
+        TrainConfig(dropout=1.0)
+
+
+def test_imbalance_options_touch_only_low_grades():
+    data = checkerboard()
+    n_low = int((data.grades < 0.5).sum())
+    rng = np.random.default_rng(0)
+    over = _prepare_training(TrainConfig(imbalance="oversample", imbalance_factor=3).resolved(), data, rng)
+    assert len(over.grades) == len(data) + 2 * n_low
+    copies = over.grades[len(data) :]
+    assert np.abs(copies - np.repeat(data.grades[data.grades < 0.5], 2)).max() < 0.2
+    weighted = _prepare_training(TrainConfig(imbalance="reweight", imbalance_factor=2.5).resolved(), data, rng)
+    assert weighted.weights.tolist() == np.where(data.grades < 0.5, 2.5, 1.0).tolist()
+    plain = _prepare_training(TrainConfig().resolved(), data, rng)
+    assert plain.weights is None and len(plain.grades) == len(data)
+    fit(data, TrainConfig(**SMALL, epochs=1, imbalance="reweight"), progress=False)
+
+
+# -- negative sampling ----------------------------------------------------------------------------------------
+
+
+def _random_implicit(n_students: int, n_courses: int, per_student: int, seed: int = 0) -> Interactions:
+    rng = np.random.default_rng(seed)
+    s = np.repeat(np.arange(n_students), per_student)
+    c = rng.integers(0, n_courses, size=len(s))
+    return Interactions(
+        s, c, None, np.arange(len(s)), [str(i) for i in range(n_students)], [str(i) for i in range(n_courses)]
+    )
+
+
+def test_sampler_never_returns_a_training_positive():
+    data = _random_implicit(300, 50, 30)  # dense: ~45% of each row taken
+    lookup = data.item_lookup()
+    neg = sample_negatives(data.students, lookup, 4, np.random.default_rng(1))
+    assert neg.shape == (len(data), 4)
+    taken = {(int(s), int(c)) for s, c in zip(data.students, data.courses, strict=True)}
+    assert not any((int(s), int(c)) in taken for s, c in zip(np.repeat(data.students, 4), neg.ravel(), strict=True))
+
+
+def test_sampler_unique_rows_and_nearly_full_students():
+    # Student 0 has 48 of 50 courses: only 2 remain, drawn through the exact fallback.
+    s = np.r_[np.zeros(48, dtype=int), np.ones(5, dtype=int)]
+    c = np.r_[np.arange(48), np.arange(5)]
+    data = Interactions(s, c, None, np.arange(len(s)), ["a", "b"], [str(i) for i in range(50)])
+    neg = sample_negatives(np.array([0, 1]), data.item_lookup(), 2, np.random.default_rng(0), unique=True)
+    assert sorted(neg[0].tolist()) == [48, 49]
+    assert len(set(neg[1].tolist())) == 2 and not set(neg[1].tolist()) & set(range(5))
+    with pytest.raises(DataError):
+        sample_negatives(np.array([0]), data.item_lookup(), 3, np.random.default_rng(0), unique=True)
+
+
+def test_sampler_is_vectorised_on_a_million_pairs():
+    data = _random_implicit(6000, 3700, 167)  # ML-1M-sized
+    lookup = data.item_lookup()
+    _ = lookup.sorted_keys
+    students = np.repeat(data.students[:250_000], 4)  # 1M pairs
+    t0 = time.perf_counter()
+    neg = sample_negatives(students, lookup, 1, np.random.default_rng(0))
+    seconds = time.perf_counter() - t0
+    assert not lookup.contains(students, neg[:, 0]).any()
+    assert seconds < 1.0, f"sampling 1M negatives took {seconds:.2f}s"
+
+
+def test_given_validation_must_not_overlap_train():
+    data = checkerboard()
+    with pytest.raises(DataError, match="both train and test"):
+        fit(data, TrainConfig(**SMALL, epochs=1), validation=data.subset(np.arange(5)), progress=False)
+    train, val = random_split(data, 0.2, seed=0)
+    model = fit(train, TrainConfig(**SMALL, epochs=2, embedding_l2=1e-3), validation=val, progress=False)
+    assert len(model.history) == 2 and model.history[0].val_metric is not None
