@@ -10,7 +10,15 @@ from electives import __version__
 from electives.errors import ElectivesError
 
 # Each module exposes register(subparsers); the command's handler is stored as `func` on its parser.
-_COMMAND_MODULES = ("electives.cli.data", "electives.cli.model", "electives.cli.recommend")
+_COMMAND_MODULES = (
+    "electives.cli.data",
+    "electives.cli.model",
+    "electives.cli.evaluate",
+    "electives.cli.recommend",
+    "electives.cli.scale",
+    "electives.cli.web",
+    "electives.cli.demo",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
