@@ -30,7 +30,12 @@ demo-data: install
 demo-model: demo-data
 	$(DEMO_ENV) $(BIN)/electives train --db $(DB) --out $(DEMO)/model --seed 0
 
-run: demo-model
+# The main job: the whole path on the demo university (generate, import, train, evaluate, recommend for a student
+# on record and a new one), then the web app and API on http://127.0.0.1:8000 (Ctrl-C stops it).
+run: install
+	$(DEMO_ENV) $(BIN)/electives demo --dir $(DEMO)
+	@echo "serving the demo model at http://127.0.0.1:8000 (access codes: electives access-code ID)"
+	$(DEMO_ENV) $(BIN)/electives serve $(DEMO)/model --db $(DB) --report-dir $(DEMO)/report --host 127.0.0.1 --port 8000
 
 postgres:
 	@bash scripts/postgres-up

@@ -6,13 +6,18 @@ trained on u{k}.base and scored on u{k}.test; errors are reported in stars (scal
 
     .venv/bin/python benchmarks/ml100k.py --folds 1          # one fold
     .venv/bin/python benchmarks/ml100k.py                    # all five
+    .venv/bin/python benchmarks/ml100k.py --config best.json # a configuration from `electives tune`
+
+Flags override the configuration file; without either, NeuMF uses the explicit mode's defaults.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import pandas as pd
@@ -22,6 +27,7 @@ from electives import baselines as B
 from electives.evaluation import evaluate
 from electives.interactions import Interactions
 from electives.training import TrainConfig, fit
+from electives.tuning import config_values
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("ELECTIVES_DATA", ROOT / "../shared/data")) / "ml-100k"
@@ -47,33 +53,27 @@ def main() -> None:
     p.add_argument("--folds", type=int, nargs="*", default=[1, 2, 3, 4, 5])
     p.add_argument("--models", nargs="*", default=["mean", "bias", "mf", "knn", "neumf"])
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--weight-decay", type=float, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--dropout", type=float, default=0.0)
-    p.add_argument("--gmf-dim", type=int, default=TrainConfig.gmf_dim)
-    p.add_argument("--mlp-dim", type=int, default=TrainConfig.mlp_dim)
-    p.add_argument("--model", default="neumf", choices=["neumf", "gmf", "mlp"])
-    p.add_argument("--pretrain", action="store_true")
-    p.add_argument("--loss", default="mse")
+    p.add_argument("--config", metavar="FILE.json", help="NeuMF settings (e.g. from electives tune)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--embedding-l2", type=float)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--dropout", type=float)
+    p.add_argument("--gmf-dim", type=int)
+    p.add_argument("--mlp-dim", type=int)
+    p.add_argument("--mlp-layers", type=lambda t: tuple(int(x) for x in t.split(",")))
+    p.add_argument("--model", choices=["neumf", "gmf", "mlp"])
+    p.add_argument("--pretrain", action="store_true", default=None)
+    p.add_argument("--loss", choices=["mse", "huber", "l1"])
+    p.add_argument("--seed", type=int)
     p.add_argument("--progress", action="store_true")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
-    config = TrainConfig(
-        mode="explicit",
-        model=args.model,
-        gmf_dim=args.gmf_dim,
-        mlp_dim=args.mlp_dim,
-        dropout=args.dropout,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        batch_size=args.batch_size,
-        epochs=args.epochs,
-        pretrain=args.pretrain,
-        loss=args.loss,
-    )
+    values = config_values(json.loads(Path(args.config).read_text()), args.config) if args.config else {}
+    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name, None) is not None}
+    config = TrainConfig(**{**values, **given, "mode": "explicit"})
     print(f"data: {DATA}\nNeuMF config: {config.resolved()}")
     makers = {
         "mean": lambda: B.GlobalMean(),

@@ -13,12 +13,18 @@ def test_demo_runs_the_whole_path(tmp_path: Path, capsys, monkeypatch) -> None:
     monkeypatch.delenv("ELECTIVES_SECRET_KEY", raising=False)
     monkeypatch.delenv("ELECTIVES_KEY_FILE", raising=False)
     root = tmp_path / "demo"
-    argv = ["demo", "--dir", str(root), "--students", "300", "--epochs", "2", "--skip-evaluate", "--quiet", "-k", "3"]
+    argv = ["demo", "--dir", str(root), "--students", "300", "--epochs", "2", "--quiet", "-k", "3"]
     assert main(argv) == 0
     out = capsys.readouterr().out
     # Every step ran and said so, in order.
     steps = [int(n) for n in re.findall(r"^== (\d)\.", out, flags=re.M)]
-    assert steps == [1, 2, 3, 5, 6]
+    assert steps == [1, 2, 3, 4, 5, 6]
+    # The evaluation compared NeuMF with the baselines on the held-out latest term and wrote its report.
+    report = json.loads((root / "report" / "report.json").read_text())
+    assert report["context"]["split"] == "temporal"
+    assert {"neumf", "bias", "mf"} <= set(report["metrics"])
+    assert report["metrics"]["neumf"]["rmse"] < report["metrics"]["global-mean"]["rmse"]
+    assert (root / "report" / "report.md").is_file()
     assert (root / "model" / "manifest.json").is_file()
     assert (root / "secret.key").is_file()  # the demo's own key, never ~/.config
     manifest = json.loads((root / "model" / "manifest.json").read_text())

@@ -69,12 +69,12 @@ def test_explanation_sentence() -> None:
     a, a_minus, b_plus = (SCALE.normalise(p) for p in (3.7, 3.4, 3.2))
     cohort = CohortStatistic(mean=b_plus, size=23)
     assert explanation_sentence([("Linear Algebra", a), ("Calculus II", a_minus)], cohort, SCALE) == (
-        "You did well in Linear Algebra (A) and Calculus II (A-), which are similar; "
+        "It is like Linear Algebra (A) and Calculus II (A-), two of your stronger courses; "
         "students with records like yours averaged B+ here (23 students)."
     )
     assert explanation_sentence([("Statistics", a), ("Logic", a), ("Calculus II", a_minus)], None, SCALE) == (
-        "You did well in Statistics (A), Logic (A) and Calculus II (A-), which are similar."
+        "It is like Statistics (A), Logic (A) and Calculus II (A-), three of your stronger courses."
     )
-    assert explanation_sentence([("Logic", a)], None, SCALE) == "You did well in Logic (A), which is similar."
+    assert explanation_sentence([("Logic", a)], None, SCALE) == "It is like Logic (A), one of your stronger courses."
     assert explanation_sentence([], cohort, SCALE) == "Students with records like yours averaged B+ here (23 students)."
     assert explanation_sentence([], None, SCALE) is None

@@ -94,4 +94,5 @@ def test_access_codes() -> None:
         assert p.check_access_code("20190001", typed)
     assert not p.check_access_code("20190002", code)
     assert not p.check_access_code("20190001", "AAAAA-AAAAA")
+    assert not p.check_access_code("20190001", "ÄÄÄÄÄ-ÄÄÄÄÄ")  # non-ASCII is simply wrong, never an exception
     assert code.replace("-", "").lower() not in p.pseudonym("20190001")  # domain-separated from the pseudonym

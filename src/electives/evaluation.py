@@ -6,6 +6,10 @@ Ranking metrics (all models), per test row: HR@K and NDCG@K of the held-out cour
 - among sampled negatives (given, or `n_negatives` drawn from the courses the student has in neither set), and
 - over the full catalogue, with the student's training courses and other held-out courses excluded.
 Already-taken courses are never ranked; a split whose train and test share a (student, course) pair is refused.
+
+With `details=True` the result also holds, per model, HR@K and NDCG@K for K = 1…`curve_k` (`curves`), the
+errors per course (`by_course`) and the predictions for the graded test rows (`predictions`, with `actual`), for
+reports and plots.
 """
 
 from __future__ import annotations
@@ -45,6 +49,13 @@ class EvaluationResult:
     metrics: dict[str, dict[str, float]]
     seconds: dict[str, float]
     info: dict[str, Any] = field(default_factory=dict)
+    # details=True only: curves[model]["hr_full"][K - 1] etc.; by_course[model] = rows sorted by course;
+    # predictions[model] and actual are normalised grades of the graded test rows (courses: their indices).
+    curves: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    by_course: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    predictions: dict[str, np.ndarray] = field(default_factory=dict)
+    actual: np.ndarray | None = None
+    actual_courses: np.ndarray | None = None
 
     def metric_names(self) -> list[str]:
         names: list[str] = []
@@ -56,11 +67,18 @@ class EvaluationResult:
         def clean(v: float) -> float | None:
             return None if isinstance(v, float) and math.isnan(v) else v
 
-        return {
+        out: dict[str, Any] = {
             "metrics": {k: {n: clean(v) for n, v in m.items()} for k, m in self.metrics.items()},
             "seconds": dict(self.seconds),
             "info": dict(self.info),
         }
+        if self.curves:
+            out["curves"] = {k: {n: [clean(x) for x in v] for n, v in c.items()} for k, c in self.curves.items()}
+        if self.by_course:
+            out["by_course"] = {
+                k: [{n: clean(v) for n, v in row.items()} for row in rows] for k, rows in self.by_course.items()
+            }
+        return out
 
     def table(self, digits: int = 4) -> str:
         names = self.metric_names()
@@ -86,6 +104,8 @@ def evaluate(
     step: float | None = None,
     full_catalogue: bool = True,
     seed: int = 0,
+    details: bool = False,
+    curve_k: int = 20,
 ) -> EvaluationResult:
     """Compute every applicable metric for each model on (train, test).
 
@@ -93,7 +113,8 @@ def evaluate(
     protocol's fixed 99); otherwise `n_negatives` per row are sampled with `seed` (0 disables sampled metrics),
     fewer when a student has fewer untaken courses (`info["n_negatives"]` says how many were used).
     scale_range: the grade scale's max − min, to report RMSE/MAE in scale points. step: a grade step in
-    normalised units for the "within one step" share.
+    normalised units for the "within one step" share. details: also keep K = 1…curve_k curves, per-course
+    errors and the graded predictions (see `EvaluationResult`).
     """
     check_no_overlap(train, test)
     if len(test) == 0:
@@ -109,8 +130,17 @@ def evaluate(
     neg = _negatives(train, test, negatives, n_negatives, seed)
     graded = test.grades is not None and bool((~np.isnan(test.grades)).any())
 
+    if details and curve_k < 1:
+        raise DataError(f"curve_k must be 1 or more, got {curve_k}")
     results: dict[str, dict[str, float]] = {}
     seconds: dict[str, float] = {}
+    extra = EvaluationResult({}, {})
+    graded_rows = None
+    if graded and details:
+        assert test.grades is not None
+        graded_rows = np.flatnonzero(~np.isnan(test.grades))
+        extra.actual = test.grades[graded_rows].astype(np.float64)
+        extra.actual_courses = test.courses[graded_rows]
     for name, model in models.items():
         t0 = time.perf_counter()
         out: dict[str, float] = {}
@@ -129,6 +159,12 @@ def evaluate(
             out[f"hr@{k}_full"] = metrics.hit_rate(full, k)
             out[f"ndcg@{k}_full"] = metrics.ndcg(full, k)
         results[name] = out
+        if details:
+            extra.curves[name] = _curves(sampled, full, curve_k)
+            if graded_rows is not None and model.predicts_grades:
+                pred = model.predict(test.students[graded_rows], test.courses[graded_rows]).astype(np.float64)
+                extra.predictions[name] = pred
+                extra.by_course[name] = _errors_by_course(pred, extra, train.course_ids, scale_range)
         seconds[name] = time.perf_counter() - t0
 
     info = {
@@ -145,7 +181,38 @@ def evaluate(
         "train_fingerprint": train.fingerprint(),
         "test_fingerprint": test.fingerprint(),
     }
-    return EvaluationResult(results, seconds, info)
+    extra.metrics, extra.seconds, extra.info = results, seconds, info
+    return extra
+
+
+def _curves(sampled: np.ndarray | None, full: np.ndarray | None, max_k: int) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {}
+    for kind, ranks in (("sampled", sampled), ("full", full)):
+        if ranks is not None and len(ranks):
+            out[f"hr_{kind}"] = [metrics.hit_rate(ranks, k) for k in range(1, max_k + 1)]
+            out[f"ndcg_{kind}"] = [metrics.ndcg(ranks, k) for k in range(1, max_k + 1)]
+    return out
+
+
+def _errors_by_course(
+    pred: np.ndarray, result: EvaluationResult, course_ids: tuple[str, ...], scale_range: float
+) -> list[dict[str, Any]]:
+    """Per held-out course: rows, RMSE, MAE and mean signed error (prediction − grade), in scale points."""
+    assert result.actual is not None and result.actual_courses is not None
+    c, y = result.actual_courses, result.actual
+    rows = []
+    for course in np.unique(c):
+        m = c == course
+        rows.append(
+            {
+                "course": course_ids[int(course)],
+                "n": int(m.sum()),
+                "rmse": metrics.rmse(pred[m], y[m], scale_range),
+                "mae": metrics.mae(pred[m], y[m], scale_range),
+                "bias": float(np.mean(pred[m] - y[m]) * scale_range),
+            }
+        )
+    return rows
 
 
 def _negatives(

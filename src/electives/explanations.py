@@ -15,10 +15,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from electives.errors import ElectivesError
 from electives.grades import GradeScale
 
 MIN_COHORT = 10
 MIN_COHORT_FLOOR = 5
+
+
+def check_min_cohort(value: int) -> int:
+    """``value`` as a k-anonymity threshold, or a clear error when it is below :data:`MIN_COHORT_FLOOR` (a
+    configuration value: the product never shows a statistic of fewer students, whatever it is told)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < MIN_COHORT_FLOOR:
+        raise ElectivesError(
+            f"min_cohort (the fewest students behind any figure about other students) must be a whole number of at "
+            f"least {MIN_COHORT_FLOOR}, got {value!r}; the default is {MIN_COHORT}"
+        )
+    return value
 
 
 @dataclass(frozen=True)
@@ -87,13 +99,15 @@ def explanation_sentence(
 ) -> str | None:
     """One sentence from ``similar`` (course name, normalised grade) and ``cohort``; None when both are empty.
 
-    "You did well in Linear Algebra (A) and Calculus II (A-), which are similar; students with records like yours
-    averaged B+ here (23 students)." """
+    "It is like Linear Algebra (A) and Calculus II (A-), two of your stronger courses; students with records like
+    yours averaged B+ here (23 students)." — "stronger" is relative to the student's own average (the courses passed
+    in are the ones at or above it), so a C+ can be one of a C student's stronger courses."""
     parts: list[str] = []
     if similar:
         names = [f"{name} ({_letter(scale, grade)})" for name, grade in similar]
         listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-        parts.append(f"You did well in {listed}, which {'is' if len(names) == 1 else 'are'} similar")
+        count = {1: "one", 2: "two", 3: "three"}.get(len(names), str(len(names)))
+        parts.append(f"It is like {listed}, {count} of your stronger courses")
     if cohort is not None:
         clause = (
             f"students with records like yours averaged {_letter(scale, cohort.mean)} here ({cohort.size} students)"

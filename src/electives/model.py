@@ -86,10 +86,31 @@ class _Tower(nn.Module):
         """W₁ᶜ q_i for every course: (n_courses, h₁)."""
         return self.course.weight @ self.layers[0].weight[:, self.dim :].T
 
-    def pairwise(self, student_half: Tensor, course_half: Tensor) -> Tensor:
-        """Tower output for every (student, course) combination: (B, C, out_dim)."""
-        h = student_half[:, None, :] + course_half[None, :, :]
-        return self._rest(h)
+    def pairwise(self, student_half: Tensor, course_half: Tensor, workspace: dict | None = None) -> Tensor:
+        """Tower output for every (student, course) combination: (B, C, out_dim).
+
+        Without autograd, activations are written in place into buffers kept in `workspace` across calls: fresh
+        multi-megabyte tensors per layer cost more in page faults and copies than the matmuls themselves.
+        """
+        if torch.is_grad_enabled() or (self.training and isinstance(self.dropout, nn.Dropout)):
+            return self._rest(student_half[:, None, :] + course_half[None, :, :])
+        ws = {} if workspace is None else workspace
+        b, c = student_half.shape[0], course_half.shape[0]
+        h = _buffer(ws, 0, (b, c, course_half.shape[1]), course_half)
+        torch.add(student_half[:, None, :], course_half[None, :, :], out=h)
+        x = h.relu_().view(b * c, -1)
+        for i, lin in enumerate(self.layers[1:], start=1):
+            y = _buffer(ws, i, (b * c, lin.out_features), x)
+            x = torch.addmm(lin.bias, x, lin.weight.T, out=y).relu_()
+        return x.view(b, c, -1)
+
+
+def _buffer(ws: dict, key: int, shape: tuple[int, ...], like: Tensor) -> Tensor:
+    buf = ws.get(key)
+    n = math.prod(shape)
+    if buf is None or buf.numel() < n or buf.dtype != like.dtype or buf.device != like.device:
+        buf = ws[key] = torch.empty(n, dtype=like.dtype, device=like.device)
+    return buf[:n].view(shape)
 
 
 class NCFModel(nn.Module):
@@ -98,8 +119,13 @@ class NCFModel(nn.Module):
     n_students: int
     n_courses: int
 
-    def score_all(self, students: Tensor, max_pairs: int = 1 << 16) -> Tensor:
+    def score_all(self, students: Tensor, max_pairs: int = 1 << 14, cache: dict[str, Tensor] | None = None) -> Tensor:
         raise NotImplementedError
+
+    def course_cache(self) -> dict[str, Tensor]:
+        """What `score_all` computes per course regardless of the student (the MLP's first-layer course half);
+        pass it back as `cache` to score many student chunks with the same weights."""
+        return {}
 
     def embedding_l2(self, s: Tensor, c: Tensor) -> Tensor:
         """mean over the batch of Σ ‖e‖² over the embedding rows its pairs use (frequency-weighted L2)."""
@@ -125,7 +151,7 @@ class GMF(NCFModel):
     def forward(self, s: Tensor, c: Tensor) -> Tensor:
         return self.out(self.gmf(s, c)).squeeze(-1)
 
-    def score_all(self, students: Tensor, max_pairs: int = 1 << 16) -> Tensor:
+    def score_all(self, students: Tensor, max_pairs: int = 1 << 14, cache: dict[str, Tensor] | None = None) -> Tensor:
         # wᵀ(p ⊙ q) = (p ⊙ w)ᵀ q: one matmul against all course embeddings.
         pw = self.gmf.student(students) * self.out.weight[0]
         return pw @ self.gmf.course.weight.T + self.out.bias
@@ -149,10 +175,14 @@ class MLP(NCFModel):
     def forward(self, s: Tensor, c: Tensor) -> Tensor:
         return self.out(self.mlp(s, c)).squeeze(-1)
 
-    def score_all(self, students: Tensor, max_pairs: int = 1 << 16) -> Tensor:
-        ch = self.mlp.course_half()
+    def course_cache(self) -> dict[str, Tensor]:
+        return {"course_half": self.mlp.course_half()}
+
+    def score_all(self, students: Tensor, max_pairs: int = 1 << 14, cache: dict[str, Tensor] | None = None) -> Tensor:
+        ch = (cache or self.course_cache())["course_half"]
+        ws: dict = {}
         parts = [
-            self.out(self.mlp.pairwise(self.mlp.student_half(b), ch)).squeeze(-1)
+            self.out(self.mlp.pairwise(self.mlp.student_half(b), ch, ws)).squeeze(-1)
             for b in self._chunks(students, max_pairs)
         ]
         return torch.cat(parts) if parts else ch.new_zeros((0, self.n_courses))
@@ -182,13 +212,16 @@ class NeuMF(NCFModel):
     def forward(self, s: Tensor, c: Tensor) -> Tensor:
         return self.out(torch.cat([self.gmf(s, c), self.mlp(s, c)], dim=-1)).squeeze(-1)
 
-    def score_all(self, students: Tensor, max_pairs: int = 1 << 16) -> Tensor:
+    def course_cache(self) -> dict[str, Tensor]:
+        return {"course_half": self.mlp.course_half()}
+
+    def score_all(self, students: Tensor, max_pairs: int = 1 << 14, cache: dict[str, Tensor] | None = None) -> Tensor:
         w_g, w_m = self.out.weight[0, : self.gmf_dim], self.out.weight[0, self.gmf_dim :]
-        ch = self.mlp.course_half()
-        parts = []
+        ch = (cache or self.course_cache())["course_half"]
+        parts, ws = [], {}
         for b in self._chunks(students, max_pairs):
             g = (self.gmf.student(b) * w_g) @ self.gmf.course.weight.T
-            m = self.mlp.pairwise(self.mlp.student_half(b), ch) @ w_m
+            m = self.mlp.pairwise(self.mlp.student_half(b), ch, ws) @ w_m
             parts.append(g + m + self.out.bias)
         return torch.cat(parts) if parts else ch.new_zeros((0, self.n_courses))
 

@@ -98,7 +98,8 @@ class Pseudonymiser:
         given = code.strip().upper().replace(" ", "")
         if "-" not in given and len(given) == 10:
             given = given[:5] + "-" + given[5:]
-        return hmac.compare_digest(wanted, given)
+        # compare_digest refuses non-ASCII str; bytes compare in constant time whatever was typed.
+        return hmac.compare_digest(wanted.encode("utf-8"), given.encode("utf-8"))
 
 
 def _canonical(raw_id: str) -> bytes:

@@ -32,7 +32,8 @@ Explanations: :func:`~electives.explanations.similar_taken_courses` over the cou
 course vectors times the GMF output weights, next to the MLP first-layer course projections, each block centred
 and scaled to equal weight), and :func:`~electives.explanations.cohort_statistic` over the trained students who
 graded the course. Those per-course graders come from the database (``Store.load_grades``, read once per
-Recommender), so without a database there is no cohort figure; a cohort under 10 students is never reported.
+Recommender), so without a database there is no cohort figure; a cohort under ``min_cohort`` students (default
+10, never below 5: k-anonymity) is never reported.
 """
 
 from __future__ import annotations
@@ -51,7 +52,13 @@ import torch
 from electives.catalog import Catalog, read_catalog
 from electives.eligibility import EligibilityIndex, EligibilityRules, Exclusion
 from electives.errors import DataError, ElectivesError, StorageError
-from electives.explanations import CohortStatistic, cohort_statistic, explanation_sentence, similar_taken_courses
+from electives.explanations import (
+    MIN_COHORT,
+    CohortStatistic,
+    check_min_cohort,
+    cohort_statistic,
+    explanation_sentence,
+)
 from electives.grades import GradeScale, MarkError
 
 if TYPE_CHECKING:
@@ -82,6 +89,9 @@ MAX_K = 50
 # Fallback noise (normalised units) when the model records no validation RMSE: typical for grade data.
 _DEFAULT_NOISE = 0.1
 _TOLERANCE = 1e-2  # fold-in stops once a step lowers the objective by less than this share
+# Above this many multiply-adds in one product OpenBLAS spreads it over every core, which on shared cores is far
+# slower than one thread (measured: 5 ms instead of 40 µs); such fold-ins stay with torch (its threads are set).
+_NUMPY_FOLD_IN_WORK = 262_144
 _NORMALISED = GradeScale(name="normalised", low=0.0, high=1.0, numeric=True, description="normalised grades")
 Basis = Literal["trained", "folded-in"]
 WhyNotReason = Literal[
@@ -104,12 +114,14 @@ class UnknownStudentError(ElectivesError):
 
 
 class GradeEntryError(DataError):
-    """An entered grade cannot be used; ``position`` is its index in the list given (for line numbers)."""
+    """An entered grade cannot be used; ``position`` is its index in the list given (for line numbers) and
+    ``part`` says whether the course or the mark is at fault (for pointing at a form field)."""
 
-    def __init__(self, message: str, position: int, course: str) -> None:
+    def __init__(self, message: str, position: int, course: str, part: Literal["course", "mark"] = "course") -> None:
         super().__init__(message)
         self.position = position
         self.course = course
+        self.part = part
 
 
 def check_k(k: int) -> int:
@@ -149,7 +161,7 @@ class Recommendation:
     interval: tuple[float, float] | None  # points, at ``Recommendations.coverage``
     explanation: str | None
     similar: tuple[SimilarCourse, ...] = ()
-    cohort: CohortStatistic | None = None  # mean normalised grade of similar students, ≥ 10 of them
+    cohort: CohortStatistic | None = None  # mean normalised grade of similar students, ≥ min_cohort of them
 
     def to_dict(self, scale: GradeScale | None) -> dict[str, Any]:
         cohort = None
@@ -367,6 +379,37 @@ class _Network:
             self.z_first = (self.w1s @ chol[self.dg :]).contiguous()
         # Every fold-in starts at the average student (z = 0): its logits and Jacobian for all courses, once.
         self.logits0, self.jac0 = self.rows_logits_and_jacobian(torch.zeros(self.d), self.gather(None))
+        # NumPy views of the same tensors for the explicit fold-in: its matrices are a few rows by a few dozen
+        # columns, where NumPy's per-operation cost is a fraction of torch's (the web API's hot path).
+        self.np_mu, self.np_chol = mu.numpy(), chol.numpy()
+        self.np_base, self.np_logits0, self.np_jac0 = self.base.numpy(), self.logits0.numpy(), self.jac0.numpy()
+        self.np_z_gmf = None if self.z_gmf is None else self.z_gmf.numpy()
+        if self.dm:
+            self.np_course_half, self.np_first_base = self.course_half.numpy(), self.first_base.numpy()
+            self.np_z_first, self.np_wm = self.z_first.numpy(), self.wm.numpy()
+            self.np_rest = [(np.ascontiguousarray(w.numpy().T), w.numpy(), b.numpy()) for w, b in self.rest]
+        # Multiply-adds per entered grade in the largest product of a NumPy fold-in step (see _NUMPY_FOLD_IN_WORK).
+        layers = self.rest if self.dm else []
+        self.np_row_work = max([self.d * self.z_first.shape[0] if self.dm else self.d, *(w.numel() for w, _ in layers)])
+
+    def np_rows_logits_and_jacobian(
+        self, z: np.ndarray, gathered: tuple[np.ndarray, np.ndarray | None, np.ndarray | None]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`rows_logits_and_jacobian` in NumPy (same formulas) for the gathered courses."""
+        base, zg, ch = gathered
+        logits = base if zg is None else base + zg @ z
+        jac = zg
+        if ch is not None:
+            pre = [ch + (self.np_first_base + self.np_z_first @ z)]
+            for w_t, _, b in self.np_rest:
+                pre.append(np.maximum(pre[-1], 0) @ w_t + b)
+            logits = logits + np.maximum(pre[-1], 0) @ self.np_wm
+            g = self.np_wm * (pre[-1] > 0)
+            for (_, w, _), h in zip(reversed(self.np_rest), reversed(pre[:-1]), strict=True):
+                g = (g @ w) * (h > 0)
+            jac = g @ self.np_z_first if jac is None else jac + g @ self.np_z_first
+        assert jac is not None
+        return logits, jac
 
     def gather(self, rows: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """The per-course tensors of the courses ``rows`` (all when None), gathered once per fold-in."""
@@ -435,7 +478,8 @@ class Recommender:
     and for cohort figures). ``pseudonymiser``: the import key; when None it is read from the environment on the
     first request by id (never created: a new key would match no stored student). ``prior_strength`` scales the
     fold-in prior (1 = the Bayesian weight), ``fold_in_steps`` bounds its Gauss–Newton steps, ``threads`` is the
-    torch thread count during a request (None: leave it alone)."""
+    torch thread count during a request (None: leave it alone). ``min_cohort``: the fewest students behind a cohort
+    figure (k-anonymity; default 10, below 5 is an error)."""
 
     def __init__(
         self,
@@ -450,6 +494,7 @@ class Recommender:
         fold_in_steps: int = 8,
         noise: float | None = None,
         cohorts: bool = True,
+        min_cohort: int = MIN_COHORT,
         threads: int | None = 1,
     ) -> None:
         self.model = model
@@ -461,6 +506,7 @@ class Recommender:
         self.fold_in_steps = int(fold_in_steps)
         self.threads = threads
         self.cohorts = cohorts
+        self.min_cohort = check_min_cohort(min_cohort)  # k-anonymity of every figure about other students
         if not (self.prior_strength > 0 and 0.0 <= shrinkage <= 1.0 and self.fold_in_steps >= 1):
             raise ValueError("prior_strength must be > 0, shrinkage in [0, 1] and fold_in_steps ≥ 1")
 
@@ -513,6 +559,11 @@ class Recommender:
             self._mu = self._mu.float()
             self._student_vectors = (self._net.students - self._mu).double().numpy()
             self._course_vectors = self._explanation_vectors()
+            norms = np.linalg.norm(self._course_vectors, axis=1, keepdims=True)
+            # Unit rows, once: the cosines of every card's explanation are then one matrix product per request.
+            self._unit_vectors = np.divide(
+                self._course_vectors, norms, out=np.zeros_like(self._course_vectors), where=norms > 0
+            )
         self.noise = float(noise) if noise is not None else self._noise_from_model()
         self._graders: _Graders | None = None
         self._letters: dict[float, str] = {}
@@ -711,7 +762,7 @@ class Recommender:
         try:
             return self.scale.parse(text).points
         except MarkError as exc:
-            raise GradeEntryError(f"course {course!r}: {exc}", position, course) from None
+            raise GradeEntryError(f"course {course!r}: {exc}", position, course, "mark") from None
 
     def _history_from_frame(
         self, history: pd.DataFrame
@@ -740,6 +791,8 @@ class Recommender:
 
     # ------------------------------------------------------------------ fold-in
     def _fold_in(self, entries: Mapping[int, float]) -> FoldIn:
+        if self.explicit and len(entries) * self._net.np_row_work <= _NUMPY_FOLD_IN_WORK:
+            return self._fold_in_explicit(entries)
         net = self._net
         lam = self.prior_strength
         mu = net.mu
@@ -803,6 +856,49 @@ class Recommender:
         p = torch.addmv(mu, net.chol, z)
         return FoldIn(p.numpy().copy(), steps, current, used)
 
+    def _fold_in_explicit(self, entries: Mapping[int, float]) -> FoldIn:
+        """The grade fold-in of :meth:`_fold_in` (same objective, steps and stopping rule) in NumPy float32."""
+        net = self._net
+        lam = self.prior_strength
+        if not entries:
+            return FoldIn(net.np_mu.copy(), 0, 0.0, 0)
+        rows = np.fromiter(entries.keys(), dtype=np.int64, count=len(entries))
+        y = np.fromiter(entries.values(), dtype=np.float32, count=len(entries))
+        weight = 1.0 / self.noise**2
+        root_weight = math.sqrt(weight)
+        gathered = (
+            net.np_base[rows],
+            None if net.np_z_gmf is None else net.np_z_gmf[rows],
+            net.np_course_half[rows] if net.dm else None,
+        )
+
+        def objective(z: np.ndarray, logits: np.ndarray) -> tuple[float, np.ndarray]:
+            s = 1.0 / (1.0 + np.exp(-logits))
+            r = s - y
+            return 0.5 * weight * float(r @ r) + 0.5 * lam * float(z @ z), s
+
+        z = np.zeros(net.d, dtype=np.float32)
+        logits, jac = net.np_logits0[rows], net.np_jac0[rows]
+        current, s = objective(z, logits)
+        damping, steps = 0.0, 0
+        for _ in range(self.fold_in_steps):
+            steps += 1
+            slope = s * (1 - s)
+            grad = lam * z + jac.T @ ((weight * (s - y)) * slope)
+            step = _np_solve_damped(jac * (slope * root_weight)[:, None], grad, lam + damping)
+            z_new = (z - step).astype(np.float32, copy=False)
+            logits_new, jac_new = net.np_rows_logits_and_jacobian(z_new, gathered)
+            value, s_new = objective(z_new, logits_new)
+            if value <= current:
+                gain = current - value
+                z, jac, s, current = z_new, jac_new, s_new, value
+                damping = damping / 4 if damping > 1e-3 * lam else 0.0
+                if gain <= _TOLERANCE * max(current, 1e-12):
+                    break
+            else:
+                damping = max(4 * damping, lam)
+        return FoldIn((net.np_mu + net.np_chol @ z).astype(np.float32), steps, current, len(entries))
+
     # ------------------------------------------------------------------ cards
     def _build(
         self,
@@ -822,12 +918,12 @@ class Recommender:
         # Stable sort on −score: ties go to catalogue (model) order, the same on every run.
         order = candidates[np.argsort(-scores[candidates], kind="stable")]
         ranking = _Ranking(self.course_ids, order, scores)
-        taken = list(entries.items())
         student_vector = (p - self._mu).double().numpy()
-        good = self._good_threshold(entries)
+        top = order[:k]
+        similar = self._similar_courses(top, entries, self._good_threshold(entries))
         items = [
-            self._card(rank + 1, int(c), float(scores[c]), taken, good, student_vector, exclude_student)
-            for rank, c in enumerate(order[:k].tolist())
+            self._card(rank + 1, int(c), float(scores[c]), similar[rank], entries, student_vector, exclude_student)
+            for rank, c in enumerate(top.tolist())
         ]
         cal = self.model.calibration if self.explicit else None
         return Recommendations(
@@ -855,18 +951,32 @@ class Recommender:
         mean = sum(entries.values()) / len(entries) if entries else 1.0
         return max(mean, floor)
 
+    def _similar_courses(
+        self, targets: np.ndarray, entries: Mapping[int, float], good: float, k: int = 2
+    ) -> list[list[tuple[int, float]]]:
+        """:func:`~electives.explanations.similar_taken_courses` for every card at once (same rule: taken courses
+        graded at least ``good``, never the target itself, positive cosine, most similar first, up to ``k``)."""
+        good_idx = np.fromiter((i for i, g in entries.items() if g >= good), dtype=np.int64)
+        if not len(targets) or not good_idx.size:
+            return [[] for _ in range(len(targets))]
+        sims = self._unit_vectors[targets] @ self._unit_vectors[good_idx].T  # (cards, good courses)
+        sims[targets[:, None] == good_idx[None, :]] = -np.inf
+        order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+        return [
+            [(int(good_idx[j]), float(row[j])) for j in picks.tolist() if row[j] > 0]
+            for row, picks in zip(sims, order, strict=True)
+        ]
+
     def _card(
         self,
         rank: int,
         c: int,
         score: float,
-        taken: list[tuple[int, float]],
-        good: float,
+        similar_idx: list[tuple[int, float]],
+        grade_of: Mapping[int, float],
         student_vector: np.ndarray,
         exclude_student: int | None,
     ) -> Recommendation:
-        similar_idx = similar_taken_courses(self._course_vectors, c, taken, good, k=2) if taken else []
-        grade_of = dict(taken)
         similar = []
         for i, sim in similar_idx:
             grade = grade_of[i] if self.explicit else None
@@ -887,8 +997,10 @@ class Recommender:
             points = scale.to_points(score)
             letter = self._letter(points)
             interval = None
-            if self.model.calibration is not None:
-                lo, hi = self.model.calibration.interval(score)
+            cal = self.model.calibration
+            if cal is not None:
+                # ConformalInterval.interval for one float, without numpy's per-call overhead.
+                lo, hi = min(1.0, max(0.0, score + cal.lower)), min(1.0, max(0.0, score + cal.upper))
                 interval = (scale.to_points(lo), scale.to_points(hi))
             explanation = explanation_sentence([(s.name, s.grade) for s in similar], cohort, scale)
         else:
@@ -929,9 +1041,15 @@ class Recommender:
         if exclude is not None and len(students):
             keep = students != exclude  # the student being explained never counts towards their own cohort
             students, grades = students[keep], grades[keep]
-        if len(students) < 10:
+        if len(students) < self.min_cohort:
             return None
-        return cohort_statistic(student_vector, self._student_vectors[students], grades)
+        return cohort_statistic(
+            student_vector,
+            self._student_vectors[students],
+            grades,
+            neighbours=max(30, self.min_cohort),
+            min_cohort=self.min_cohort,
+        )
 
     def _load_graders(self) -> _Graders | None:
         if not self.cohorts or self.store is None:
@@ -953,6 +1071,18 @@ class Recommender:
                 [g[order[bounds[i] : bounds[i + 1]]] for i in range(n)],
             )
         return self._graders
+
+
+def _np_solve_damped(b: np.ndarray, grad: np.ndarray, c: float) -> np.ndarray:
+    """:func:`_solve_damped` in NumPy."""
+    n, d = b.shape
+    if n < d:
+        gram = b @ b.T
+        gram[np.diag_indices(n)] += c
+        return (grad - b.T @ np.linalg.solve(gram, b @ grad)) / c
+    gram = b.T @ b
+    gram[np.diag_indices(d)] += c
+    return np.linalg.solve(gram, grad)
 
 
 def _solve_damped(b: torch.Tensor, grad: torch.Tensor, c: float) -> torch.Tensor:

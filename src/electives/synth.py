@@ -14,6 +14,7 @@ standardises the interaction over all student x course pairs. Observed = clip(tr
 from __future__ import annotations
 
 import math
+import os
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ __all__ = [
     "generate",
     "letter_grade",
     "write",
+    "write_large",
 ]
 
 EXPORT_COLUMNS = ("student serial", "Year", "term", "Crs Code", "Course Name", "total", "Grade")
@@ -879,4 +881,109 @@ def write(university: University, out_dir: Path) -> dict[str, Path]:
     truth = university.truth.to_csv(index=False, lineterminator="\n", float_format="%.1f")
     paths["truth"].write_bytes(truth.encode("utf-8"))
     paths["readme"].write_bytes(_readme(university).encode("utf-8"))
+    return paths
+
+
+# ------------------------------------------------------------------------------------------------------ at scale
+
+
+def write_large(
+    out_dir: Path,
+    n_students: int = 200_000,
+    n_courses: int = 2_000,
+    grades_per_student: int = 40,
+    *,
+    n_departments: int = 6,
+    n_factors: int = 4,
+    n_terms: int = 8,
+    seed: int = 2017,
+    noise_sd: float = 5.0,
+    start_year: int = 2019,
+    chunk_students: int = 10_000,
+) -> dict[str, Path]:
+    """Write a large university's grades.csv (and catalog.csv) in chunks of students, for scale tests.
+
+    The same latent model as `generate` (true = clip(MU + σa·a_s − σb·b_c + σi·z(u_s·v_c), 0, 100), observed adds
+    N(0, noise_sd)), but streamlined so that memory is bounded by `chunk_students × n_courses`: every student
+    takes exactly `grades_per_student` distinct courses, drawn by Gumbel-top-k from a weak preference for what
+    suits them and a stronger one for their own department, spread over `n_terms` terms in level order; no
+    prerequisites, retakes or placeholder marks, and no truth.csv (it would hold n_students × n_courses rows).
+    Same arguments → identical files. Import with the flags `generate`'s README gives (without --catalog).
+    """
+    if n_students < 1 or n_courses < n_departments or not 1 <= grades_per_student <= n_courses:
+        raise ValueError("need n_students ≥ 1, n_courses ≥ n_departments and 1 ≤ grades_per_student ≤ n_courses")
+    if not 1 <= n_departments <= len(_DEPARTMENTS) or n_terms < 1 or chunk_students < 1:
+        raise ValueError(f"n_departments must be 1..{len(_DEPARTMENTS)}; n_terms and chunk_students positive")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    depts = _DEPARTMENTS[:n_departments]
+    c_dept = np.arange(n_courses) % n_departments
+    c_level = 1 + (np.arange(n_courses) // n_departments) % 4
+    ids = np.array([f"{depts[d].prefix}{lv}{i:04d}" for i, (d, lv) in enumerate(zip(c_dept, c_level, strict=True))])
+    names = np.array([f"{depts[d].name} {lv}{i:04d}" for i, (d, lv) in enumerate(zip(c_dept, c_level, strict=True))])
+    directions = rng.standard_normal((n_departments, n_factors))
+    keep = math.sqrt(1.0 - DEPARTMENT_PULL**2)
+    demands = DEPARTMENT_PULL * directions[c_dept] + keep * rng.standard_normal((n_courses, n_factors))
+    difficulty = 0.4 * (c_level - 2.5) + rng.standard_normal(n_courses)
+    difficulty = (difficulty - difficulty.mean()) / difficulty.std()
+    # z() over all pairs, from the moments of u·v: u's rows are draws of one mixture, so E and Var follow
+    # from a large sample of students instead of the n_students × n_courses matrix.
+    probe = DEPARTMENT_PULL * directions[rng.integers(0, n_departments, 4096)] + keep * rng.standard_normal(
+        (4096, n_factors)
+    )
+    pv = probe @ demands.T
+    z_mean, z_sd = float(pv.mean()), float(pv.std())
+    catalog = pd.DataFrame(
+        {
+            "course_id": ids,
+            "name": names,
+            "elective": "yes",
+            "prerequisites": "",
+            "credits": 3,
+            "department": [depts[d].name for d in c_dept],
+            "terms_offered": "Fall;Spring",
+            "description": [f"Level {lv} course of {depts[d].name}." for d, lv in zip(c_dept, c_level, strict=True)],
+        },
+        columns=list(CATALOG_COLUMNS),
+    )
+    paths = {"grades": out_dir / "grades.csv", "catalog": out_dir / "catalog.csv"}
+    catalog.to_csv(paths["catalog"], index=False, lineterminator="\n")
+    years = np.array([term_label(i, start_year)[0] for i in range(n_terms)], dtype=np.int64)
+    seasons = np.array([term_label(i, start_year)[1] for i in range(n_terms)])
+    tmp = paths["grades"].with_name(".grades.csv.tmp")
+    with open(tmp, "w", encoding="utf-8", newline="") as fh:
+        fh.write(",".join(EXPORT_COLUMNS) + "\n")
+        for lo in range(0, n_students, chunk_students):
+            n = min(chunk_students, n_students - lo)
+            dept = rng.integers(0, n_departments, n)
+            strengths = DEPARTMENT_PULL * directions[dept] + keep * rng.standard_normal((n, n_factors))
+            ability = rng.standard_normal(n)
+            inter = (strengths @ demands.T - z_mean) / z_sd
+            expected = MU + SIGMA_ABILITY * ability[:, None] - SIGMA_DIFFICULTY * difficulty[None, :]
+            expected = np.clip(expected + SIGMA_INTERACTION * inter, 0.0, 100.0)
+            pref = CHOICE_WEIGHT * inter + 1.5 * (c_dept[None, :] == dept[:, None]) + rng.gumbel(size=inter.shape)
+            chosen = np.argpartition(-pref, grades_per_student - 1, axis=1)[:, :grades_per_student]
+            # Lower levels first: the student's courses in level order over the terms of the window.
+            chosen = np.take_along_axis(chosen, np.argsort(c_level[chosen], axis=1, kind="stable"), axis=1)
+            term = (np.arange(grades_per_student) * n_terms) // grades_per_student
+            rows = np.repeat(np.arange(n), grades_per_student)
+            c = chosen.ravel()
+            t = np.tile(term, n)
+            observed = np.round(np.clip(expected[rows, c] + rng.normal(0.0, noise_sd, c.size), 0.0, 100.0), 1)
+            serial = np.char.add(str(start_year), np.char.zfill((lo + rows + 1).astype(str), 7))
+            frame = pd.DataFrame(
+                {
+                    "student serial": serial,
+                    "Year": years[t],
+                    "term": seasons[t],
+                    "Crs Code": ids[c],
+                    "Course Name": names[c],
+                    "total": np.char.mod("%.1f", observed),
+                    "Grade": letter_grade(observed),
+                },
+                columns=list(EXPORT_COLUMNS),
+            )
+            frame.to_csv(fh, index=False, header=False, lineterminator="\n")
+    os.replace(tmp, paths["grades"])
     return paths

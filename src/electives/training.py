@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
@@ -19,7 +19,8 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from electives import metrics
+from electives import distributed, metrics
+from electives.distributed import Context
 from electives.errors import DataError, ElectivesError
 from electives.interactions import Interactions, ItemLookup, sorted_unique
 from electives.model import GMF, MLP, NCFModel, NeuMF, build_model
@@ -31,8 +32,36 @@ Mode = Literal["explicit", "implicit"]
 
 # Fields left None in TrainConfig take the mode's value from here (the only other place defaults live).
 MODE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "explicit": {"lr": 1e-3, "weight_decay": 0.0, "batch_size": 256, "epochs": 100, "validation": "random"},
-    "implicit": {"lr": 1e-3, "weight_decay": 0.0, "batch_size": 4096, "epochs": 20, "validation": "loo"},
+    # Explicit (chosen on validation splits carved from training data: ML-100K fold 1 RMSE 0.9170 → 0.9099 stars,
+    # synthetic university 6.35 → 6.20 points; on the two small real grade sets, 2–4k rows, it is within noise):
+    # the paper's tower [64, 32, 16, 8] over 32-wide MLP embeddings, 128 GMF factors, a halved learning rate.
+    "explicit": {
+        "lr": 5e-4,
+        "weight_decay": 0.0,
+        "batch_size": 256,
+        "epochs": 100,
+        "validation": "random",
+        "gmf_dim": 128,
+        "mlp_dim": 32,
+        "mlp_layers": (64, 32, 16, 8),
+        "embedding_l2": 0.0,
+        "patience": 5,
+    },
+    # Implicit (ML-1M, chosen on the LOO validation split carved from training): the paper's 64 predictive
+    # factors for GMF, a 3-layer tower half the explicit one's width (~2.5× fewer multiply-adds per sample),
+    # and L2 on the embeddings that each batch uses, without which validation HR@10 peaks at epoch 5 and falls.
+    "implicit": {
+        "lr": 1e-3,
+        "weight_decay": 0.0,
+        "batch_size": 2048,
+        "epochs": 25,
+        "validation": "loo",
+        "gmf_dim": 64,
+        "mlp_dim": 32,
+        "mlp_layers": (64, 32, 16),
+        "embedding_l2": 1e-3,
+        "patience": 3,
+    },
 }
 
 
@@ -42,19 +71,19 @@ class TrainConfig:
 
     mode: Mode = "explicit"
     model: Literal["neumf", "gmf", "mlp"] = "neumf"
-    gmf_dim: int = 32
-    mlp_dim: int = 64  # per side; the tower's input is 2 · mlp_dim
-    mlp_layers: tuple[int, ...] = (128, 64, 32)
+    gmf_dim: int | None = None
+    mlp_dim: int | None = None  # per side; the tower's input is 2 · mlp_dim
+    mlp_layers: tuple[int, ...] | None = None
     dropout: float = 0.0
     lr: float | None = None
     weight_decay: float | None = None  # decoupled (AdamW) decay of all weights
-    embedding_l2: float = 0.0  # L2 on the embedding rows each batch uses (frequent ids are shrunk more often)
+    embedding_l2: float | None = None  # L2 on the embedding rows each batch uses (frequent ids are shrunk more often)
     batch_size: int | None = None
     epochs: int | None = None
     n_negatives: int = 4  # implicit: sampled negatives per positive, resampled every epoch
     loss: Literal["mse", "huber", "l1"] = "mse"  # explicit only
     huber_delta: float = 0.1  # in normalised grade units
-    patience: int = 5  # epochs without validation improvement before stopping
+    patience: int | None = None  # epochs without validation improvement before stopping
     validation: Literal["loo", "temporal", "random", "none"] | None = None
     val_fraction: float = 0.1  # for validation="random"
     val_negatives: int = 99  # implicit: negatives per validation positive for HR@10
@@ -68,17 +97,23 @@ class TrainConfig:
     device: str = "auto"  # "auto" → CUDA when available, else CPU
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "mlp_layers", tuple(int(x) for x in self.mlp_layers))
+        if self.mlp_layers is not None:
+            object.__setattr__(self, "mlp_layers", tuple(int(x) for x in self.mlp_layers))
         checks = [
             (self.mode in MODE_DEFAULTS, f"mode must be 'explicit' or 'implicit', not {self.mode!r}"),
             (self.model in ("neumf", "gmf", "mlp"), f"model must be 'neumf', 'gmf' or 'mlp', not {self.model!r}"),
             (self.loss in ("mse", "huber", "l1"), f"loss must be 'mse', 'huber' or 'l1', not {self.loss!r}"),
             (self.imbalance in ("none", "oversample", "reweight"), f"unknown imbalance {self.imbalance!r}"),
             (self.validation in (None, "loo", "temporal", "random", "none"), f"bad validation {self.validation!r}"),
-            (self.gmf_dim > 0 and self.mlp_dim > 0 and len(self.mlp_layers) > 0, "sizes must be positive"),
+            (
+                (self.gmf_dim is None or self.gmf_dim > 0)
+                and (self.mlp_dim is None or self.mlp_dim > 0)
+                and (self.mlp_layers is None or (len(self.mlp_layers) > 0 and min(self.mlp_layers) > 0)),
+                "sizes must be positive",
+            ),
             (0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)"),
             (self.n_negatives >= 1 and self.val_negatives >= 1, "negative counts must be ≥ 1"),
-            (self.patience >= 1, "patience must be ≥ 1"),
+            (self.patience is None or self.patience >= 1, "patience must be ≥ 1"),
             (self.imbalance == "none" or self.mode == "explicit", "imbalance handling needs explicit mode"),
         ]
         for ok, msg in checks:
@@ -169,16 +204,17 @@ def sample_negatives(
     if len(students) and free.min() < (n if unique else 1):
         u = int(students[np.argmin(free)])
         raise DataError(f"student index {u} has only {int(free.min())} untaken courses; cannot sample {n}")
+    taken = _membership(positives)
     s = np.repeat(students, n)
     c = rng.integers(0, n_courses, size=len(s))
-    redo = np.flatnonzero(positives.contains(s, c))
+    redo = np.flatnonzero(taken(s, c))
     for _ in range(64):
         if unique:
             redo = sorted_unique(np.concatenate([redo, _duplicates(c.reshape(len(students), n))]))
         if len(redo) == 0:
             return c.reshape(len(students), n)
         c[redo] = rng.integers(0, n_courses, size=len(redo))
-        redo = redo[positives.contains(s[redo], c[redo])]
+        redo = redo[taken(s[redo], c[redo])]
     # Only students who have nearly every course get here: draw from their exact complement.
     if unique:
         redo = np.concatenate([redo, _duplicates(c.reshape(len(students), n))])
@@ -187,6 +223,37 @@ def sample_negatives(
         pool = np.setdiff1d(np.arange(n_courses), positives.items(int(students[r])))
         c[r * n : (r + 1) * n] = rng.choice(pool, size=n, replace=not unique)
     return c.reshape(len(students), n)
+
+
+# A bitmap of every (student, course) cell answers membership with one gather instead of a binary search over
+# the sorted pair keys (20-30× faster on ML-1M); past this many cells (64 MiB of bits) the search is used.
+_BITMAP_MAX_CELLS = 1 << 29
+
+
+def _membership(positives: ItemLookup) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """`taken(students, courses)` → bool array, cached on the lookup (it is immutable)."""
+    cached = positives.__dict__.get("_taken_bitmap")
+    n_courses = positives.n_courses
+    cells = (len(positives.indptr) - 1) * n_courses
+    if cached is None and 0 < cells <= _BITMAP_MAX_CELLS:
+        keys = positives.sorted_keys
+        byte, bit = keys >> 3, (keys & 7).astype(np.uint8)
+        bits = np.zeros((cells + 7) >> 3, dtype=np.uint8)
+        if len(keys):
+            # Keys are sorted and unique, so the bits of one byte are distinct: their sum is their OR.
+            starts = np.flatnonzero(np.concatenate([[True], byte[1:] != byte[:-1]]))
+            bits[byte[starts]] = np.add.reduceat(np.left_shift(1, bit, dtype=np.uint8), starts).astype(np.uint8)
+        cached = bits
+        object.__setattr__(positives, "_taken_bitmap", bits)  # frozen dataclass: cache like cached_property
+    if cached is None:
+        return positives.contains
+    bitmap = cached
+
+    def taken(students: np.ndarray, courses: np.ndarray) -> np.ndarray:
+        keys = np.asarray(students, dtype=np.int64) * n_courses + np.asarray(courses, dtype=np.int64)
+        return ((bitmap[keys >> 3] >> (keys & 7).astype(np.uint8)) & 1).astype(bool)
+
+    return taken
 
 
 def _duplicates(c: np.ndarray) -> np.ndarray:
@@ -217,21 +284,31 @@ def fit(
     *,
     validation: Interactions | None = None,
     progress: bool = True,
+    on_epoch: Callable[[EpochStats, NCFModel], None] | None = None,
 ) -> FittedNCF:
     """Train the configured model on `train` (the training split only).
 
     Unless `validation` is given or `config.validation == "none"`, a validation split of the configured kind
     is carved out of `train`; training stops after `patience` epochs without improvement of validation RMSE
-    (explicit) or sampled HR@10 (implicit) and the best epoch's weights are restored.
+    (explicit) or sampled HR@10 (implicit) and the best epoch's weights are restored. `on_epoch(stats, model)`
+    is called after each epoch (e.g. to time how long a target takes).
+
+    Launched under `torchrun`, every rank calls `fit` with the same data and config: the process group is
+    joined, each rank trains on its own shard of every epoch's shuffled rows with DistributedDataParallel
+    (`batch_size` stays the global batch), rank 0 validates and its early-stopping decision is broadcast, and
+    every rank returns the same model.
     """
     cfg = (config or TrainConfig()).resolved()
     if cfg.mode == "explicit" and train.grades is None:
         raise DataError("explicit training needs grades; these interactions have none (use mode='implicit')")
-    device = _device(cfg.device)
+    ctx = distributed.init(cfg.device)
+    device = _device(cfg.device, ctx)
     cuda = [torch.device(device).index or 0] if device.startswith("cuda") else []
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(cfg.seed)
+        # `rng` is drawn identically on every rank (splits, shard assignment); `local` only by this rank.
         rng = np.random.default_rng(cfg.seed)
+        local = np.random.default_rng([cfg.seed, ctx.rank]) if ctx.distributed else rng
         fit_data, val_data = train, validation
         if val_data is None and cfg.validation != "none":
             fit_data, val_data = validation_split(train, cfg.validation, cfg.val_fraction, cfg.seed)
@@ -241,18 +318,19 @@ def fit(
         data = _prepare_training(cfg, fit_data, rng)
         history: list[EpochStats] = []
         dims = (cfg.gmf_dim, cfg.mlp_dim, cfg.mlp_layers, cfg.dropout)
+        run = _Run(ctx, local, progress and ctx.is_main, on_epoch)
         if cfg.pretrain and cfg.model == "neumf":
             gmf = build_model("gmf", train.n_students, train.n_courses, *dims).to(device)
-            _train(gmf, "gmf", cfg, data, val, rng, device, history, progress)
+            _train(gmf, "gmf", cfg, data, val, rng, device, history, progress, run=run)
             mlp = build_model("mlp", train.n_students, train.n_courses, *dims).to(device)
-            _train(mlp, "mlp", cfg, data, val, rng, device, history, progress)
+            _train(mlp, "mlp", cfg, data, val, rng, device, history, progress, run=run)
             model = build_model("neumf", train.n_students, train.n_courses, *dims).to(device)
             assert isinstance(model, NeuMF) and isinstance(gmf, GMF) and isinstance(mlp, MLP)
             model.load_pretrained(gmf, mlp, cfg.pretrain_alpha)
-            best = _train(model, "neumf", cfg, data, val, rng, device, history, progress, init_bias=False)
+            best = _train(model, "neumf", cfg, data, val, rng, device, history, progress, init_bias=False, run=run)
         else:
             model = build_model(cfg.model, train.n_students, train.n_courses, *dims).to(device)
-            best = _train(model, cfg.model, cfg, data, val, rng, device, history, progress)
+            best = _train(model, cfg.model, cfg, data, val, rng, device, history, progress, run=run)
     model.eval()
     return FittedNCF(
         model=model,
@@ -265,12 +343,20 @@ def fit(
     )
 
 
-def _device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+def _device(name: str, ctx: Context | None = None) -> str:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ElectivesError(f"device {name!r} requested but CUDA is not available")
-    return name
+    return (ctx or Context()).device(name)
+
+
+@dataclass
+class _Run:
+    """Per-run settings of the training loop that are not part of the model's configuration."""
+
+    ctx: Context = field(default_factory=Context)
+    local: np.random.Generator | None = None  # this rank's own stream (negatives, shard order)
+    progress: bool = True
+    on_epoch: Callable[[EpochStats, NCFModel], None] | None = None
 
 
 @dataclass
@@ -344,21 +430,42 @@ def _prepare_validation(
 
 
 def _epoch_tensors(
-    cfg: TrainConfig, data: _TrainData, rng: np.random.Generator, device: str
+    cfg: TrainConfig,
+    data: _TrainData,
+    rng: np.random.Generator,
+    device: str,
+    ctx: Context | None = None,
+    local: np.random.Generator | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
-    """Shuffled (students, courses, targets, weights) for one epoch; implicit negatives drawn afresh."""
+    """Shuffled (students, courses, targets, weights) for one epoch; implicit negatives drawn afresh.
+
+    With several ranks, the rows are dealt out by one permutation drawn alike on every rank (`rng`), each rank
+    keeping an equal share (a few rows sit out each epoch, different ones each time) so that every rank runs the
+    same number of batches; its negatives and order come from its own stream `local`.
+    """
+    ctx = ctx or Context()
+    local = rng if local is None else local
+    rows = None
+    if ctx.distributed:
+        share = len(data.students) // ctx.world_size
+        if share == 0:
+            raise DataError(f"{len(data.students)} training rows cannot be shared by {ctx.world_size} processes")
+        rows = rng.permutation(len(data.students))[ctx.rank :: ctx.world_size][:share]
     if cfg.mode == "implicit":
         assert data.lookup is not None
-        neg = sample_negatives(data.students, data.lookup, cfg.n_negatives, rng).ravel()
-        s = np.concatenate([data.students, np.repeat(data.students, cfg.n_negatives)])
-        c = np.concatenate([data.courses, neg])
+        ps, pc = (data.students, data.courses) if rows is None else (data.students[rows], data.courses[rows])
+        neg = sample_negatives(ps, data.lookup, cfg.n_negatives, local).ravel()
+        s = np.concatenate([ps, np.repeat(ps, cfg.n_negatives)])
+        c = np.concatenate([pc, neg])
         y = np.zeros(len(s), dtype=np.float32)
-        y[: len(data.students)] = 1.0
+        y[: len(ps)] = 1.0
         w = None
     else:
         assert data.grades is not None
         s, c, y, w = data.students, data.courses, data.grades, data.weights
-    perm = rng.permutation(len(s))
+        if rows is not None:
+            s, c, y, w = s[rows], c[rows], y[rows], None if w is None else w[rows]
+    perm = local.permutation(len(s))
     # One gather per epoch, then contiguous slices per batch.
     s_t = torch.from_numpy(s[perm]).to(device)
     c_t = torch.from_numpy(c[perm]).to(device)
@@ -411,9 +518,13 @@ def _train(
     history: list[EpochStats],
     progress: bool,
     init_bias: bool = True,
+    run: _Run | None = None,
 ) -> int:
     """Train one model in place with early stopping; returns the best epoch (1-based)."""
     assert cfg.epochs is not None and cfg.batch_size is not None and cfg.lr is not None
+    run = run or _Run(progress=progress)
+    ctx = run.ctx
+    progress = run.progress
     if init_bias and cfg.mode == "explicit" and data.grades is not None:
         # Start the output at the mean grade, so early epochs fit the structure rather than the offset.
         mean = float(np.clip(data.grades.mean(), 0.01, 0.99))
@@ -425,21 +536,29 @@ def _train(
     explicit = cfg.mode == "explicit"
     best_score: tuple[float, float] | None = None
     best_epoch, best_state, stale = 0, None, 0
+    # DDP averages the gradients over ranks, so each rank takes its share of the global batch.
+    net: nn.Module = model
+    batch_size = cfg.batch_size
+    if ctx.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[torch.device(device).index] if "cuda" in device else None)
+        batch_size = max(1, math.ceil(cfg.batch_size / ctx.world_size))
     model.train()
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
-        s, c, y, w = _epoch_tensors(cfg, data, rng, device)
-        n_batches = math.ceil(len(s) / cfg.batch_size)
+        s, c, y, w = _epoch_tensors(cfg, data, rng, device, ctx, run.local)
+        n_batches = math.ceil(len(s) / batch_size)
         bar = tqdm(
             total=n_batches, desc=f"{phase} {epoch}/{cfg.epochs}", disable=not progress, leave=False, unit="batch"
         )
         total = torch.zeros((), device=device)
-        for j, i in enumerate(range(0, len(s), cfg.batch_size)):
-            sb, cb, yb = s[i : i + cfg.batch_size], c[i : i + cfg.batch_size], y[i : i + cfg.batch_size]
-            out = model(sb, cb)
+        for j, i in enumerate(range(0, len(s), batch_size)):
+            sb, cb, yb = s[i : i + batch_size], c[i : i + batch_size], y[i : i + batch_size]
+            out = net(sb, cb)
             per_row = loss_fn(torch.sigmoid(out), yb) if explicit else loss_fn(out, yb)
             if w is not None:
-                wb = w[i : i + cfg.batch_size]
+                wb = w[i : i + batch_size]
                 loss = (per_row * wb).sum() / wb.sum()
             else:
                 loss = per_row.mean()
@@ -451,12 +570,17 @@ def _train(
             total += loss.detach() * len(sb)
             bar.update(1)
             if progress and j % 50 == 0:
-                bar.set_postfix(loss=f"{float(loss):.4f}", refresh=False)
-        train_loss = float(total) / len(s)
-        score = _validate(model, cfg, val) if val is not None else None
+                bar.set_postfix(loss=f"{float(loss.detach()):.4f}", refresh=False)
+        train_loss = distributed.all_mean(float(total) / len(s), device)
+        score = None
+        if val is not None:
+            # One rank validates and all follow its decision, so every rank stops at the same epoch.
+            score = distributed.broadcast_object(_validate(model, cfg, val) if ctx.is_main else None)
         metric = None if score is None else (-score[0] if explicit else score[0])
         seconds = time.perf_counter() - t0
         history.append(EpochStats(phase, epoch, train_loss, metric, seconds))
+        if run.on_epoch is not None:
+            run.on_epoch(history[-1], model)
         bar.set_postfix(loss=f"{train_loss:.4f}", **({} if metric is None else {"val": f"{metric:.4f}"}))
         bar.close()
         if progress:

@@ -74,9 +74,6 @@ def load_training_data(args: argparse.Namespace) -> TrainingData:
 
 
 def _register_train(subparsers: argparse._SubParsersAction) -> None:
-    from electives.training import TrainConfig
-
-    d = TrainConfig()
     p = subparsers.add_parser(
         "train",
         help="train NeuMF on the stored grades (or a grade file) and save a model artifact",
@@ -87,50 +84,77 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
             "model.safetensors and manifest.json."
         ),
     )
-    src = p.add_argument_group("data (one of)")
-    src.add_argument(
-        "--db", metavar="URL", help=f"database to read grades from (default: ${DB_ENV}, else {DEFAULT_DB})"
-    )
-    src.add_argument("--data", metavar="FILE", help="train straight from a grade export (import flags below apply)")
+    add_data_arguments(p)
     p.add_argument("--out", required=True, metavar="DIR", help="where to write the model artifact")
-    p.add_argument("--mode", choices=("explicit", "implicit"), default=d.mode, help="default: %(default)s")
-    p.add_argument("--model", choices=("neumf", "gmf", "mlp"), default=d.model, help="default: %(default)s")
-    p.add_argument("--epochs", type=_positive_int, metavar="N", help="maximum epochs (default: per mode)")
-    p.add_argument("--seed", type=int, default=d.seed, metavar="N", help="random seed (default: %(default)s)")
-    p.add_argument("--gmf-dim", type=_positive_int, default=d.gmf_dim, metavar="N", help="default: %(default)s")
-    p.add_argument("--mlp-dim", type=_positive_int, default=d.mlp_dim, metavar="N", help="default: %(default)s")
     p.add_argument(
-        "--mlp-layers",
-        type=_layers,
-        default=d.mlp_layers,
-        metavar="A,B,C",
-        help=f"MLP hidden layer sizes (default: {','.join(map(str, d.mlp_layers))})",
+        "--config",
+        metavar="FILE.json",
+        help="training settings from a JSON file (e.g. written by electives tune); flags given here override it",
     )
-    p.add_argument("--dropout", type=float, default=d.dropout, metavar="P", help="default: %(default)s")
-    p.add_argument("--lr", type=_positive_float, metavar="LR", help="learning rate (default: per mode)")
-    p.add_argument("--weight-decay", type=float, metavar="W", help="AdamW decay (default: per mode)")
-    p.add_argument("--embedding-l2", type=float, default=d.embedding_l2, metavar="W", help="default: %(default)s")
-    p.add_argument("--batch-size", type=_positive_int, metavar="N", help="default: per mode")
-    p.add_argument("--negatives", type=_positive_int, default=d.n_negatives, metavar="N", help="implicit mode")
-    p.add_argument("--loss", choices=("mse", "huber", "l1"), default=d.loss, help="explicit mode (default: mse)")
-    p.add_argument("--patience", type=_positive_int, default=d.patience, metavar="N", help="default: %(default)s")
-    p.add_argument(
-        "--validation", choices=("loo", "temporal", "random"), help="validation split kind (default: per mode)"
-    )
-    p.add_argument("--val-fraction", type=float, default=d.val_fraction, metavar="F", help="default: %(default)s")
-    p.add_argument("--pretrain", action="store_true", help="pre-train GMF and MLP, then NeuMF from both (α = 0.5)")
-    p.add_argument("--imbalance", choices=("none", "oversample", "reweight"), default=d.imbalance)
+    add_training_arguments(p, auto=True)
+    add_privacy_arguments(p)
     p.add_argument(
         "--coverage", type=float, default=0.8, metavar="C", help="prediction interval level (default: %(default)s)"
     )
-    p.add_argument("--device", default=d.device, help="auto (CUDA when present), cpu, cuda, cuda:N")
     p.add_argument("--threads", type=_positive_int, metavar="N", help="CPU threads for torch (default: all cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_export_arguments(p)
     p.set_defaults(func=run_train)
 
 
-def config_from_args(args: argparse.Namespace) -> Any:
+def add_data_arguments(p: argparse.ArgumentParser) -> None:
+    """--db URL | --data FILE (read by `load_training_data`; the import flags come from add_export_arguments)."""
+    src = p.add_argument_group("data (one of)")
+    src.add_argument(
+        "--db", metavar="URL", help=f"database to read grades from (default: ${DB_ENV}, else {DEFAULT_DB})"
+    )
+    src.add_argument("--data", metavar="FILE", help="train straight from a grade export (import flags below apply)")
+
+
+def add_training_arguments(p: argparse.ArgumentParser, auto: bool = False) -> None:
+    """The NeuMF training flags (shared by train, evaluate and tune). Each defaults to None, meaning "not
+    given": `config_from_args` then takes the value from a --config file, else TrainConfig's default."""
+    from electives.training import TrainConfig
+
+    d = TrainConfig()
+    models = ("neumf", "gmf", "mlp", "auto") if auto else ("neumf", "gmf", "mlp")
+    auto_help = "; auto: fit neumf, gmf and mlp (and the imbalance options), keep the best on validation"
+    p.add_argument("--mode", choices=("explicit", "implicit"), help=f"default: {d.mode}")
+    p.add_argument("--model", choices=models, help=f"default: {d.model}" + (auto_help if auto else ""))
+    p.add_argument("--epochs", type=_positive_int, metavar="N", help="maximum epochs (default: per mode)")
+    p.add_argument("--seed", type=int, metavar="N", help=f"random seed (default: {d.seed})")
+    p.add_argument("--gmf-dim", type=_positive_int, metavar="N", help="default: per mode")
+    p.add_argument("--mlp-dim", type=_positive_int, metavar="N", help="default: per mode")
+    p.add_argument(
+        "--mlp-layers",
+        type=_layers,
+        metavar="A,B,C",
+        help="MLP hidden layer sizes (default: per mode)",
+    )
+    p.add_argument("--dropout", type=float, metavar="P", help=f"default: {d.dropout}")
+    p.add_argument("--lr", type=_positive_float, metavar="LR", help="learning rate (default: per mode)")
+    p.add_argument("--weight-decay", type=float, metavar="W", help="AdamW decay (default: per mode)")
+    p.add_argument("--embedding-l2", type=float, metavar="W", help="default: per mode")
+    p.add_argument("--batch-size", type=_positive_int, metavar="N", help="default: per mode")
+    p.add_argument("--negatives", type=_positive_int, metavar="N", help=f"implicit mode (default: {d.n_negatives})")
+    p.add_argument("--loss", choices=("mse", "huber", "l1"), help=f"explicit mode (default: {d.loss})")
+    p.add_argument("--patience", type=_positive_int, metavar="N", help="default: per mode")
+    p.add_argument(
+        "--validation", choices=("loo", "temporal", "random"), help="validation split kind (default: per mode)"
+    )
+    p.add_argument("--val-fraction", type=float, metavar="F", help=f"default: {d.val_fraction}")
+    p.add_argument(
+        "--pretrain",
+        action="store_true",
+        default=None,
+        help="pre-train GMF and MLP, then NeuMF from both (α = 0.5)",
+    )
+    p.add_argument("--imbalance", choices=("none", "oversample", "reweight"), help=f"default: {d.imbalance}")
+    p.add_argument("--device", help=f"{d.device} (CUDA when present), cpu, cuda, cuda:N")
+
+
+def config_from_args(args: argparse.Namespace, file_values: dict[str, Any] | None = None) -> Any:
+    """TrainConfig from the flags given, over `file_values` (a --config file), over TrainConfig's defaults."""
     from electives.training import TrainConfig
 
     values = {
@@ -140,7 +164,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         "seed": args.seed,
         "gmf_dim": args.gmf_dim,
         "mlp_dim": args.mlp_dim,
-        "mlp_layers": tuple(args.mlp_layers),
+        "mlp_layers": None if args.mlp_layers is None else tuple(args.mlp_layers),
         "dropout": args.dropout,
         "lr": args.lr,
         "weight_decay": args.weight_decay,
@@ -156,7 +180,26 @@ def config_from_args(args: argparse.Namespace) -> Any:
         "device": args.device,
     }
     known = {f.name for f in fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in values.items() if k in known})
+    given = {k: v for k, v in values.items() if k in known and v is not None}
+    merged = {**(file_values or {}), **given}
+    if merged.get("model") == "auto":
+        merged["model"] = "neumf"  # the starting point; run_train compares the others
+    return TrainConfig(**merged)
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    """TrainConfig values from a JSON file (tune's output or a plain object of settings)."""
+    import json
+
+    from electives.tuning import config_values
+
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise DataError(f"cannot read --config {path}: {exc.strerror}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"--config {path}: not valid JSON ({exc})") from None
+    return config_values(doc, f"--config {path}")
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -173,7 +216,15 @@ def run_train(args: argparse.Namespace) -> int:
         raise DataError(f"--coverage {args.coverage}: expected a level in [0.5, 1), e.g. 0.8")
     if args.threads:
         torch.set_num_threads(args.threads)
-    config = config_from_args(args).resolved()
+    file_values = read_config_file(args.config) if args.config else {}
+    auto = (args.model or file_values.get("model")) == "auto"
+    if args.dp_epsilon is not None:
+        check_private_training(args, auto)
+    config = config_from_args(args, file_values).resolved()
+    from electives import distributed
+
+    # Under torchrun every rank trains; only rank 0 reports and writes the artifact.
+    ctx = distributed.init(config.device)
     data = load_training_data(args)
     has_grades = bool(data.frame["grade"].notna().any())
     if config.mode == "explicit" and not has_grades:
@@ -183,14 +234,35 @@ def run_train(args: argparse.Namespace) -> int:
         frame = frame.drop(columns=["grade"])
     train = Interactions.from_frame(frame)
     print(
-        f"training {config.model} ({config.mode}) on {len(train):,} rows: {train.n_students:,} students × "
+        f"{f'rank {ctx.rank}/{ctx.world_size}: ' if ctx.distributed else ''}training {'auto: neumf, gmf, mlp' if auto else config.model} ({config.mode}) on {len(train):,} rows: {train.n_students:,} students × "
         f"{train.n_courses:,} courses from {data.source}",
         file=sys.stderr,
     )
     fit_data, val = validation_split(train, config.validation, config.val_fraction, config.seed)
     start = time.perf_counter()
-    fitted = fit(fit_data, config, validation=val, progress=not args.quiet)
+    selection = None
+    privacy = None
+    if auto:
+        from electives.tuning import compare
+
+        # Imbalance options join the comparison unless the user (or the config file) fixed one.
+        try_imbalance = args.imbalance is None and "imbalance" not in file_values
+        print(f"--model auto: comparing candidates on {len(val):,} validation rows", file=sys.stderr)
+        span = data.scale.span if data.scale else 1.0
+        selection = compare(
+            fit_data, val, config, imbalance=try_imbalance, progress=not args.quiet, log=_stderr, scale_range=span
+        )
+        fitted, config = selection.best, selection.best.config
+    elif args.dp_epsilon is not None:
+        # DP has its own defaults for the settings left unset, so it starts from the unresolved configuration.
+        fitted, privacy = fit_private_from_args(args, config_from_args(args, file_values), fit_data, val)
+        config = fitted.config
+    else:
+        fitted = fit(fit_data, config, validation=val, progress=not args.quiet)
     seconds = time.perf_counter() - start
+    distributed.shutdown()
+    if not ctx.is_main:
+        return 0
 
     metrics: dict[str, Any] = {"train_seconds": round(seconds, 2), "validation_rows": len(val)}
     calibration = None
@@ -210,10 +282,25 @@ def run_train(args: argparse.Namespace) -> int:
         course_names=data.course_names,
         calibration=calibration,
         metrics=metrics,
-        extra={"data_source": data.source.split(" (")[0] if args.data else "database"},
+        extra={
+            "data_source": data.source.split(" (")[0] if args.data else "database",
+            **({"model_selection": selection.to_dict(data.scale.span if data.scale else 1.0)} if selection else {}),
+            **({"privacy": privacy.to_dict()} if privacy else {}),
+        },
     )
+    if selection is not None:
+        print(f"--model auto chose {selection.chosen} ({len(selection.candidates)} candidates compared)")
     _print_summary(fitted, metrics, data.scale, args.out)
+    if privacy is not None:
+        print(
+            f"  differential privacy (per student): ε = {privacy.epsilon:.4g} spent of {privacy.target_epsilon:g}, "
+            f"δ = {privacy.delta:.2g}, noise multiplier {privacy.noise_multiplier:.3g}, clipping {privacy.max_grad_norm:g}"
+        )
     return 0
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 def _explicit_validation(fitted: Any, val: Any, scale: GradeScale | None) -> dict[str, float]:
@@ -298,6 +385,80 @@ def _layers(text: str) -> tuple[int, ...]:
     if not sizes or min(sizes) < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: expected positive sizes like 128,64,32")
     return sizes
+
+
+# ------------------------------------------------------------------------------------------- private training
+
+
+def add_privacy_arguments(p: argparse.ArgumentParser) -> None:
+    """--dp-epsilon and friends (see electives.privacy)."""
+    g = p.add_argument_group(
+        "differential privacy",
+        "DP-SGD (Opacus): each student's whole record is one protected unit; the noise is set so that the "
+        "configured epochs spend at most the budget, and the spent (ε, δ) is stored in the model. With a budget, "
+        "--batch-size counts students and unset settings take DP defaults (see electives.privacy.DP_DEFAULTS). "
+        "The validation split is held out of training (no gradient) and not covered by ε.",
+    )
+    g.add_argument("--dp-epsilon", type=_dp_epsilon, metavar="E", help="train with privacy budget ε = E (> 0)")
+    g.add_argument("--dp-delta", type=_dp_delta, metavar="D", help="δ, in (0, 1) (default: min(1e-5, n_students^-1.1))")
+    g.add_argument(
+        "--dp-max-grad-norm",
+        type=_dp_clip,
+        default=None,
+        metavar="C",
+        help="clipping bound of each student's gradient, > 0 (default: 1.0)",
+    )
+    g.add_argument("--dp-accountant", choices=("prv", "rdp"), default=None, help="privacy accountant (default: prv)")
+
+
+def check_private_training(args: argparse.Namespace, auto: bool) -> None:
+    """Refuse the combinations DP training does not support, before any data is read."""
+    from electives import distributed
+    from electives.errors import ElectivesError
+
+    if distributed.context().distributed:
+        raise ElectivesError(
+            "--dp-epsilon cannot be used with distributed training (torchrun): the privacy accounting assumes "
+            "one process sampling every student; run `electives train --dp-epsilon ...` without torchrun"
+        )
+    if auto:
+        raise ElectivesError("--dp-epsilon cannot be combined with --model auto (every candidate would spend budget)")
+
+
+def fit_private_from_args(args: argparse.Namespace, config: Any, fit_data: Any, val: Any) -> tuple[Any, Any]:
+    from electives.privacy import PrivacyConfig, fit_private
+
+    privacy = PrivacyConfig(
+        epsilon=args.dp_epsilon,
+        delta=args.dp_delta,
+        max_grad_norm=args.dp_max_grad_norm if args.dp_max_grad_norm is not None else 1.0,
+        accountant=args.dp_accountant or "prv",
+    )
+    return fit_private(fit_data, config, privacy, validation=val, progress=not args.quiet)
+
+
+def _dp_epsilon(text: str) -> float:
+    value = _positive_float(text)
+    if value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: ε must be finite (leave out --dp-epsilon for a non-private model)")
+    return value
+
+
+def _dp_delta(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: δ must be between 0 and 1 (exclusive), e.g. 1e-5")
+    return value
+
+
+def _dp_clip(text: str) -> float:
+    value = _positive_float(text)
+    if value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: the clipping bound must be finite")
+    return value
 
 
 # ----------------------------------------------------------------------------------------------------- score

@@ -1,9 +1,100 @@
-"""Placeholder: commands for this group are being written; register() adds none yet."""
+"""Scale sub-commands: `score-all` (the top-k untaken courses of every student into a Parquet file).
+
+Distributed training needs no command of its own: `torchrun --standalone --nproc_per_node=N -m electives train …`
+runs the ordinary `train` on N processes (see electives.distributed).
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+from typing import Any
+
+import numpy as np
+
+from electives.cli.data import DB_ENV
+from electives.errors import DataError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    del subparsers
+    from electives.scoring import MAX_CHUNK, MAX_K
+
+    p = subparsers.add_parser(
+        "score-all",
+        help="write the top-k courses of every student to a Parquet file",
+        description=(
+            "Score every student against every course with a trained model, in chunks of students, and write the "
+            "k best courses each student has not taken as Parquet rows (student pseudonym, rank, course, score; "
+            "the score is the predicted grade in the scale's points for explicit models, the interaction "
+            "probability for implicit ones). Courses on record in the database (--db, else $ELECTIVES_DB) are "
+            "excluded. The file appears only when complete."
+        ),
+    )
+    p.add_argument("model", metavar="MODEL", help="model artifact directory (from electives train)")
+    p.add_argument("--out", required=True, metavar="FILE.parquet", help="Parquet file to write")
+    p.add_argument("-k", type=int, default=10, metavar="N", help=f"courses per student, 1..{MAX_K} (default: 10)")
+    p.add_argument(
+        "--chunk-size", type=int, default=4096, metavar="N", help=f"students per chunk, 1..{MAX_CHUNK} (default: 4096)"
+    )
+    p.add_argument("--db", metavar="URL", help=f"database whose stored courses are excluded (default: ${DB_ENV})")
+    p.add_argument("--no-exclude", action="store_true", help="rank every course, taken or not")
+    p.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch (default: all cores)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_score_all)
+
+
+def run_score_all(args: argparse.Namespace) -> int:
+    import torch
+
+    from electives.artifact import load_model
+    from electives.scoring import write_top_k
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise DataError(f"--threads {args.threads}: expected 1 or more")
+        torch.set_num_threads(args.threads)
+    if args.no_exclude and args.db:
+        raise DataError("give either --db or --no-exclude, not both")
+    model = load_model(args.model, device="cuda" if torch.cuda.is_available() else "cpu")
+    exclude = None
+    url = None if args.no_exclude else (args.db or os.environ.get(DB_ENV))
+    if url:
+        exclude = _taken(url, model)
+    elif not args.no_exclude:
+        print(
+            f"score-all: no --db and no ${DB_ENV}: taken courses are not excluded (say --no-exclude to mean it)",
+            file=sys.stderr,
+        )
+    points = (model.scale.low, model.scale.span) if model.mode == "explicit" and model.scale is not None else None
+    report = write_top_k(
+        model.fitted,
+        args.out,
+        model.student_ids,
+        model.course_ids,
+        args.k,
+        exclude=exclude,
+        chunk_size=args.chunk_size,
+        points=points,
+        progress=not args.quiet,
+    )
+    print(
+        f"wrote {report.rows:,} rows ({report.students:,} students, top {args.k}) to {args.out} in "
+        f"{report.seconds:.1f} s: {report.pairs_per_second / 1e6:.2f} M student–course pairs/s",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _taken(url: str, model: Any) -> Any:
+    """The courses each of the model's students has on record in the database, as an ItemLookup."""
+    from electives.interactions import Interactions
+    from electives.storage import Store
+
+    with Store(url) as store:
+        frame = store.load_grades(retakes="all")
+    s = frame["student"].map(model.student_index()).to_numpy(dtype=np.float64)
+    c = frame["course"].map(model.course_index()).to_numpy(dtype=np.float64)
+    known = ~np.isnan(s) & ~np.isnan(c)  # students or courses the model never saw cannot be ranked anyway
+    s, c = s[known].astype(np.int64), c[known].astype(np.int64)
+    return Interactions(s, c, None, np.zeros(len(s), np.int64), model.student_ids, model.course_ids).item_lookup()

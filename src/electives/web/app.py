@@ -1,0 +1,197 @@
+"""The Flask application factory: configuration, the served model, security headers, blueprints, errors."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from flask import Flask, Request, Response, current_app, request
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
+
+from electives.web import errors
+from electives.web.config import SECRET_ENV, ConfigError, WebConfig
+from electives.web.csrf import Csrf
+from electives.web.live_model import LiveModel
+from electives.web.rate_limit import RateLimiter
+
+if TYPE_CHECKING:
+    from electives.pseudonyms import Pseudonymiser
+    from electives.storage import Store
+
+log = logging.getLogger("electives.web")
+
+EXTENSION = "electives"
+# No inline script or style and nothing from other origins: the pages need only their own CSS, JS and images.
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+_STATIC_MAX_AGE = 3600
+
+
+@dataclass(frozen=True)
+class WebState:
+    """What the views share, in ``app.extensions["electives"]``."""
+
+    config: WebConfig
+    model: LiveModel
+    store: Store | None
+    pseudonymiser: Pseudonymiser | None
+    csrf: Csrf
+    api_limiter: RateLimiter
+    search_limiter: RateLimiter
+    access_limiter: RateLimiter
+    failure_limiter: RateLimiter
+    secret_key: str
+
+    def student_key(self, student_id: str) -> str:
+        """A keyed hash of a student number for the per-student attempt counter (raw numbers are never held)."""
+        digest = hmac.new(self.secret_key.encode(), b"attempts\x00" + student_id.strip().encode(), hashlib.sha256)
+        return digest.hexdigest()[:32]
+
+
+def state() -> WebState:
+    return current_app.extensions[EXTENSION]
+
+
+def create_app(config: WebConfig | None = None) -> Flask:
+    """A ready app for ``config`` (default: :meth:`WebConfig.from_env`); the model is loaded here, once."""
+    import torch
+
+    from electives.catalog import read_catalog
+    from electives.pseudonyms import Pseudonymiser, load_key
+    from electives.recommender import _open_store
+
+    config = config or WebConfig.from_env()
+    config.check()
+    assert config.model_dir is not None
+    secret_key = config.secret_key
+    if not secret_key:
+        # Development only (check() refuses production without one): fine for one process, but forms posted to
+        # another worker would fail, so `electives serve` generates one key for all its workers.
+        log.warning("%s is not set: using a random key for this process (development only)", SECRET_ENV)
+        secret_key = secrets.token_hex(32)
+    if config.torch_threads:
+        from electives.web.blas import limit_blas_threads
+
+        torch.set_num_threads(config.torch_threads)
+        limit_blas_threads(config.torch_threads)
+
+    store = _open_store(config.db_url) if config.db_url else None
+    pseudonymiser = None
+    if store is not None:
+        try:
+            # The import key, never created here: a new key would match no stored student.
+            pseudonymiser = Pseudonymiser(load_key(create=False))
+        except Exception as exc:
+            store.close()
+            raise ConfigError(f"the known-student flow needs the pseudonym key used at import: {exc}") from exc
+    catalog = read_catalog(config.catalog) if config.catalog else None
+    try:
+        live = LiveModel(
+            config.model_dir,
+            catalog=catalog,
+            store=store,
+            pseudonymiser=pseudonymiser,
+            report_dir=config.report_dir,
+            reload_seconds=config.reload_seconds,
+            threads=config.torch_threads,
+        )
+    except BaseException:
+        if store is not None:
+            store.close()
+        raise
+
+    app = Flask(__name__.rsplit(".", 1)[0])
+    app.config.update(
+        SECRET_KEY=secret_key,
+        MAX_CONTENT_LENGTH=config.max_content_length,
+        MAX_FORM_PARTS=4 * config.max_grades + 64,
+        SESSION_COOKIE_NAME="electives_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=config.production,
+        PERMANENT_SESSION_LIFETIME=config.csrf_max_age,
+        TEMPLATES_AUTO_RELOAD=False,
+    )
+    app.session_interface = _Sessions()
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.jinja_env.trim_blocks = True
+    app.jinja_env.lstrip_blocks = True
+    if config.proxy_hops:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.proxy_hops, x_proto=config.proxy_hops)  # type: ignore[method-assign]
+
+    app.extensions[EXTENSION] = WebState(
+        config=config,
+        model=live,
+        store=store,
+        pseudonymiser=pseudonymiser,
+        csrf=Csrf(secret_key, config.csrf_max_age),
+        api_limiter=RateLimiter(config.api_rate_limit),
+        search_limiter=RateLimiter(config.search_rate_limit),
+        access_limiter=RateLimiter(config.access_code_rate_limit),
+        failure_limiter=RateLimiter(config.access_code_failures),
+        secret_key=secret_key,
+    )
+
+    from electives.web.api import api
+    from electives.web.pages import pages
+
+    app.register_blueprint(pages)
+    app.register_blueprint(api)
+    errors.register(app)
+    app.after_request(_security_headers)
+    return app
+
+
+_HEADERS = (
+    ("Content-Security-Policy", CSP),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Permissions-Policy", "camera=(), microphone=(), geolocation=(), interest-cohort=()"),
+    ("Cross-Origin-Opener-Policy", "same-origin"),
+    ("Cross-Origin-Resource-Policy", "same-origin"),
+)
+_HSTS = ("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+
+
+def _security_headers(response: Response) -> Response:
+    h = response.headers
+    h.extend(_HEADERS)
+    if state().config.production:
+        h.add(*_HSTS)
+    if request.path.startswith("/static/") and response.status_code == 200:
+        h["Cache-Control"] = f"public, max-age={_STATIC_MAX_AGE}"
+    else:
+        # Pages and answers carry someone's grades: no browser or proxy may keep them.
+        h["Cache-Control"] = "no-store"
+    return response
+
+
+class _Sessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions (they hold only the CSRF nonce), skipped on the JSON routes, which never use
+    them, and with the signer built once instead of on every request."""
+
+    def __init__(self) -> None:
+        self._signer: Any = None
+
+    def get_signing_serializer(self, app: Flask) -> Any:
+        if self._signer is None:
+            self._signer = super().get_signing_serializer(app)
+        return self._signer
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if request.path.startswith(errors.JSON_PREFIXES):
+            return self.session_class()
+        return super().open_session(app, request)
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        if not request.path.startswith(errors.JSON_PREFIXES):
+            super().save_session(app, session, response)

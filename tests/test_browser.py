@@ -1,0 +1,222 @@
+"""The pages in a real browser: Debian's Chromium driven by Playwright against the app on a local port.
+
+Enter grades (with and without JavaScript), see the cards, ask "why not?", the known-student flow with a right and
+a wrong access code, the model page, keyboard use and a phone-sized screen. Screenshots of each page go to
+tests/artifacts/screenshots (or $ELECTIVES_SCREENSHOTS). A missing browser or Playwright fails these tests.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from web_support import WebWorld, known_student, make_app, web_world
+
+from electives.web import RateLimit
+
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = Path(os.environ.get("ELECTIVES_SCREENSHOTS", Path(__file__).parent / "artifacts" / "screenshots"))
+UNLIMITED = RateLimit(0, 1)
+
+
+@pytest.fixture(scope="module")
+def world() -> WebWorld:
+    return web_world()
+
+
+@pytest.fixture(scope="module")
+def base_url(world: WebWorld) -> Iterator[str]:
+    from werkzeug.serving import make_server
+
+    app = make_app(world, api_rate_limit=UNLIMITED, search_rate_limit=UNLIMITED)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:
+        pytest.fail(f"Playwright is not installed ({exc}): pip install playwright (never `playwright install`)")
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"{CHROMIUM} not found: apt-get install chromium (the browser tests need it)")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1100, "height": 900})
+    page = context.new_page()
+    problems: list[str] = []
+    # CSP violations and script errors show up here: the pages must have none.
+    # (A page answered with a deliberate 4xx, such as a wrong access code, is logged too: that one is expected.)
+    expected = "the server responded with a status of 4"
+    page.on(
+        "console", lambda msg: problems.append(msg.text) if msg.type == "error" and expected not in msg.text else None
+    )
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    yield page
+    context.close()
+    assert not problems, problems
+
+
+def shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def passed(world: WebWorld, raw: str) -> set[str]:
+    return {c for c, m in world.grades_of(raw) if float(m) >= world.result.scale.pass_points}
+
+
+def test_home_page(page, base_url: str) -> None:
+    page.goto(base_url + "/")
+    assert page.title().startswith("Choose your electives")
+    assert page.get_by_role("heading", name="What it does not keep").is_visible()
+    shot(page, "home")
+    # Keyboard: the first Tab lands on the skip link, which moves focus to the main content.
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
+
+
+def test_enter_grades_and_see_cards(page, base_url: str, world: WebWorld) -> None:
+    student = known_student(world)
+    grades = world.grades_of(student)
+    page.goto(base_url + "/recommend")
+    shot(page, "grades-form")
+    # Search-as-you-type: type part of a name, pick the suggestion with the keyboard.
+    first_course, first_mark = grades[0]
+    name = world.catalog[first_course].name
+    course = page.get_by_label("Course 1", exact=True)
+    course.click()
+    course.press_sequentially(name[:6], delay=30)
+    listbox = page.get_by_role("listbox")
+    listbox.wait_for(state="visible")
+    options = listbox.get_by_role("option")
+    texts = options.all_inner_texts()
+    assert any(first_course in t for t in texts), texts
+    shot(page, "grades-search")
+    for _ in range([first_course in t for t in texts].index(True) + 1):
+        course.press("ArrowDown")
+    course.press("Enter")
+    assert course.input_value() == first_course
+    page.locator("#grade-0").fill(first_mark)
+    # More rows than the form shows: "More rows" keeps what was typed.
+    while page.locator("input.course-input").count() < len(grades):
+        page.get_by_role("button", name="More rows").click()
+    assert page.get_by_label("Course 1", exact=True).input_value() == first_course
+    for i, (code, mark) in enumerate(grades[1:], start=1):
+        page.locator(f"#course-{i}").fill(code)
+        page.locator(f"#grade-{i}").fill(mark)
+    page.get_by_label("How many electives to show").fill("3")
+    page.get_by_role("button", name="Recommend electives").click()
+    page.get_by_role("heading", name="Your recommended electives").wait_for()
+    cards = page.locator("ol.cards > li")
+    assert 1 <= cards.count() <= 3
+    codes = cards.locator(".code").all_inner_texts()
+    assert not set(codes) & passed(world, student)
+    assert "Predicted grade" in cards.first.inner_text() and "80% range" in cards.first.inner_text()
+    shot(page, "results")
+    # Why not a course already passed?
+    course = sorted(passed(world, student))[0]
+    page.get_by_label("Course", exact=True).select_option(course)
+    page.get_by_role("button", name="Why not this one?").click()
+    answer = page.locator(".answer")
+    answer.wait_for()
+    assert "Already passed" in answer.inner_text()
+    page.locator("details summary").click()
+    assert page.locator("ul.excluded li").count() >= 1
+    shot(page, "why-not")
+
+
+def test_works_without_javascript(browser, base_url: str, world: WebWorld) -> None:
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    try:
+        student = known_student(world)
+        page.goto(base_url + "/recommend")
+        for i, (code, mark) in enumerate(world.grades_of(student)[:6]):
+            page.locator(f"#course-{i}").fill(code)
+            page.locator(f"#grade-{i}").fill(mark)
+        page.get_by_role("button", name="Recommend electives").click()
+        page.get_by_role("heading", name="Your recommended electives").wait_for()
+        assert page.locator("ol.cards > li").count() >= 1
+        # A mistake is reported next to its field, and the page says which field.
+        page.goto(base_url + "/recommend")
+        page.locator("#course-0").fill("NOPE123")
+        page.locator("#grade-0").fill("80")
+        page.get_by_role("button", name="Recommend electives").click()
+        assert page.locator("#course-0").get_attribute("aria-invalid") == "true"
+        assert "NOPE123" in page.locator("#err-course-0").inner_text()
+        shot(page, "grades-error-no-js")
+    finally:
+        context.close()
+
+
+def test_known_student_right_and_wrong_code(page, base_url: str, world: WebWorld) -> None:
+    student = known_student(world)
+    page.goto(base_url + "/student")
+    page.get_by_label("Student number").fill(student)
+    page.get_by_label("Access code").fill("WRONG-CODE2")
+    page.get_by_role("button", name="Show my recommendations").click()
+    error = page.locator("#err-access_code")
+    error.wait_for()
+    assert "do not match" in error.inner_text()
+    assert page.locator("ol.cards").count() == 0
+    shot(page, "student-wrong-code")
+    page.get_by_label("Access code").fill(world.key.access_code(student).lower())
+    page.get_by_role("button", name="Show my recommendations").click()
+    page.get_by_role("heading", name="Your recommended electives").wait_for()
+    assert page.locator("ol.cards > li").count() >= 1
+    assert "From your record" in page.locator(".lead").inner_text()
+    shot(page, "student-results")
+
+
+def test_model_page(page, base_url: str, world: WebWorld) -> None:
+    page.goto(base_url + "/model")
+    assert page.get_by_role("heading", name="The model").is_visible()
+    assert "val_rmse" in page.locator("table.metrics").inner_text()
+    img = page.locator(".plots img")
+    assert img.count() == 1
+    assert page.evaluate("document.querySelector('.plots img').naturalWidth") == 2
+    shot(page, "model")
+
+
+def test_phone_screen(browser, base_url: str, world: WebWorld) -> None:
+    context = browser.new_context(viewport={"width": 375, "height": 740}, is_mobile=True, has_touch=True)
+    page = context.new_page()
+    try:
+        page.goto(base_url + "/recommend")
+        student = known_student(world)
+        for i, (code, mark) in enumerate(world.grades_of(student)[:6]):
+            page.locator(f"#course-{i}").fill(code)
+            page.locator(f"#grade-{i}").fill(mark)
+        page.get_by_role("button", name="Recommend electives").click()
+        page.get_by_role("heading", name="Your recommended electives").wait_for()
+        # Nothing wider than the screen; buttons big enough to tap.
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        box = page.get_by_role("button", name="Why not this one?").bounding_box()
+        assert box is not None and box["height"] >= 44
+        shot(page, "phone-results")
+    finally:
+        context.close()
+
+
+def test_screenshots_were_written() -> None:
+    names = {p.stem for p in SHOTS.glob("*.png")}
+    assert {"home", "grades-form", "results", "student-wrong-code", "student-results", "model"} <= names
+    assert all(re.fullmatch(r"[a-z-]+", n) for n in names)

@@ -1,0 +1,125 @@
+"""`electives evaluate` end to end on a small synthetic university: the table, the report, the split, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from electives.synth import SynthConfig, generate, write
+
+AAST_FLAGS = [
+    "--map", "student=student serial", "--map", "term=Year+term", "--map", "course=Crs Code",
+    "--map", "course_name=Course Name", "--map", "grade=total", "--scale", "percent",
+]  # fmt: skip
+SMALL = [
+    "--epochs", "5", "--lr", "0.01", "--gmf-dim", "8", "--mlp-dim", "8", "--mlp-layers", "16,8", "--quiet",
+    "--threads", "1",
+]  # fmt: skip
+EXPLICIT_BASELINES = ["global-mean", "student-mean", "course-mean", "bias", "mf", "knn", "popularity"]
+
+
+@pytest.fixture(scope="module")
+def university(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return write(generate(SynthConfig(n_students=120, seed=3)), tmp_path_factory.mktemp("uni"))
+
+
+def _table(stdout: str) -> dict[str, list[str]]:
+    """The printed comparison table: {model: cells}, from the header line starting with 'model'."""
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("model "))
+    header = lines[start].split()
+    rows = {}
+    for line in lines[start + 1 :]:
+        if not line.strip() or line.startswith(("fit seconds", "report written")):
+            break
+        cells = line.split()
+        rows[cells[0]] = cells[1:]
+    return {"__header__": header[1:], **rows}
+
+
+def _latest_term_rows(university: dict[str, Path]) -> int:
+    """Independent count of the temporal test set: graded rows in each multi-term student's latest term."""
+    df = pd.read_csv(university["grades"], dtype=str)
+    df = df[pd.to_numeric(df["total"], errors="coerce").between(0, 100)]
+    order = {"Spring": 0, "Summer": 1, "Fall": 2}
+    df["key"] = df["Year"].astype(int) * 10 + df["term"].map(order)
+    # Retakes: the importer keeps the latest attempt of a (student, course) pair.
+    df = df.sort_values("key").drop_duplicates(["student serial", "Crs Code"], keep="last")
+    latest = df.groupby("student serial")["key"].transform("max")
+    terms = df.groupby("student serial")["key"].transform("nunique")
+    return int(((df["key"] == latest) & (terms > 1)).sum())
+
+
+def test_evaluate_prints_every_model_and_writes_the_report(cli, secret_key, university, tmp_path) -> None:
+    out = tmp_path / "report"
+    code, stdout, err = cli("evaluate", "--data", university["grades"], *AAST_FLAGS, *SMALL, "--out", out)
+    assert code == 0, err
+    table = _table(stdout)
+    assert list(table)[1:] == ["neumf", *EXPLICIT_BASELINES]
+    assert table["__header__"][:2] == ["rmse", "mae"]
+    assert "hr@10_full" in table["__header__"] and "ndcg@10_sampled" in table["__header__"]
+    assert len(table["popularity"]) == 4  # ranking metrics only: no grade columns for a popularity count
+    doc = json.loads((out / "report.json").read_text())
+    assert doc["context"]["split"] == "temporal"
+    assert doc["info"]["n_test"] == _latest_term_rows(university)
+    # Percent points: the global mean is off by the spread of grades; a model that learned something is not.
+    rmse = {m: v["rmse"] for m, v in doc["metrics"].items() if "rmse" in v}
+    assert 3 < rmse["global-mean"] < 25 and rmse["bias"] < rmse["global-mean"]
+    assert len(doc["histories"]["neumf"]) == 5
+    assert set(doc["curves"]) == {"neumf", *EXPLICIT_BASELINES}
+    for name in ("loss", "hr_at_k", "ndcg_at_k", "predicted_vs_actual", "error_by_course"):
+        assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    md = (out / "report.md").read_text()
+    assert all(f"| {m} |" in md for m in ["neumf", *EXPLICIT_BASELINES])
+
+
+def test_evaluate_chosen_baselines_and_split(cli, secret_key, university) -> None:
+    code, stdout, err = cli(
+        "evaluate", "--data", university["grades"], *AAST_FLAGS, *SMALL,
+        "--baselines", "bias,ease", "--split", "random", "--test-fraction", "0.25", "--model", "gmf",
+    )  # fmt: skip
+    assert code == 0, err
+    table = _table(stdout)
+    assert list(table)[1:] == ["gmf", "bias", "ease"]
+    assert "random split" in stdout
+    assert "report written" not in stdout  # no --out: the table only
+
+
+def test_evaluate_implicit_mode(cli, secret_key, university) -> None:
+    code, stdout, err = cli(
+        "evaluate", "--data", university["grades"], *AAST_FLAGS, *SMALL, "--mode", "implicit", "--split", "loo",
+        "--baselines", "popularity,ease", "--eval-negatives", "20",
+    )  # fmt: skip
+    assert code == 0, err
+    table = _table(stdout)
+    assert list(table)[1:] == ["neumf", "popularity", "ease"]
+    assert "rmse" not in table["__header__"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--baselines", "bias,forest"], "unknown baseline 'forest'"),
+        (["--mode", "implicit", "--baselines", "bias"], "bias predict grades; they need --mode explicit"),
+        (["--db", "sqlite:///nowhere.db"], "give either --db or --data, not both"),
+        (["--split", "weekly"], "invalid choice: 'weekly'"),
+        (["--test-fraction", "1.5"], "'1.5' must be between 0 and 1"),
+        (["--config", "missing.json"], "cannot read --config missing.json"),
+    ],
+)
+def test_evaluate_bad_flags_are_clear_errors(cli, secret_key, university, extra, message) -> None:
+    code, _, err = cli("evaluate", "--data", university["grades"], *AAST_FLAGS, *SMALL, *extra)
+    assert code == 2
+    assert message in err
+
+
+def test_temporal_split_needs_terms(cli, secret_key, tmp_path) -> None:
+    rows = "".join(f"s{s},c{c},{50 + 7 * ((s + c) % 5)}\n" for s in range(12) for c in range(6))
+    path = tmp_path / "no-terms.csv"
+    path.write_text("student,course,grade\n" + rows)
+    code, _, err = cli("evaluate", "--data", path, "--scale", "percent", *SMALL, "--split", "temporal")
+    assert code == 2
+    assert "--split temporal needs terms" in err

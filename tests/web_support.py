@@ -1,0 +1,183 @@
+"""Shared by the web tests: one tiny trained world per test process, and app factories over it.
+
+A small synthetic university is imported into SQLite, a small NeuMF is trained for a few epochs and saved as an
+artifact with calibration and metrics, and a PNG is put beside it for the model page. Built once per process
+(pytest-xdist runs each web test file in some worker; the cache keeps it to one training per worker).
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import shutil
+import struct
+import tempfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from electives.artifact import save_model
+from electives.calibration import fit_conformal
+from electives.catalog import Catalog, read_catalog
+from electives.importing import ImportResult, read_export
+from electives.interactions import Interactions
+from electives.pseudonyms import Pseudonymiser
+from electives.storage import Store
+from electives.synth import SynthConfig, University, generate, write
+from electives.training import FittedNCF, TrainConfig, fit
+
+KEY = "test-secret-key-0123456789abcdef"  # the pseudonym key (= conftest.TEST_KEY)
+WEB_SECRET = "web-test-secret-" + "0" * 32
+CONFIG = SynthConfig(n_students=120, n_courses=24, n_electives=12, n_departments=2, seed=11)
+TRAIN = TrainConfig(gmf_dim=8, mlp_dim=8, mlp_layers=(16, 8), lr=0.01, batch_size=128, epochs=6, patience=6, seed=0)
+SYNTH_MAP = {
+    "student": "student serial",
+    "term": "Year+term",
+    "course": "Crs Code",
+    "course_name": "Course Name",
+    "grade": "total",
+}
+
+
+@dataclass(frozen=True, eq=False)
+class WebWorld:
+    root: Path
+    university: University
+    result: ImportResult
+    catalog: Catalog
+    catalog_path: Path
+    db_url: str
+    model_dir: Path
+    fitted: FittedNCF
+    train: Interactions
+    key: Pseudonymiser
+
+    def grades_of(self, raw_id: str) -> list[tuple[str, str]]:
+        """A student's (course, mark) rows as the registrar exported them (marks are percent totals)."""
+        frame = self.result.frame
+        rows = frame[(frame["student"] == self.key.pseudonym(raw_id)) & frame["points"].notna()]
+        return list(zip(rows["course"], rows["mark"], strict=True))
+
+
+def tiny_png() -> bytes:
+    """A valid 2×2 grey PNG (for the model page's plots)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    raw = b"".join(b"\x00" + b"\x80\x80" for _ in range(2))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 2, 8, 0, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
+
+
+@functools.cache
+def web_world() -> WebWorld:
+    root = Path(tempfile.mkdtemp(prefix="electives-web-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        university = generate(CONFIG)
+        paths = write(university, root / "synth")
+        key = Pseudonymiser(KEY.encode())
+        result = read_export(paths["grades"], mapping=SYNTH_MAP, scale="percent", pseudonymiser=key)
+        catalog = read_catalog(paths["catalog"])
+        url = f"sqlite:///{root / 'grades.db'}"
+        with Store(url) as store:
+            store.save_import(result, catalog)
+        frame = result.frame
+        df = pd.DataFrame(
+            {"student": frame["student"], "course": frame["course"], "term": frame["term_key"], "grade": frame["grade"]}
+        )
+        train = Interactions.from_frame(df[df["grade"].notna()].astype({"term": "int64"}))
+        fitted = fit(train, TRAIN, progress=False)
+        residuals = train.grades - fitted.predict(train.students, train.courses)
+        metrics = {"val_rmse": float(np.sqrt(np.mean(residuals**2))) * 100, "val_mae": 4.2}
+        names = dict(zip(frame["course"], frame["course_name"], strict=True))
+        model_dir = save_model(
+            root / "model",
+            fitted,
+            train,
+            scale=result.scale,
+            course_names=names,
+            calibration=fit_conformal(residuals, 0.8),
+            metrics=metrics,
+        )
+        (model_dir / "calibration.png").write_bytes(tiny_png())
+    finally:
+        torch.set_num_threads(threads)
+    return WebWorld(root, university, result, catalog, paths["catalog"], url, model_dir, fitted, train, key)
+
+
+def save_variant(world: WebWorld, out: Path, seed: int) -> Path:
+    """The world's model with slightly perturbed output bias: same shape, different weights and version."""
+    fitted = world.fitted
+    state = {k: v.clone() for k, v in fitted.model.state_dict().items()}
+    fitted.model.out.bias.data += 0.01 * (seed + 1)
+    try:
+        return save_model(
+            out,
+            fitted,
+            world.train,
+            scale=world.result.scale,
+            course_names=dict(zip(world.result.frame["course"], world.result.frame["course_name"], strict=True)),
+            calibration=fit_conformal(np.linspace(-0.1, 0.1, 50), 0.8),
+            metrics={"val_rmse": 5.0 + seed},
+        )
+    finally:
+        fitted.model.load_state_dict(state)
+
+
+def web_config(world: WebWorld, **overrides: Any):
+    from electives.web import WebConfig
+
+    values: dict[str, Any] = {
+        "model_dir": world.model_dir,
+        "db_url": world.db_url,
+        "catalog": world.catalog_path,
+        "secret_key": WEB_SECRET,
+        "reload_seconds": 0,
+        # Leave torch's and OpenBLAS' thread counts alone: they are process-wide, and other test files share the
+        # process (a served worker sets both to 1; `electives serve` is tested in a subprocess).
+        "torch_threads": None,
+    }
+    values.update(overrides)
+    return WebConfig(**values)
+
+
+def make_app(world: WebWorld, **overrides: Any):
+    """A Flask app over the world (the pseudonym key is in the environment only while the app starts)."""
+    from electives.web import create_app
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ELECTIVES_SECRET_KEY", KEY)
+        app = create_app(web_config(world, **overrides))
+    app.config["TESTING"] = True
+    return app
+
+
+@functools.cache
+def _student_with_choices(world: WebWorld) -> str:
+    from electives.recommender import Recommender
+
+    rec = Recommender.load(world.model_dir, catalog=world.catalog_path)
+    for raw in map(str, world.university.student_ids):
+        grades = world.grades_of(raw)
+        if len(grades) >= 6 and rec.recommend_for_grades(grades).eligible >= 3:
+            return raw
+    raise AssertionError("no student with six grades and three open electives")
+
+
+def known_student(world: WebWorld) -> str:
+    """A raw student id with at least six grades on record and at least three electives still open."""
+    return _student_with_choices(world)
