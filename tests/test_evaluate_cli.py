@@ -88,6 +88,20 @@ def test_evaluate_chosen_baselines_and_split(cli, secret_key, university) -> Non
     assert "report written" not in stdout  # no --out: the table only
 
 
+def test_evaluate_with_a_privacy_budget_reports_the_spent_epsilon(cli, secret_key, university, tmp_path) -> None:
+    out = tmp_path / "dp-report"
+    code, stdout, err = cli(
+        "evaluate", "--data", university["grades"], *AAST_FLAGS, "--epochs", "2", "--quiet", "--threads", "1",
+        "--baselines", "bias", "--dp-epsilon", "4", "--out", out,
+    )  # fmt: skip
+    assert code == 0, err
+    assert list(_table(stdout))[1:] == ["neumf", "bias"]
+    doc = json.loads((out / "report.json").read_text())
+    spent = doc["context"]["privacy"]["epsilon"]
+    assert 0 < spent <= 4
+    assert "differential privacy: ε = " in (out / "report.md").read_text()
+
+
 def test_evaluate_implicit_mode(cli, secret_key, university) -> None:
     code, stdout, err = cli(
         "evaluate", "--data", university["grades"], *AAST_FLAGS, *SMALL, "--mode", "implicit", "--split", "loo",

@@ -462,6 +462,20 @@ def test_model_page_and_plots(client, world: WebWorld) -> None:
         assert client.get(f"/model/plots/{bad}").status_code == 404
 
 
+def test_model_page_and_api_show_the_privacy_budget(world: WebWorld, tmp_path: Path) -> None:
+    from electives.artifact import save_model
+
+    assert "none (trained without a privacy budget)" in make_app(world).test_client().get("/model").get_data(True)
+    privacy = {"epsilon": 2.71, "delta": 1e-5, "target_epsilon": 3.0, "max_grad_norm": 1.0, "unit": "student"}
+    model_dir = save_model(
+        tmp_path / "dp-model", world.fitted, world.train, scale=world.result.scale, extra={"privacy": privacy}
+    )
+    client = make_app(world, model_dir=model_dir).test_client()
+    assert client.get("/api/v1/model").json["privacy"] == privacy
+    html = client.get("/model").get_data(as_text=True)
+    assert "ε = 2.71 spent of 3.00" in html and "δ = 1.0e-05" in html
+
+
 def test_form_size_caps(client, world: WebWorld) -> None:
     token = csrf_token(client)
     r = client.post("/recommend", data={"csrf_token": token, "course": ["CS101"] * 201, "grade": ["80"] * 201})

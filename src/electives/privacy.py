@@ -27,7 +27,6 @@ initial weights and the validation split.
 
 from __future__ import annotations
 
-import copy
 import math
 import secrets
 import time
@@ -44,6 +43,7 @@ from electives.errors import DataError, ElectivesError
 from electives.interactions import Interactions
 from electives.splits import check_no_overlap, validation_split
 from electives.training import (
+    BestEpoch,
     EpochStats,
     FittedNCF,
     TrainConfig,
@@ -54,6 +54,7 @@ from electives.training import (
     _TrainData,
     _validate,
     build_model,
+    log_epoch,
     sample_negatives,
 )
 
@@ -370,8 +371,7 @@ def _train_private(
     assert cfg.epochs is not None
     loss_fn = _loss_fn(cfg)
     explicit = cfg.mode == "explicit"
-    best_score: tuple[float, float] | None = None
-    best_epoch, best_state, stale = 0, None, 0
+    best = BestEpoch(cfg.patience)
     gsm.train()
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
@@ -404,24 +404,10 @@ def _train_private(
         seconds = time.perf_counter() - t0
         history.append(EpochStats("dp-" + cfg.model, epoch, train_loss, metric, seconds))
         if progress:
-            tqdm.write(
-                f"dp epoch {epoch}: loss {train_loss:.4f}"
-                + ("" if metric is None else f", val {'rmse' if explicit else 'hr@10'} {metric:.4f}")
-                + f", {seconds:.1f}s"
-            )
-        if score is None:
-            best_epoch = epoch
-            continue
-        if best_score is None or score > best_score:
-            best_score, best_epoch, stale = score, epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            stale += 1
-            if stale >= cfg.patience:
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    return best_epoch
+            log_epoch("dp", epoch, train_loss, metric, seconds, "rmse" if explicit else "hr@10")
+        if best.update(epoch, score, model):
+            break
+    return best.restore(model)
 
 
 def _embedding_l2(model: torch.nn.Module, s: Tensor, c: Tensor, mask: Tensor) -> Tensor:

@@ -17,8 +17,11 @@ from electives.cli.model import (
     _positive_float,
     _positive_int,
     add_data_arguments,
+    add_privacy_arguments,
     add_training_arguments,
+    check_private_training,
     config_from_args,
+    fit_private_from_args,
     load_training_data,
     read_config_file,
 )
@@ -91,6 +94,7 @@ def _register_evaluate(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--config", metavar="FILE.json", help="NeuMF settings from a JSON file (e.g. from electives tune)")
     add_training_arguments(p)
+    add_privacy_arguments(p)
     p.add_argument("--threads", type=_positive_int, metavar="N", help="CPU threads for torch (default: all cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_export_arguments(p)
@@ -190,7 +194,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
     models: dict[str, Any] = {}
     fit_seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    fitted = fit(train, config, progress=not args.quiet)
+    privacy = None
+    if args.dp_epsilon is not None:
+        # The same DP-SGD path as `train --dp-epsilon`, so the report shows what such a model costs in accuracy.
+        check_private_training(args, auto=False)
+        file_values = read_config_file(args.config) if args.config else {}
+        fitted, privacy = fit_private_from_args(args, config_from_args(args, file_values), train, None)
+    else:
+        fitted = fit(train, config, progress=not args.quiet)
     fit_seconds[config.model] = time.perf_counter() - t0
     models[config.model] = fitted
     for name in names:
@@ -226,6 +237,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
             "best_epoch": fitted.best_epoch,
             "fit_seconds": {n: round(s, 2) for n, s in fit_seconds.items()},
             "config": config.to_dict(),
+            "differential privacy": "none"
+            if privacy is None
+            else f"ε = {privacy.epsilon:.4g} spent of {privacy.target_epsilon:g}, δ = {privacy.delta:.2g} (per student)",
+            **({"privacy": privacy.to_dict()} if privacy is not None else {}),
         }
         title = f"{config.model} against baselines ({kind} split)"
         write_report(

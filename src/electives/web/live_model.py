@@ -208,6 +208,7 @@ def _model_info(manifest: dict[str, Any], rec: Recommender, version: str) -> dic
     }
     config = manifest.get("config") or {}
     calibration = manifest.get("calibration") or {}
+    privacy = manifest.get("privacy") if isinstance(manifest.get("privacy"), dict) else None
     return {
         "version": version,
         "weights_sha256": manifest.get("weights_sha256"),
@@ -224,6 +225,10 @@ def _model_info(manifest: dict[str, Any], rec: Recommender, version: str) -> dic
         "validation_metric": manifest.get("validation_metric"),
         "metrics": metrics,
         "interval_coverage": calibration.get("coverage") if isinstance(calibration, dict) else None,
+        # Differentially private training: the spent budget (None for a model trained without DP).
+        "privacy": None
+        if privacy is None
+        else {k: privacy.get(k) for k in ("epsilon", "delta", "target_epsilon", "max_grad_norm", "unit")},
     }
 
 

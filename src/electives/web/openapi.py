@@ -262,6 +262,18 @@ def openapi_document(config: WebConfig) -> dict[str, Any]:
                         "training_rows": {"type": "integer", "nullable": True},
                         "metrics": {"type": "object", "additionalProperties": {"type": "number"}},
                         "interval_coverage": nullable_number,
+                        "privacy": {
+                            "type": "object",
+                            "nullable": True,
+                            "description": "the differential-privacy budget spent in training; null without DP",
+                            "properties": {
+                                "epsilon": {"type": "number"},
+                                "delta": {"type": "number"},
+                                "target_epsilon": nullable_number,
+                                "max_grad_norm": nullable_number,
+                                "unit": nullable_string,
+                            },
+                        },
                     },
                 },
                 "Course": {
