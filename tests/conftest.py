@@ -17,7 +17,9 @@ def data_dir() -> Path:
     """The shared, read-only data folder (see its README.md)."""
     path = Path(os.environ.get("ELECTIVES_DATA", ROOT.parent / "shared" / "data"))
     if not path.is_dir():
-        pytest.fail(f"data folder {path} not found: set ELECTIVES_DATA")
+        # The public data sets are not part of the repository (never committed); a checkout without them can still
+        # run everything else. Browser and database tests, by contrast, fail when their part is missing.
+        pytest.skip(f"data folder {path} not found: set ELECTIVES_DATA to the shared data (see README)")
     return path
 
 
