@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from checkerboard import checkerboard, unseen_auc
 
 from electives import baselines as B
 from electives.errors import DataError
@@ -23,33 +24,6 @@ def _one_thread():
 def frame(rows, ids=None):
     df = pd.DataFrame(rows, columns=["student", "course", "grade"])
     return Interactions.from_frame(df, *(ids or (None, None)))
-
-
-def checkerboard(implicit: bool = False, n_students: int = 40, n_courses: int = 20, seed: int = 0):
-    """Students do well in (explicit) or take only (implicit) the courses whose parity matches theirs."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for s in range(n_students):
-        pool = [c for c in range(n_courses) if not implicit or c % 2 == s % 2]
-        for c in rng.choice(pool, 7 if implicit else 10, replace=False):
-            good = c % 2 == s % 2
-            grade = np.nan if implicit else float(np.clip((0.85 if good else 0.3) + rng.normal(0, 0.05), 0, 1))
-            rows.append((f"s{s:02d}", f"c{c:02d}", grade))
-    return frame(rows)
-
-
-def unseen_auc(model, data: Interactions, train: Interactions) -> float:
-    scores = model.score_all(np.arange(data.n_students))
-    taken = train.item_lookup().mask(np.arange(data.n_students))
-    sg = np.array([int(s[1:]) % 2 for s in data.student_ids])
-    cg = np.array([int(c[1:]) % 2 for c in data.course_ids])
-    good = cg[None, :] == sg[:, None]
-    wins = total = 0
-    for u in range(data.n_students):
-        g, b = scores[u, good[u] & ~taken[u]], scores[u, ~good[u] & ~taken[u]]
-        wins += (g[:, None] > b[None, :]).sum()
-        total += g.size * b.size
-    return wins / total
 
 
 SMALL = [("a", "x", 1.0), ("a", "y", 0.5), ("b", "x", 0.0), ("c", "z", 0.9)]

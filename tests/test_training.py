@@ -3,9 +3,9 @@
 import time
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
+from checkerboard import checkerboard, unseen_auc
 
 from electives.errors import DataError, ElectivesError
 from electives.interactions import Interactions
@@ -22,35 +22,6 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
-def checkerboard(implicit: bool = False, n_students: int = 40, n_courses: int = 20, seed: int = 0):
-    """Two student groups × two course groups: a student does well in (explicit) or takes only (implicit)
-    the courses whose parity matches the student's."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for s in range(n_students):
-        pool = [c for c in range(n_courses) if not implicit or c % 2 == s % 2]
-        for c in rng.choice(pool, 7 if implicit else 10, replace=False):
-            good = c % 2 == s % 2
-            grade = np.nan if implicit else float(np.clip((0.85 if good else 0.3) + rng.normal(0, 0.05), 0, 1))
-            rows.append((f"s{s:02d}", f"c{c:02d}", int(rng.integers(1, 6)), grade))
-    return Interactions.from_frame(pd.DataFrame(rows, columns=["student", "course", "term", "grade"]))
-
-
-def _unseen_auc(model, data: Interactions, train: Interactions) -> float:
-    """Share of (good, bad) unseen-course pairs per student that the model orders correctly."""
-    scores = model.score_all(np.arange(data.n_students))
-    taken = train.item_lookup().mask(np.arange(data.n_students))
-    student_group = np.array([int(s[1:]) % 2 for s in data.student_ids])
-    course_group = np.array([int(c[1:]) % 2 for c in data.course_ids])
-    good = course_group[None, :] == student_group[:, None]
-    wins = total = 0
-    for u in range(data.n_students):
-        g, b = scores[u, good[u] & ~taken[u]], scores[u, ~good[u] & ~taken[u]]
-        wins += (g[:, None] > b[None, :]).sum()
-        total += g.size * b.size
-    return wins / total
-
-
 SMALL = {"gmf_dim": 8, "mlp_dim": 8, "mlp_layers": (16, 8), "lr": 0.01, "batch_size": 64}
 
 
@@ -58,7 +29,7 @@ def test_explicit_neumf_recovers_checkerboard():
     data = checkerboard()
     train, test = random_split(data, 0.2, seed=1)
     model = fit(train, TrainConfig(**SMALL, epochs=60, patience=10), progress=False)
-    assert _unseen_auc(model, data, train) > 0.95
+    assert unseen_auc(model, data, train) > 0.95
     pred = model.predict(test.students, test.courses)
     assert np.sqrt(np.mean((pred - test.grades) ** 2)) < 0.12  # noise std is 0.05, good/bad gap 0.55
 
@@ -67,7 +38,7 @@ def test_implicit_neumf_recovers_checkerboard():
     data = checkerboard(implicit=True)
     assert data.grades is None
     model = fit(data, TrainConfig(mode="implicit", **SMALL, epochs=30, patience=10), progress=False)
-    assert _unseen_auc(model, data, data) > 0.9
+    assert unseen_auc(model, data, data) > 0.9
     assert model.history[-1].val_metric is not None
 
 
