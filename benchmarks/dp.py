@@ -43,13 +43,13 @@ from electives.interactions import Interactions
 from electives.privacy import PrivacyConfig, default_delta, fit_private
 from electives.pseudonyms import Pseudonymiser
 from electives.splits import random_split
-from electives.synth import SynthConfig, generate, write
+from electives.synth import EXPORT_MAPPING, SynthConfig, generate, write
 from electives.training import TrainConfig, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("ELECTIVES_DATA", ROOT / "../shared/data"))
 COLLEGE = DATA / "student-grades" / "college_grades" / "College_grades.csv"
-SYNTH_MAP = {"student": "student serial", "term": "Year+term", "course": "Crs Code", "grade": "total"}
+SYNTH_MAP = EXPORT_MAPPING
 COLLEGE_MAP = {"course": "dept+level", "term": "sem", "grade": "grade"}
 KEY = Pseudonymiser(b"benchmark-key-0123456789abcdef")
 # Small towers for every row (DP and plain alike): the per-student gradients of DP-SGD cost ~4× less than with

@@ -36,19 +36,13 @@ from electives.importing import ImportResult, read_export
 from electives.interactions import Interactions
 from electives.pseudonyms import Pseudonymiser
 from electives.recommender import Recommender
-from electives.synth import SynthConfig, generate, write
+from electives.synth import EXPORT_MAPPING, SynthConfig, generate, write
 from electives.training import FittedNCF, TrainConfig, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("ELECTIVES_DATA", ROOT / "../shared/data"))
 COLLEGE = DATA / "student-grades" / "college_grades" / "College_grades.csv"
-SYNTH_MAP = {
-    "student": "student serial",
-    "term": "Year+term",
-    "course": "Crs Code",
-    "course_name": "Course Name",
-    "grade": "total",
-}
+SYNTH_MAP = EXPORT_MAPPING
 COLLEGE_MAP = {"course": "dept+level", "term": "sem", "grade": "grade"}
 KEY = Pseudonymiser(b"benchmark-key-0123456789abcdef")
 

@@ -72,3 +72,14 @@ def aast_export(tmp_path: Path) -> Path:
     path = tmp_path / "aast-grades.csv"
     path.write_bytes(AAST.encode("latin-1"))
     return path
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for the test: the test machine's 2 cores are shared, and OpenMP oversubscription stalls."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

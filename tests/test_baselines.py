@@ -3,7 +3,6 @@
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from checkerboard import checkerboard, unseen_auc
 
 from electives import baselines as B
@@ -11,14 +10,7 @@ from electives.errors import DataError
 from electives.interactions import Interactions
 from electives.splits import random_split
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # The test machine's 2 cores are shared: one thread avoids OpenMP oversubscription stalls.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def frame(rows, ids=None):

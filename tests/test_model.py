@@ -5,15 +5,12 @@ import torch
 
 from electives.model import GMF, MLP, NeuMF, build_model
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    # The test machine's 2 cores are shared: one thread avoids OpenMP oversubscription stalls.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _seeded():
     torch.manual_seed(0)
-    yield
-    torch.set_num_threads(n)
 
 
 def _randomise(model: torch.nn.Module) -> None:

@@ -29,19 +29,13 @@ from electives.recommender import (
     ground_truth_lift,
 )
 from electives.storage import Store
-from electives.synth import SynthConfig, University, generate, write
+from electives.synth import EXPORT_MAPPING, SynthConfig, University, generate, write
 from electives.training import FittedNCF, TrainConfig, fit
 
 KEY = "test-secret-key-0123456789abcdef"  # = conftest.TEST_KEY, the key the `secret_key` fixture sets
 CONFIG = SynthConfig(n_students=150, n_courses=24, n_electives=12, n_departments=2, seed=5)
 NEXT_TERM = "2023-Fall"  # the term after the synthetic export window (8 terms from 2019-Fall)
-SYNTH_MAP = {
-    "student": "student serial",
-    "term": "Year+term",
-    "course": "Crs Code",
-    "course_name": "Course Name",
-    "grade": "total",
-}
+SYNTH_MAP = EXPORT_MAPPING
 SMALL = TrainConfig(gmf_dim=8, mlp_dim=8, mlp_layers=(16, 8), lr=0.01, batch_size=128, epochs=20, seed=0)
 
 

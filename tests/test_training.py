@@ -12,14 +12,7 @@ from electives.interactions import Interactions
 from electives.splits import random_split, validation_split
 from electives.training import TrainConfig, _prepare_training, fit, sample_negatives
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # The test machine's 2 cores are shared: one thread avoids OpenMP oversubscription stalls.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 SMALL = {"gmf_dim": 8, "mlp_dim": 8, "mlp_layers": (16, 8), "lr": 0.01, "batch_size": 64}

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from electives.errors import DataError
 from electives.interactions import Interactions
@@ -25,12 +24,7 @@ SMALL_FLAGS = ["--epochs", "4", "--lr", "0.01", "--gmf-dim", "8", "--mlp-dim", "
 SMALL = TrainConfig(gmf_dim=8, mlp_dim=8, mlp_layers=(16, 8), lr=0.01, batch_size=64, epochs=8, patience=3)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def checkerboard(n_students: int = 40, n_courses: int = 16, seed: int = 0) -> Interactions:

@@ -29,20 +29,14 @@ from electives.importing import ImportResult, read_export
 from electives.interactions import Interactions
 from electives.pseudonyms import Pseudonymiser
 from electives.storage import Store
-from electives.synth import SynthConfig, University, generate, write
+from electives.synth import EXPORT_MAPPING, SynthConfig, University, generate, write
 from electives.training import FittedNCF, TrainConfig, fit
 
 KEY = "test-secret-key-0123456789abcdef"  # the pseudonym key (= conftest.TEST_KEY)
 WEB_SECRET = "web-test-secret-" + "0" * 32
 CONFIG = SynthConfig(n_students=120, n_courses=24, n_electives=12, n_departments=2, seed=11)
 TRAIN = TrainConfig(gmf_dim=8, mlp_dim=8, mlp_layers=(16, 8), lr=0.01, batch_size=128, epochs=6, patience=6, seed=0)
-SYNTH_MAP = {
-    "student": "student serial",
-    "term": "Year+term",
-    "course": "Crs Code",
-    "course_name": "Course Name",
-    "grade": "total",
-}
+SYNTH_MAP = EXPORT_MAPPING
 
 
 @dataclass(frozen=True, eq=False)

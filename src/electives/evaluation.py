@@ -235,14 +235,7 @@ def _negatives(
         return neg
     if n <= 0:
         return None
-    both = Interactions(
-        np.concatenate([train.students, test.students]),
-        np.concatenate([train.courses, test.courses]),
-        None,
-        np.concatenate([train.terms, test.terms]),
-        train.student_ids,
-        train.course_ids,
-    )
+    both = train.concat(test)
     free = train.n_courses - both.item_lookup().counts()[test.students]
     if not (free > 0).any():
         return None

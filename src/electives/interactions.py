@@ -209,6 +209,19 @@ class Interactions:
     def same_index_space(self, other: Interactions) -> bool:
         return self.student_ids == other.student_ids and self.course_ids == other.course_ids
 
+    def concat(self, other: Interactions) -> Interactions:
+        """Both sets' rows (same index space), without grades: e.g. everything a student has, train ∪ test."""
+        if not self.same_index_space(other):
+            raise DataError("cannot combine interactions over different students or courses")
+        return Interactions(
+            np.concatenate([self.students, other.students]),
+            np.concatenate([self.courses, other.courses]),
+            None,
+            np.concatenate([self.terms, other.terms]),
+            self.student_ids,
+            self.course_ids,
+        )
+
     def item_lookup(self) -> ItemLookup:
         """Per-student sorted unique courses (CSR), cached: for excluding already-taken courses fast."""
         if "csr" not in self._cache:

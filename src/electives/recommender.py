@@ -50,7 +50,7 @@ import pandas as pd
 import torch
 
 from electives.catalog import Catalog, read_catalog
-from electives.eligibility import EligibilityIndex, EligibilityRules, Exclusion
+from electives.eligibility import EligibilityIndex, EligibilityRules, Exclusion, Reason
 from electives.errors import DataError, ElectivesError, StorageError
 from electives.explanations import (
     MIN_COHORT,
@@ -94,19 +94,8 @@ _TOLERANCE = 1e-2  # fold-in stops once a step lowers the objective by less than
 _NUMPY_FOLD_IN_WORK = 262_144
 _NORMALISED = GradeScale(name="normalised", low=0.0, high=1.0, numeric=True, description="normalised grades")
 Basis = Literal["trained", "folded-in"]
-WhyNotReason = Literal[
-    "recommended",
-    "ranked-lower",
-    "already-passed",
-    "already-taken",
-    "failed-retake-not-allowed",
-    "unknown-course",
-    "not-an-elective",
-    "missing-prerequisites",
-    "not-offered",
-    "no-data",
-    "not-a-course",
-]
+# Eligibility's reasons, plus the ranking's own answers.
+WhyNotReason = Literal["recommended", "ranked-lower", Reason, "no-data", "not-a-course"]
 
 
 class UnknownStudentError(ElectivesError):

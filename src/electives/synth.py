@@ -25,10 +25,13 @@ import pandas as pd
 __all__ = [
     "CATALOG_COLUMNS",
     "EXPORT_COLUMNS",
+    "EXPORT_MAPPING",
+    "EXPORT_SCALE",
     "TRUTH_COLUMNS",
     "SynthConfig",
     "University",
     "generate",
+    "import_flags",
     "letter_grade",
     "write",
     "write_large",
@@ -46,6 +49,24 @@ CATALOG_COLUMNS = (
     "description",
 )
 TRUTH_COLUMNS = ("student serial", "Crs Code", "expected_total")
+# How the importer reads grades.csv: importer field -> export column(s), on the percent scale.
+EXPORT_MAPPING = {
+    "student": "student serial",
+    "term": "Year+term",
+    "course": "Crs Code",
+    "course_name": "Course Name",
+    "grade": "total",
+}
+EXPORT_SCALE = "percent"
+
+
+def import_flags() -> list[str]:
+    """The `electives import` flags that read grades.csv (`--map FIELD=EXPR ... --scale percent`)."""
+    return [a for field, expr in EXPORT_MAPPING.items() for a in ("--map", f"{field}={expr}")] + [
+        "--scale",
+        EXPORT_SCALE,
+    ]
+
 
 SEASONS = ("Fall", "Spring")
 CAREER_TERMS = 8  # students leave after four academic years

@@ -411,14 +411,7 @@ def _prepare_validation(
         )
     # Negatives avoid everything the student has in train ∪ validation, as the test protocol does; a small
     # catalogue gets fewer negatives, and students with no untaken course are left out.
-    both = Interactions(
-        np.concatenate([fit_data.students, val.students]),
-        np.concatenate([fit_data.courses, val.courses]),
-        None,
-        np.concatenate([fit_data.terms, val.terms]),
-        train.student_ids,
-        train.course_ids,
-    )
+    both = fit_data.concat(val)
     lookup = both.item_lookup()
     free = train.n_courses - lookup.counts()[val.students]
     if not (free > 0).any():

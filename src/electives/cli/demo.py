@@ -16,11 +16,6 @@ from pathlib import Path
 
 from electives.errors import DataError
 
-# How the synthetic export's columns map to the importer's fields (the AAST-style header).
-_IMPORT_FLAGS = (
-    "--map", "student=student serial", "--map", "term=Year+term", "--map", "course=Crs Code",
-    "--map", "course_name=Course Name", "--map", "grade=total", "--scale", "percent",
-)  # fmt: skip
 _NEW_STUDENT_GRADES = 6  # how many grades the "new student" types in
 
 
@@ -48,6 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    from electives.synth import import_flags
+
     if args.epochs is not None and args.epochs < 1:
         raise DataError(f"--epochs {args.epochs}: expected a positive number of epochs")
     root = Path(args.dir)
@@ -77,7 +74,7 @@ def run_demo(args: argparse.Namespace) -> int:
             str(university / "grades.csv"),
             "--db",
             db,
-            *_IMPORT_FLAGS,
+            *import_flags(),
             "--catalog",
             catalog,
             "--report",
