@@ -88,9 +88,10 @@ def main() -> None:
             i = (j % n_batches) * bs
             a = time.perf_counter()
             sb, cb = st[i : i + bs], ct[i : i + bs]
-            loss = loss_fn(model(sb, cb), yt[i : i + bs]).mean()
+            out, l2 = model.forward_with_l2(sb, cb)
+            loss = loss_fn(out, yt[i : i + bs]).mean()
             if cfg.embedding_l2:
-                loss = loss + cfg.embedding_l2 * model.embedding_l2(sb, cb)
+                loss = loss + cfg.embedding_l2 * l2
             b = time.perf_counter()
             opt.zero_grad(set_to_none=True)
             loss.backward()

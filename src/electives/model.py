@@ -41,8 +41,11 @@ class _GMFPart(nn.Module):
         _init_embedding(self.student)
         _init_embedding(self.course)
 
-    def forward(self, s: Tensor, c: Tensor) -> Tensor:
-        return self.student(s) * self.course(c)
+    def rows(self, s: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+        return self.student(s), self.course(c)
+
+    def combine(self, p: Tensor, q: Tensor) -> Tensor:
+        return p * q
 
 
 class _Tower(nn.Module):
@@ -74,8 +77,11 @@ class _Tower(nn.Module):
             h = self.dropout(torch.relu(lin(h)))
         return h
 
-    def forward(self, s: Tensor, c: Tensor) -> Tensor:
-        return self._rest(self.layers[0](torch.cat([self.student(s), self.course(c)], dim=-1)))
+    def rows(self, s: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+        return self.student(s), self.course(c)
+
+    def combine(self, p: Tensor, q: Tensor) -> Tensor:
+        return self._rest(self.layers[0](torch.cat([p, q], dim=-1)))
 
     def student_half(self, s: Tensor) -> Tensor:
         """W₁ˢ p_u + b₁ for each student: (B, h₁)."""
@@ -127,13 +133,21 @@ class NCFModel(nn.Module):
         pass it back as `cache` to score many student chunks with the same weights."""
         return {}
 
-    def embedding_l2(self, s: Tensor, c: Tensor) -> Tensor:
-        """mean over the batch of Σ ‖e‖² over the embedding rows its pairs use (frequency-weighted L2)."""
-        total = s.new_zeros((), dtype=torch.float32)
-        for part in (getattr(self, "gmf", None), getattr(self, "mlp", None)):
-            if part is not None:
-                total = total + part.student(s).pow(2).sum() + part.course(c).pow(2).sum()
-        return total / max(1, len(s))
+    def forward(self, s: Tensor, c: Tensor) -> Tensor:
+        return self._head([part.rows(s, c) for part in self._parts()])
+
+    def forward_with_l2(self, s: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+        """Logits and the mean over the batch of Σ ‖e‖² over the embedding rows its pairs use (frequency-weighted
+        L2), from one lookup: a second lookup doubled the embedding backward, the costliest part of a step."""
+        rows = [part.rows(s, c) for part in self._parts()]
+        l2 = sum(p.pow(2).sum() + q.pow(2).sum() for p, q in rows) / max(1, len(s))
+        return self._head(rows), l2
+
+    def _parts(self) -> tuple[nn.Module, ...]:
+        raise NotImplementedError
+
+    def _head(self, rows: list[tuple[Tensor, Tensor]]) -> Tensor:
+        raise NotImplementedError
 
     def _chunks(self, students: Tensor, max_pairs: int) -> list[Tensor]:
         step = max(1, max_pairs // max(1, self.n_courses))
@@ -148,8 +162,11 @@ class GMF(NCFModel):
         self.out = nn.Linear(dim, 1)
         _init_output(self.out)
 
-    def forward(self, s: Tensor, c: Tensor) -> Tensor:
-        return self.out(self.gmf(s, c)).squeeze(-1)
+    def _parts(self) -> tuple[nn.Module, ...]:
+        return (self.gmf,)
+
+    def _head(self, rows: list[tuple[Tensor, Tensor]]) -> Tensor:
+        return self.out(self.gmf.combine(*rows[0])).squeeze(-1)
 
     def score_all(self, students: Tensor, max_pairs: int = 1 << 14, cache: dict[str, Tensor] | None = None) -> Tensor:
         # wᵀ(p ⊙ q) = (p ⊙ w)ᵀ q: one matmul against all course embeddings.
@@ -172,8 +189,11 @@ class MLP(NCFModel):
         self.out = nn.Linear(self.mlp.out_dim, 1)
         _init_output(self.out)
 
-    def forward(self, s: Tensor, c: Tensor) -> Tensor:
-        return self.out(self.mlp(s, c)).squeeze(-1)
+    def _parts(self) -> tuple[nn.Module, ...]:
+        return (self.mlp,)
+
+    def _head(self, rows: list[tuple[Tensor, Tensor]]) -> Tensor:
+        return self.out(self.mlp.combine(*rows[0])).squeeze(-1)
 
     def course_cache(self) -> dict[str, Tensor]:
         return {"course_half": self.mlp.course_half()}
@@ -209,8 +229,12 @@ class NeuMF(NCFModel):
     def gmf_dim(self) -> int:
         return self.gmf.student.embedding_dim
 
-    def forward(self, s: Tensor, c: Tensor) -> Tensor:
-        return self.out(torch.cat([self.gmf(s, c), self.mlp(s, c)], dim=-1)).squeeze(-1)
+    def _parts(self) -> tuple[nn.Module, ...]:
+        return (self.gmf, self.mlp)
+
+    def _head(self, rows: list[tuple[Tensor, Tensor]]) -> Tensor:
+        g, m = self.gmf.combine(*rows[0]), self.mlp.combine(*rows[1])
+        return self.out(torch.cat([g, m], dim=-1)).squeeze(-1)
 
     def course_cache(self) -> dict[str, Tensor]:
         return {"course_half": self.mlp.course_half()}

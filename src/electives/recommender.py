@@ -60,6 +60,7 @@ from electives.explanations import (
     explanation_sentence,
 )
 from electives.grades import GradeScale, MarkError
+from electives.limits import DEFAULT_K, MAX_K
 
 if TYPE_CHECKING:
     from electives.artifact import TrainedModel
@@ -84,8 +85,6 @@ __all__ = [
     "ground_truth_lift",
 ]
 
-DEFAULT_K = 5
-MAX_K = 50
 # Fallback noise (normalised units) when the model records no validation RMSE: typical for grade data.
 _DEFAULT_NOISE = 0.1
 _TOLERANCE = 1e-2  # fold-in stops once a step lowers the objective by less than this share

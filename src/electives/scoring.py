@@ -20,12 +20,11 @@ from tqdm.auto import tqdm
 
 from electives.errors import DataError
 from electives.interactions import ItemLookup
+from electives.limits import MAX_CHUNK
+from electives.limits import MAX_SCORE_ALL_K as MAX_K
 from electives.training import FittedNCF
 
 __all__ = ["MAX_CHUNK", "MAX_K", "ScoringReport", "TopK", "top_k", "write_top_k"]
-
-MAX_K = 1000  # a ranking dump, not a page of recommendations; beyond this, score pairs instead
-MAX_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from typing import Any
 from electives.errors import DataError
 from electives.interactions import Interactions
 from electives.splits import validation_split
+from electives.train_config import TUNABLE
 from electives.training import FittedNCF, TrainConfig, fit
 
 __all__ = [
@@ -36,17 +37,7 @@ __all__ = [
 
 # Hidden-layer presets: the seed's tower and the paper's, plus smaller ones for small registrars.
 LAYER_CHOICES = ("32,16", "32,16,8", "64,32,16", "64,32,16,8", "128,64,32")
-SEARCH_SPACE = (
-    "lr",
-    "weight_decay",
-    "embedding_l2",
-    "gmf_dim",
-    "mlp_dim",
-    "mlp_layers",
-    "dropout",
-    "batch_size",
-    "imbalance",
-)
+SEARCH_SPACE = TUNABLE
 CONFIG_FILE_KIND = "electives-train-config"
 
 

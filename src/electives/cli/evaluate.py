@@ -260,7 +260,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def _register_tune(subparsers: argparse._SubParsersAction) -> None:
-    from electives.tuning import SEARCH_SPACE
+    from electives.train_config import TUNABLE as SEARCH_SPACE
 
     p = subparsers.add_parser(
         "tune",

@@ -114,7 +114,7 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
 def add_training_arguments(p: argparse.ArgumentParser, auto: bool = False) -> None:
     """The NeuMF training flags (shared by train, evaluate and tune). Each defaults to None, meaning "not
     given": `config_from_args` then takes the value from a --config file, else TrainConfig's default."""
-    from electives.training import TrainConfig
+    from electives.train_config import TrainConfig
 
     d = TrainConfig()
     models = ("neumf", "gmf", "mlp", "auto") if auto else ("neumf", "gmf", "mlp")
@@ -155,7 +155,7 @@ def add_training_arguments(p: argparse.ArgumentParser, auto: bool = False) -> No
 
 def config_from_args(args: argparse.Namespace, file_values: dict[str, Any] | None = None) -> Any:
     """TrainConfig from the flags given, over `file_values` (a --config file), over TrainConfig's defaults."""
-    from electives.training import TrainConfig
+    from electives.train_config import TrainConfig
 
     values = {
         "mode": args.mode,

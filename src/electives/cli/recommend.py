@@ -22,7 +22,7 @@ _GRADE_HEADERS = frozenset({"grade", "mark", "marks", "score", "total", "points"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from electives.recommender import DEFAULT_K, MAX_K
+    from electives.limits import DEFAULT_K, MAX_K
 
     p = subparsers.add_parser(
         "recommend",

@@ -18,7 +18,8 @@ from electives.errors import DataError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from electives.scoring import MAX_CHUNK, MAX_K
+    from electives.limits import MAX_CHUNK
+    from electives.limits import MAX_SCORE_ALL_K as MAX_K
 
     p = subparsers.add_parser(
         "score-all",

@@ -96,7 +96,7 @@ class WebConfig:
     torch_threads: int | None = 1  # torch and NumPy BLAS threads per worker: a request is a few small products
 
     def __post_init__(self) -> None:
-        from electives.recommender import MAX_K
+        from electives.limits import MAX_K
 
         if not 1 <= self.default_k <= self.max_k <= MAX_K:
             raise ConfigError(f"need 1 ≤ default_k ({self.default_k}) ≤ max_k ({self.max_k}) ≤ {MAX_K}")
