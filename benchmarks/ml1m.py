@@ -76,6 +76,7 @@ def main() -> None:
     p.add_argument("--model", default="neumf", choices=["neumf", "gmf", "mlp"])
     p.add_argument("--patience", type=int, default=TrainConfig.patience)
     p.add_argument("--pretrain", action="store_true")
+    p.add_argument("--validation", choices=["loo", "none"], default=None, help="none: train on all, fixed --epochs")
     p.add_argument("--ease-lambda", type=float, default=1000.0)
     p.add_argument("--progress", action="store_true")
     p.add_argument("--json", type=Path, help="also write the results here")
@@ -102,6 +103,7 @@ def main() -> None:
         n_negatives=args.n_negatives,
         patience=args.patience,
         pretrain=args.pretrain,
+        validation=args.validation,
     )
     models, fit_s, per_epoch = {}, {}, {}
     for name in args.models:
@@ -128,9 +130,8 @@ def main() -> None:
             secs = [h.seconds for h in fitted.history]
             per_epoch[name] = float(np.mean(secs))
             for h in fitted.history:
-                print(
-                    f"  {h.phase} epoch {h.epoch}: loss {h.train_loss:.4f} val hr@10 {h.val_metric:.4f} {h.seconds:.1f}s"
-                )
+                val = "" if h.val_metric is None else f" val hr@10 {h.val_metric:.4f}"
+                print(f"  {h.phase} epoch {h.epoch}: loss {h.train_loss:.4f}{val} {h.seconds:.1f}s")
             print(f"  best epoch {fitted.best_epoch} of {len(fitted.history)}", flush=True)
             models[name] = fitted
         elif name == "ease":

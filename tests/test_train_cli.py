@@ -106,11 +106,22 @@ def test_implicit_training_from_enrolments(cli, secret_key, tmp_path) -> None:
     pairs.write_text("".join(f"{s}\t{c}\n" for s, c in sorted(rows)))
     out = tmp_path / "m"
     args = ["--no-header", "--columns", "student,course", "--mode", "implicit", *SMALL, "--out", out]
-    code, _, err = cli("train", "--data", pairs, *args)
+    code, stdout, err = cli("train", "--data", pairs, *args)
     assert code == 0, err
     model = load_model(out)
     assert model.mode == "implicit" and model.scale is None and model.calibration is None
-    assert "val_hr_at_10_sampled" in model.manifest["metrics"]
+    metrics = model.manifest["metrics"]
+    assert "val_hr_at_10_sampled" in metrics
+    # Implicit default: refitted on every row; the validation figures are the pre-refit model's.
+    assert metrics["refit_rows"] == len(rows) and model.manifest["config"]["refit"] is True
+    assert "then refitted on training + validation" in stdout
+    phases = [h["phase"] for h in model.manifest["history"]]
+    assert phases.count("neumf refit") == model.manifest["best_epoch"]
+    code, stdout, err = cli("train", "--data", pairs, *args[:-1], tmp_path / "m2", "--no-refit")
+    assert code == 0, err
+    off = load_model(tmp_path / "m2").manifest
+    assert "refit_rows" not in off["metrics"] and off["config"]["refit"] is False
+    assert off["metrics"]["val_hr_at_10_sampled"] == metrics["val_hr_at_10_sampled"]  # same seed, same validation
 
 
 @pytest.mark.parametrize(

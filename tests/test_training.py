@@ -32,7 +32,7 @@ def test_implicit_neumf_recovers_checkerboard():
     assert data.grades is None
     model = fit(data, TrainConfig(mode="implicit", **SMALL, epochs=30, patience=10), progress=False)
     assert unseen_auc(model, data, data) > 0.9
-    assert model.history[-1].val_metric is not None
+    assert model.validated is not None and model.validated.history[-1].val_metric is not None
 
 
 @pytest.mark.parametrize("mode", ["explicit", "implicit"])
@@ -174,3 +174,46 @@ def test_given_validation_must_not_overlap_train():
     train, val = random_split(data, 0.2, seed=0)
     model = fit(train, TrainConfig(**SMALL, epochs=2, embedding_l2=1e-3), validation=val, progress=False)
     assert len(model.history) == 2 and model.history[0].val_metric is not None
+
+
+def test_refit_trains_again_on_training_and_validation_for_the_best_epochs():
+    data = checkerboard(implicit=True)
+    fit_data, val = validation_split(data, "loo", seed=0)
+    model = fit(fit_data, TrainConfig(mode="implicit", **SMALL, epochs=8, patience=2), validation=val, progress=False)
+    validated = model.validated
+    assert validated is not None and validated.validated is None
+    refit_phase = [h for h in model.history if h.phase == "neumf refit"]
+    # Exactly the epochs validation chose, without validation scores (those rows are now training rows).
+    assert len(refit_phase) == model.best_epoch == validated.best_epoch
+    assert all(h.val_metric is None for h in refit_phase)
+    assert model.history[: len(validated.history)] == validated.history
+    # The refitted model has seen both sets; the validated one only the first.
+    assert model.train_fingerprint == fit_data.concat(val).fingerprint()
+    assert validated.train_fingerprint == fit_data.fingerprint()
+    assert not all(
+        torch.equal(a, b) for a, b in zip(model.model.parameters(), validated.model.parameters(), strict=True)
+    )
+    assert unseen_auc(model, data, data) > 0.9
+    # Same seed, same refit.
+    again = fit(fit_data, TrainConfig(mode="implicit", **SMALL, epochs=8, patience=2), validation=val, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(model.model.parameters(), again.model.parameters(), strict=True))
+
+
+def test_refit_is_the_implicit_default_and_can_be_turned_off():
+    assert TrainConfig(mode="implicit").resolved().refit is True
+    assert TrainConfig(mode="explicit").resolved().refit is False  # intervals are calibrated on validation
+    data = checkerboard(implicit=True)
+    off = fit(data, TrainConfig(mode="implicit", **SMALL, epochs=3, refit=False), progress=False)
+    assert off.validated is None and all(h.phase == "neumf" for h in off.history)
+    on = fit(data, TrainConfig(mode="implicit", **SMALL, epochs=3), progress=False)
+    # Validation carved inside fit: the model still counts as trained on the data it was given.
+    assert on.validated is not None and on.train_fingerprint == data.fingerprint()
+
+
+def test_refit_with_pretraining_repeats_every_phase():
+    data = checkerboard(implicit=True)
+    model = fit(data, TrainConfig(mode="implicit", **SMALL, epochs=3, pretrain=True), progress=False)
+    phases = [h.phase for h in model.history]
+    assert phases[-model.best_epoch :] == ["neumf refit"] * model.best_epoch
+    for kind in ("gmf", "mlp"):
+        assert phases.count(f"{kind} refit") == model.best_epochs[kind]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
+import checkerboard as shared_board
 import numpy as np
 import pandas as pd
 import pytest
@@ -175,3 +177,16 @@ def test_train_config_file_errors(cli, secret_key, university, tmp_path) -> None
     code, _, err = cli("train", "--data", university["grades"], *AAST_FLAGS, "--config", bad, "--out", tmp_path / "m")
     assert code == 2 and "dropout must be in [0, 1)" in err
     assert not (tmp_path / "m").exists()
+
+
+def test_compare_refits_only_the_winner() -> None:
+    data = shared_board.checkerboard(implicit=True)
+    fit_data, val = validation_split(data, "loo", seed=0)
+    base = replace(SMALL, mode="implicit", refit=True)
+    sel = compare(fit_data, val, base)
+    assert [c.name for c in sel.candidates] == ["neumf", "gmf", "mlp"]
+    assert all(c.config.refit is False for c in sel.candidates)
+    assert sel.best.validated is not None and sel.best.config.refit is True
+    refits = [h.phase for h in sel.best.history if h.phase.endswith("refit")]
+    assert refits == [f"{sel.chosen} refit"] * sel.best.best_epoch
+    assert validation_value(sel.best) == pytest.approx(next(c.value for c in sel.candidates if c.name == sel.chosen))

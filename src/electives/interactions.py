@@ -210,13 +210,15 @@ class Interactions:
         return self.student_ids == other.student_ids and self.course_ids == other.course_ids
 
     def concat(self, other: Interactions) -> Interactions:
-        """Both sets' rows (same index space), without grades: e.g. everything a student has, train ∪ test."""
+        """Both sets' rows (same index space): e.g. everything a student has, train ∪ test. Grades are kept when
+        both sets have them."""
         if not self.same_index_space(other):
             raise DataError("cannot combine interactions over different students or courses")
+        both_graded = self.grades is not None and other.grades is not None
         return Interactions(
             np.concatenate([self.students, other.students]),
             np.concatenate([self.courses, other.courses]),
-            None,
+            np.concatenate([self.grades, other.grades]) if both_graded else None,
             np.concatenate([self.terms, other.terms]),
             self.student_ids,
             self.course_ids,

@@ -148,6 +148,8 @@ def fit_private(
     cfg = replace(
         config, **{k: v for k, v in DP_DEFAULTS[config.mode].items() if getattr(config, k) is None}
     ).resolved()
+    # A refit would be a second private training run: twice the budget for the same guarantee.
+    cfg = replace(cfg, refit=False)
     if cfg.pretrain:
         raise ElectivesError("DP training does not support --pretrain (each pre-training phase would spend budget)")
     if cfg.mode == "explicit" and train.grades is None:

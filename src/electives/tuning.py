@@ -21,7 +21,7 @@ from electives.errors import DataError
 from electives.interactions import Interactions
 from electives.splits import validation_split
 from electives.train_config import TUNABLE
-from electives.training import FittedNCF, TrainConfig, fit
+from electives.training import FittedNCF, TrainConfig, fit, refit
 
 __all__ = [
     "SEARCH_SPACE",
@@ -111,11 +111,14 @@ def compare(
 ) -> Selection:
     """Fit `base` with each model on `fit_data`, stop early and score on `val`, keep the best.
 
-    In explicit mode with `imbalance`, the winner is refitted with oversampling and with reweighting of low
+    In explicit mode with `imbalance`, the winner is fitted again with oversampling and with reweighting of low
     grades; either replaces it only if it is strictly better on validation (imbalance stays off otherwise).
+    With `base.refit`, only the final winner is trained again on training + validation rows.
     `scale_range` only scales the RMSE shown in the `log` lines (e.g. to grade points).
     """
     base = base.resolved()
+    final_refit = bool(base.refit)
+    base = replace(base, refit=False)
     better = _better(base.mode)
     candidates: list[Candidate] = []
     best: tuple[FittedNCF, Candidate] | None = None
@@ -140,6 +143,8 @@ def compare(
         for option in ("oversample", "reweight"):
             run(f"{winner.model}+{option}", replace(winner, imbalance=option))
     fitted, cand = best
+    if final_refit:
+        fitted = refit(replace(fitted, config=replace(fitted.config, refit=True)), fit_data, val, progress=progress)
     return Selection(fitted, cand.name, metric_name(base.mode), candidates)
 
 
@@ -300,7 +305,7 @@ def tune(
         raise DataError(f"cannot tune {', '.join(unknown)}; tunable: {', '.join(SEARCH_SPACE)}")
     if trials < 1:
         raise DataError(f"trials must be 1 or more, got {trials}")
-    cfg = base.resolved()
+    cfg = replace(base.resolved(), refit=False)  # a trial is judged on validation; refitting it would be wasted
     fit_data, val = validation_split(train, cfg.validation, cfg.val_fraction, cfg.seed)  # type: ignore[arg-type]
     explicit = cfg.mode == "explicit"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -344,7 +349,7 @@ def tune(
         )
         for t in study.trials
     ]
-    best_config = _apply(cfg, best.params)
+    best_config = replace(_apply(cfg, best.params), refit=base.resolved().refit)
     info = {
         "sampler": "TPE",
         "seed": seed,

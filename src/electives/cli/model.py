@@ -150,6 +150,13 @@ def add_training_arguments(p: argparse.ArgumentParser, auto: bool = False) -> No
         help="pre-train GMF and MLP, then NeuMF from both (α = 0.5)",
     )
     p.add_argument("--imbalance", choices=("none", "oversample", "reweight"), help=f"default: {d.imbalance}")
+    p.add_argument(
+        "--refit",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="after early stopping, train again on training + validation rows for the best epoch count "
+        "(default: per mode — on for implicit; off for explicit, whose intervals are calibrated on validation)",
+    )
     p.add_argument("--device", help=f"{d.device} (CUDA when present), cpu, cuda, cuda:N")
 
 
@@ -171,6 +178,7 @@ def config_from_args(args: argparse.Namespace, file_values: dict[str, Any] | Non
         "embedding_l2": args.embedding_l2,
         "batch_size": args.batch_size,
         "n_negatives": args.negatives,
+        "refit": args.refit,
         "loss": args.loss,
         "patience": args.patience,
         "validation": args.validation,
@@ -265,14 +273,19 @@ def run_train(args: argparse.Namespace) -> int:
         return 0
 
     metrics: dict[str, Any] = {"train_seconds": round(seconds, 2), "validation_rows": len(val)}
+    # After a refit the final model has trained on the validation rows: measure (and calibrate) the model that
+    # had not, the best-epoch one validation chose.
+    checked = fitted.validated or fitted
     calibration = None
     if config.mode == "explicit":
-        metrics.update(_explicit_validation(fitted, val, data.scale))
-        calibration, coverage = _calibrate(fitted, val, args.coverage)
+        metrics.update(_explicit_validation(checked, val, data.scale))
+        calibration, coverage = _calibrate(checked, val, args.coverage)
         metrics["interval_coverage_nominal"] = args.coverage
         metrics["interval_coverage_measured"] = coverage
     else:
-        metrics.update(_implicit_validation(fitted, fit_data, val))
+        metrics.update(_implicit_validation(checked, fit_data, val))
+    if fitted.validated is not None:
+        metrics["refit_rows"] = len(fit_data) + len(val)
     # The artifact's index space is the full training set's, which fit_data shares.
     save_model(
         args.out,
@@ -342,9 +355,15 @@ def _calibrate(fitted: Any, val: Any, coverage: float) -> tuple[Any, float | Non
 
 
 def _print_summary(fitted: Any, metrics: dict[str, Any], scale: GradeScale | None, out: str) -> None:
-    last = fitted.history[-1] if fitted.history else None
+    checked = fitted.validated or fitted
+    last = checked.history[-1] if checked.history else None
     print(f"model written to {out}")
     print(f"  epochs run: {last.epoch if last else 0}, best epoch: {fitted.best_epoch}, {metrics['train_seconds']} s")
+    if fitted.validated is not None:
+        print(
+            f"  then refitted on training + validation ({metrics['refit_rows']:,} rows) for {fitted.best_epoch} "
+            "epochs; the validation figures below are the best-epoch model's, before the refit"
+        )
     if "val_rmse" in metrics:
         unit = f" {scale.name} points" if scale else ""
         print(f"  validation RMSE {metrics['val_rmse']:.4f}, MAE {metrics['val_mae']:.4f}{unit}")
