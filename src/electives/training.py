@@ -499,14 +499,14 @@ def log_epoch(phase: str, epoch: int, train_loss: float, metric: float | None, s
 
 
 class _WithL2(nn.Module):
-    """`forward` → (logits, embedding L2) from one lookup, as a module so that DDP can wrap it."""
+    """`forward` → (logits, embedding L2 or None) from one lookup, as a module so that DDP can wrap it."""
 
-    def __init__(self, model: NCFModel) -> None:
+    def __init__(self, model: NCFModel, l2: bool) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.l2 = model, l2
 
-    def forward(self, s: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
-        return self.model.forward_with_l2(s, c)
+    def forward(self, s: Tensor, c: Tensor) -> tuple[Tensor, Tensor | None]:
+        return self.model.forward_with_l2(s, c) if self.l2 else (self.model(s, c), None)
 
 
 def _train(
@@ -538,7 +538,7 @@ def _train(
     explicit = cfg.mode == "explicit"
     best = BestEpoch(cfg.patience)
     # DDP averages the gradients over ranks, so each rank takes its share of the global batch.
-    net: nn.Module = _WithL2(model)
+    net: nn.Module = _WithL2(model, bool(cfg.embedding_l2))
     batch_size = cfg.batch_size
     if ctx.distributed:
         from torch.nn.parallel import DistributedDataParallel
@@ -563,7 +563,7 @@ def _train(
                 loss = (per_row * wb).sum() / wb.sum()
             else:
                 loss = per_row.mean()
-            if cfg.embedding_l2:
+            if l2 is not None:
                 loss = loss + cfg.embedding_l2 * l2
             opt.zero_grad(set_to_none=True)
             loss.backward()
