@@ -147,3 +147,15 @@ def test_write_report_into_a_file_path_is_a_clear_error(result: EvaluationResult
 def test_hit_rate_curve_known_values() -> None:
     ranks = np.array([0, 1, 4, 30])
     assert [metrics.hit_rate(ranks, k) for k in (1, 2, 5, 20)] == [0.25, 0.5, 0.75, 0.75]
+
+
+def test_report_says_how_many_epochs_ran_before_and_after_a_refit(result: EvaluationResult, tmp_path: Path) -> None:
+    pre = [EpochStats("gmf", e, 0.1, 0.5, 0.1) for e in (1, 2)]
+    refit = [EpochStats(f"{p} refit", e, 0.1, None, 0.1) for p in ("gmf", "neumf") for e in (1, 2)]
+    histories = {"bias": _history(), "popularity": pre + _history(4) + refit}
+    write_report(tmp_path / "r", result, histories=histories, scale=None, title="t")
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "- bias: 6 epochs run\n" in md
+    assert (
+        "- popularity: 4 epochs run after 2 pre-training epochs; then refitted on training + validation rows (4 " in md
+    )

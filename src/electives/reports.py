@@ -147,10 +147,16 @@ def _markdown(
         "",
     ]
     for name, hist in histories.items():
-        final = [h for h in hist if h.phase == (hist[-1].phase if hist else "")]
+        validated = [h for h in hist if not h.phase.endswith(" refit")]
+        final = [h for h in validated if h.phase == (validated[-1].phase if validated else "")]
         if final:
-            pre = len(hist) - len(final)
-            lines.append(f"- {name}: {len(final)} epochs run" + (f" after {pre} pre-training epochs" if pre else ""))
+            pre = len(validated) - len(final)
+            refit = len(hist) - len(validated)
+            lines.append(
+                f"- {name}: {len(final)} epochs run"
+                + (f" after {pre} pre-training epochs" if pre else "")
+                + (f"; then refitted on training + validation rows ({refit} epochs)" if refit else "")
+            )
     captions = {
         "loss": "Training loss and validation metric per epoch",
         "hr_at_k": "HR@K, K = 1…20",
