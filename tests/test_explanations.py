@@ -1,7 +1,13 @@
 import numpy as np
 import pytest
 
-from electives.explanations import CohortStatistic, cohort_statistic, explanation_sentence, similar_taken_courses
+from electives.explanations import (
+    CohortStatistic,
+    cohort_from_similarities,
+    cohort_statistic,
+    explanation_sentence,
+    similar_taken_courses,
+)
 from electives.grades import load_scale
 
 SCALE = load_scale("letter-plus")  # 0–4: A = 3.7, A- = 3.4, B+ = 3.2
@@ -78,3 +84,16 @@ def test_explanation_sentence() -> None:
     assert explanation_sentence([("Logic", a)], None, SCALE) == "It is like Logic (A), one of your stronger courses."
     assert explanation_sentence([], cohort, SCALE) == "Students with records like yours averaged B+ here (23 students)."
     assert explanation_sentence([], None, SCALE) is None
+
+
+def test_cohort_from_similarities_matches_a_stable_sort() -> None:
+    rng = np.random.default_rng(3)
+    for trial in range(200):
+        m = int(rng.integers(5, 80))
+        # Few distinct values, so that ties at the cut are common.
+        sims = rng.integers(-3, 4, m) / 3.0 if trial % 2 else rng.normal(size=m)
+        grades = rng.random(m)
+        order = np.argsort(-sims, kind="stable")[:30]
+        cohort = order[sims[order] > 0]
+        expected = None if cohort.size < 5 else CohortStatistic(pytest.approx(grades[cohort].mean()), int(cohort.size))
+        assert cohort_from_similarities(sims, grades, neighbours=30, min_cohort=5) == expected

@@ -87,8 +87,26 @@ def cohort_statistic(
     if len(grades) < min_cohort:
         return None
     sims = _cosine(vectors, np.asarray(student_vector, dtype=float))
-    order = np.argsort(-sims, kind="stable")[:neighbours]
-    cohort = order[sims[order] > 0]
+    return cohort_from_similarities(sims, grades, neighbours=neighbours, min_cohort=min_cohort)
+
+
+def cohort_from_similarities(
+    similarities: np.ndarray, grades: np.ndarray, *, neighbours: int = 30, min_cohort: int = MIN_COHORT
+) -> CohortStatistic | None:
+    """:func:`cohort_statistic` from the graders' cosine similarities to the student, already computed (a server
+    computes them for every card of a request at once)."""
+    if min_cohort < MIN_COHORT_FLOOR:
+        raise ValueError(f"min_cohort must be at least {MIN_COHORT_FLOOR} (k-anonymity), got {min_cohort}")
+    if len(grades) < min_cohort:
+        return None
+    if len(similarities) > neighbours:
+        # The `neighbours` most similar, ties broken by position (as a stable sort would), without sorting all.
+        cut = np.partition(similarities, len(similarities) - neighbours)[len(similarities) - neighbours]
+        above = np.flatnonzero(similarities > cut)
+        order = np.concatenate([above, np.flatnonzero(similarities == cut)[: neighbours - len(above)]])
+    else:
+        order = np.arange(len(similarities))
+    cohort = order[similarities[order] > 0]
     if cohort.size < min_cohort:
         return None
     return CohortStatistic(mean=float(grades[cohort].mean()), size=int(cohort.size))

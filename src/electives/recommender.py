@@ -30,7 +30,7 @@ negatives) with log loss.
 
 Explanations: :func:`~electives.explanations.similar_taken_courses` over the course side's learned vectors (GMF
 course vectors times the GMF output weights, next to the MLP first-layer course projections, each block centred
-and scaled to equal weight), and :func:`~electives.explanations.cohort_statistic` over the trained students who
+and scaled to equal weight), and :func:`~electives.explanations.cohort_from_similarities` over the trained students who
 graded the course. Those per-course graders come from the database (``Store.load_grades``, read once per
 Recommender), so without a database there is no cohort figure; a cohort under ``min_cohort`` students (default
 10, never below 5: k-anonymity) is never reported.
@@ -56,7 +56,7 @@ from electives.explanations import (
     MIN_COHORT,
     CohortStatistic,
     check_min_cohort,
-    cohort_statistic,
+    cohort_from_similarities,
     explanation_sentence,
 )
 from electives.grades import GradeScale, MarkError
@@ -545,7 +545,10 @@ class Recommender:
             cov = cov + 1e-8 * avg * torch.eye(self._net.d, dtype=torch.float64)
             self._net.set_prior(self._mu.float(), torch.linalg.cholesky(cov).float())
             self._mu = self._mu.float()
-            self._student_vectors = (self._net.students - self._mu).double().numpy()
+            # Unit rows (zero where a student sits at the mean): a cohort's cosines are then a product.
+            centred = (self._net.students - self._mu).double().numpy()
+            lengths = np.linalg.norm(centred, axis=1, keepdims=True)
+            self._student_units = np.divide(centred, lengths, out=np.zeros_like(centred), where=lengths > 0)
             self._course_vectors = self._explanation_vectors()
             norms = np.linalg.norm(self._course_vectors, axis=1, keepdims=True)
             # Unit rows, once: the cosines of every card's explanation are then one matrix product per request.
@@ -906,11 +909,11 @@ class Recommender:
         # Stable sort on −score: ties go to catalogue (model) order, the same on every run.
         order = candidates[np.argsort(-scores[candidates], kind="stable")]
         ranking = _Ranking(self.course_ids, order, scores)
-        student_vector = (p - self._mu).double().numpy()
         top = order[:k]
         similar = self._similar_courses(top, entries, self._good_threshold(entries))
+        cohorts = self._cohorts(top, p, exclude_student) if self.explicit else [None] * len(top)
         items = [
-            self._card(rank + 1, int(c), float(scores[c]), similar[rank], entries, student_vector, exclude_student)
+            self._card(rank + 1, int(c), float(scores[c]), similar[rank], entries, cohorts[rank])
             for rank, c in enumerate(top.tolist())
         ]
         cal = self.model.calibration if self.explicit else None
@@ -962,8 +965,7 @@ class Recommender:
         score: float,
         similar_idx: list[tuple[int, float]],
         grade_of: Mapping[int, float],
-        student_vector: np.ndarray,
-        exclude_student: int | None,
+        cohort: CohortStatistic | None,
     ) -> Recommendation:
         similar = []
         for i, sim in similar_idx:
@@ -979,7 +981,6 @@ class Recommender:
                     sim,
                 )
             )
-        cohort = self._cohort(c, student_vector, exclude_student) if self.explicit else None
         if self.explicit:
             scale = self.scale
             points = scale.to_points(score)
@@ -1021,23 +1022,32 @@ class Recommender:
             letter = self._letters[points] = self.scale.letter(points)
         return letter
 
-    def _cohort(self, c: int, student_vector: np.ndarray, exclude: int | None) -> CohortStatistic | None:
+    def _cohorts(self, courses: np.ndarray, p: torch.Tensor, exclude: int | None) -> list[CohortStatistic | None]:
+        """The cohort figure of each card's course (None where fewer than ``min_cohort`` similar graders)."""
         graders = self._load_graders()
         if graders is None:
-            return None
-        students, grades = graders.students[c], graders.grades[c]
-        if exclude is not None and len(students):
-            keep = students != exclude  # the student being explained never counts towards their own cohort
-            students, grades = students[keep], grades[keep]
-        if len(students) < self.min_cohort:
-            return None
-        return cohort_statistic(
-            student_vector,
-            self._student_vectors[students],
-            grades,
-            neighbours=max(30, self.min_cohort),
-            min_cohort=self.min_cohort,
-        )
+            return [None] * len(courses)
+        v = (p - self._mu).double().numpy()
+        length = float(np.linalg.norm(v))
+        unit = v / length if length > 0 else np.zeros_like(v)
+        # One product over every student beats gathering each course's graders once they outnumber the students.
+        every = None
+        if sum(len(graders.students[c]) for c in courses) >= len(self._student_units):
+            every = self._student_units @ unit
+        out: list[CohortStatistic | None] = []
+        for c in courses.tolist():
+            students, grades = graders.students[c], graders.grades[c]
+            if exclude is not None and len(students):
+                keep = students != exclude  # the student being explained never counts towards their own cohort
+                students, grades = students[keep], grades[keep]
+            if len(students) < self.min_cohort:
+                out.append(None)
+                continue
+            sims = every[students] if every is not None else self._student_units[students] @ unit
+            out.append(
+                cohort_from_similarities(sims, grades, neighbours=max(30, self.min_cohort), min_cohort=self.min_cohort)
+            )
+        return out
 
     def _load_graders(self) -> _Graders | None:
         if not self.cohorts or self.store is None:
