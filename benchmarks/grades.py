@@ -12,6 +12,7 @@ independent code: college_grades best 0.542 (bias model), karypis_sample best 0.
     .venv/bin/python benchmarks/grades.py --auto                 # --model auto: best of neumf/gmf/mlp on validation
     .venv/bin/python benchmarks/grades.py --tune 30              # Optuna on each set's training part, then fit
     .venv/bin/python benchmarks/grades.py --neumf "embedding_l2=1e-3,gmf_dim=8" --seeds 0 1 2
+    .venv/bin/python benchmarks/grades.py --biases --seeds 0 1 2   # probe: student + course bias terms on NeuMF
 """
 
 from __future__ import annotations
@@ -90,7 +91,16 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="*", default=[0], help="NeuMF training seeds (mean reported)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--progress", action="store_true")
+    p.add_argument("--biases", action="store_true", help="probe: add student and course bias terms to NeuMF")
     args = p.parse_args()
+    if args.biases:
+        # A probe, not a product option: NeuMF with bias terms stands in wherever training builds a NeuMF.
+        from ml1m_probes import BiasedNeuMF
+
+        import electives.training as training
+
+        plain = training.build_model
+        training.build_model = lambda kind, *a, **k: BiasedNeuMF(*a, **k) if kind == "neumf" else plain(kind, *a, **k)
     torch.set_num_threads(args.threads)
     base = parse_config(args.neumf)
     print(f"data: {DATA}\nNeuMF starting config: {base.resolved()}")
