@@ -126,6 +126,7 @@ def test_dp_model_loads_scores_and_recommends(world) -> None:
         (["--dp-epsilon", "1", "--dp-max-grad-norm", "0"], "--dp-max-grad-norm: '0' must be greater than 0"),
         (["--dp-epsilon", "1", "--model", "auto"], "--dp-epsilon cannot be combined with --model auto"),
         (["--dp-epsilon", "1", "--pretrain"], "DP training does not support --pretrain"),
+        (["--dp-epsilon", "1", "--refit"], "--dp-epsilon cannot be combined with --refit"),
     ],
 )
 def test_bad_dp_flags_are_refused_clearly(world, tmp_path, args, message) -> None:

@@ -446,6 +446,10 @@ def check_private_training(args: argparse.Namespace, auto: bool) -> None:
         )
     if auto:
         raise ElectivesError("--dp-epsilon cannot be combined with --model auto (every candidate would spend budget)")
+    if getattr(args, "refit", None):
+        raise ElectivesError(
+            "--dp-epsilon cannot be combined with --refit (the second training run would spend budget)"
+        )
 
 
 def fit_private_from_args(args: argparse.Namespace, config: Any, fit_data: Any, val: Any) -> tuple[Any, Any]:
