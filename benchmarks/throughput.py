@@ -6,6 +6,8 @@ thread count; the negative sampler's membership test is timed both ways (bitmap 
 
     .venv/bin/python benchmarks/throughput.py                       # implicit defaults, 1 and 2 threads
     .venv/bin/python benchmarks/throughput.py --gmf-dim 32 --mlp-dim 64 --mlp-layers 128 64 32 --batch-size 4096
+    .venv/bin/python benchmarks/throughput.py --threads 1 --variant compile     # torch.compile (inductor) the loss
+    .venv/bin/python benchmarks/throughput.py --threads 1 --variant sparse      # sparse embedding grads, SparseAdam
 """
 
 from __future__ import annotations
@@ -32,6 +34,13 @@ def main() -> None:
     p.add_argument("--gmf-dim", type=int)
     p.add_argument("--mlp-dim", type=int)
     p.add_argument("--mlp-layers", type=int, nargs="*")
+    p.add_argument(
+        "--variant",
+        choices=["eager", "compile", "sparse"],
+        default="eager",
+        help="what the product does (eager), or a probe: torch.compile of the forward and loss, or sparse "
+        "embedding gradients with SparseAdam for the embeddings (fused AdamW for the rest)",
+    )
     args = p.parse_args()
     over = {
         k: v
@@ -75,35 +84,43 @@ def main() -> None:
         st, ct, yt, _ = _epoch_tensors(cfg, data, rng, "cpu")
         prep = time.perf_counter() - t0
         model = build_model(cfg.model, train.n_students, train.n_courses, cfg.gmf_dim, cfg.mlp_dim, cfg.mlp_layers)
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay or 0.0, fused=True)
         loss_fn = _loss_fn(cfg)
+        opts = _optimisers(model, cfg, args.variant == "sparse")
+
+        def forward(
+            sb: torch.Tensor, cb: torch.Tensor, yb: torch.Tensor, model: torch.nn.Module = model, loss_fn=loss_fn
+        ) -> torch.Tensor:
+            out, l2 = model.forward_with_l2(sb, cb)
+            return loss_fn(out, yb).mean() + (cfg.embedding_l2 or 0.0) * l2
+
+        compute = torch.compile(forward) if args.variant == "compile" else forward
         bs = cfg.batch_size
         n_batches = math.ceil(len(st) / bs)
         steps = min(args.steps, n_batches)
         fwd = bwd = step = 0.0
         cpu0 = 0.0
-        for j in range(steps + 3):
-            if j == 3:
+        warm = 8 if args.variant == "compile" else 3  # compiling happens in the first steps
+        for j in range(steps + warm):
+            if j == warm:
                 cpu0 = time.process_time()
             i = (j % n_batches) * bs
             a = time.perf_counter()
-            sb, cb = st[i : i + bs], ct[i : i + bs]
-            out, l2 = model.forward_with_l2(sb, cb)
-            loss = loss_fn(out, yt[i : i + bs]).mean()
-            if cfg.embedding_l2:
-                loss = loss + cfg.embedding_l2 * l2
+            loss = compute(st[i : i + bs], ct[i : i + bs], yt[i : i + bs])
             b = time.perf_counter()
-            opt.zero_grad(set_to_none=True)
+            for opt in opts:
+                opt.zero_grad(set_to_none=True)
             loss.backward()
             d = time.perf_counter()
-            opt.step()
+            for opt in opts:
+                opt.step()
             e = time.perf_counter()
-            if j >= 3:  # the first steps allocate
+            if j >= warm:  # the first steps allocate (and compile)
                 fwd, bwd, step = fwd + b - a, bwd + d - b, step + e - d
         math_s = (fwd + bwd + step) / steps * n_batches
         math_cpu = (time.process_time() - cpu0) / steps * n_batches
         rows.append(
             {
+                "variant": args.variant,
                 "threads": threads,
                 "samples/epoch": len(st),
                 "prep_s": prep,
@@ -118,6 +135,21 @@ def main() -> None:
             }
         )
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda x: f"{x:,.1f}"))
+
+
+def _optimisers(model: torch.nn.Module, cfg: TrainConfig, sparse: bool) -> list[torch.optim.Optimizer]:
+    decay = cfg.weight_decay or 0.0
+    if not sparse:
+        return [torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=decay, fused=True)]
+    tables = [m for m in model.modules() if isinstance(m, torch.nn.Embedding)]
+    for m in tables:
+        m.sparse = True
+    ids = {id(m.weight) for m in tables}
+    rest = [p for p in model.parameters() if id(p) not in ids]
+    return [
+        torch.optim.SparseAdam([m.weight for m in tables], lr=cfg.lr),
+        torch.optim.AdamW(rest, lr=cfg.lr, weight_decay=decay, fused=True),
+    ]
 
 
 if __name__ == "__main__":
