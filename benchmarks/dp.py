@@ -25,7 +25,6 @@ Training time includes the noise calibration.
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import tempfile
 import time
@@ -35,23 +34,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from foldin import import_college, import_synthetic
 
 from electives.baselines import BiasModel, GlobalMean, Popularity
 from electives.evaluation import evaluate
-from electives.importing import read_export
 from electives.interactions import Interactions
 from electives.privacy import PrivacyConfig, default_delta, fit_private
-from electives.pseudonyms import Pseudonymiser
 from electives.splits import random_split
-from electives.synth import EXPORT_MAPPING, SynthConfig, generate, write
+from electives.synth import SynthConfig
 from electives.training import TrainConfig, fit
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("ELECTIVES_DATA", ROOT / "../shared/data"))
-COLLEGE = DATA / "student-grades" / "college_grades" / "College_grades.csv"
-SYNTH_MAP = EXPORT_MAPPING
-COLLEGE_MAP = {"course": "dept+level", "term": "sem", "grade": "grade"}
-KEY = Pseudonymiser(b"benchmark-key-0123456789abcdef")
 # Small towers for every row (DP and plain alike): the per-student gradients of DP-SGD cost ~4× less than with
 # the default sizes, and accuracy at these budgets is the same (measured at ε = 8 on the synthetic university).
 SIZES = {"gmf_dim": 8, "mlp_dim": 8, "mlp_layers": (16, 8)}
@@ -59,11 +51,7 @@ SIZES = {"gmf_dim": 8, "mlp_dim": 8, "mlp_layers": (16, 8)}
 
 def load(name: str, workdir: Path) -> tuple[Interactions, float]:
     """Graded interactions and the scale's span (points per normalised unit)."""
-    if name == "synth":
-        paths = write(generate(SynthConfig()), workdir)
-        result = read_export(paths["grades"], mapping=SYNTH_MAP, scale="percent", pseudonymiser=KEY)
-    else:
-        result = read_export(COLLEGE, mapping=COLLEGE_MAP, scale="letter-us", pseudonymiser=KEY)
+    result = import_synthetic(SynthConfig(), workdir)[1] if name == "synth" else import_college()
     frame = result.frame[result.frame["grade"].notna()]
     df = pd.DataFrame({"student": frame["student"], "course": frame["course"], "grade": frame["grade"]})
     if frame["term_key"].notna().all():

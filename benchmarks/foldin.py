@@ -42,7 +42,6 @@ from electives.training import FittedNCF, TrainConfig, fit
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("ELECTIVES_DATA", ROOT / "../shared/data"))
 COLLEGE = DATA / "student-grades" / "college_grades" / "College_grades.csv"
-SYNTH_MAP = EXPORT_MAPPING
 COLLEGE_MAP = {"course": "dept+level", "term": "sem", "grade": "grade"}
 KEY = Pseudonymiser(b"benchmark-key-0123456789abcdef")
 
@@ -54,7 +53,7 @@ def import_synthetic(config: SynthConfig, workdir: Path) -> tuple[object, Import
     """Generate a university, write its files and read the export as `electives import` would."""
     university = generate(config)
     paths = write(university, workdir)
-    result = read_export(paths["grades"], mapping=SYNTH_MAP, scale="percent", pseudonymiser=KEY)
+    result = read_export(paths["grades"], mapping=EXPORT_MAPPING, scale="percent", pseudonymiser=KEY)
     return university, result, paths["catalog"]
 
 

@@ -76,7 +76,7 @@ def main() -> None:
     p.add_argument("--model", default="neumf", choices=["neumf", "gmf", "mlp"])
     p.add_argument("--patience", type=int, default=TrainConfig.patience)
     p.add_argument("--pretrain", action="store_true")
-    p.add_argument("--dropout", type=float, default=None)
+    p.add_argument("--dropout", type=float, default=TrainConfig.dropout)
     p.add_argument("--validation", choices=["loo", "none"], default=None, help="none: train on all, fixed --epochs")
     p.add_argument("--ease-lambda", type=float, default=1000.0)
     p.add_argument("--progress", action="store_true")
@@ -105,7 +105,7 @@ def main() -> None:
         patience=args.patience,
         pretrain=args.pretrain,
         validation=args.validation,
-        **({} if args.dropout is None else {"dropout": args.dropout}),
+        dropout=args.dropout,
     )
     models, fit_s, per_epoch = {}, {}, {}
     for name in args.models:

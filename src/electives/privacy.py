@@ -41,16 +41,17 @@ from tqdm.auto import tqdm
 
 from electives.errors import DataError, ElectivesError
 from electives.interactions import Interactions
-from electives.splits import check_no_overlap, validation_split
 from electives.training import (
     BestEpoch,
     EpochStats,
     FittedNCF,
     TrainConfig,
+    _carve_validation,
     _device,
     _loss_fn,
     _prepare_training,
     _prepare_validation,
+    _seeded_torch,
     _TrainData,
     _validate,
     build_model,
@@ -160,16 +161,10 @@ def fit_private(
     from opacus.grad_sample import GradSampleModule
     from opacus.optimizers import DPOptimizer
 
-    cuda = [torch.device(device).index or 0] if device.startswith("cuda") else []
     secret = noise_seed if noise_seed is not None else secrets.randbits(63)
-    with torch.random.fork_rng(devices=cuda):
-        torch.manual_seed(cfg.seed)
+    with _seeded_torch(device, cfg.seed):
         rng = np.random.default_rng(cfg.seed)
-        fit_data, val_data = train, validation
-        if val_data is None and cfg.validation != "none":
-            fit_data, val_data = validation_split(train, cfg.validation, cfg.val_fraction, cfg.seed)
-        elif val_data is not None:
-            check_no_overlap(train, val_data)
+        fit_data, val_data = _carve_validation(cfg, train, validation)
         val = None if val_data is None else _prepare_validation(cfg, fit_data, val_data, train, rng, device)
         records = _Records.build(cfg, _prepare_training(cfg, fit_data, rng), fit_data.n_students)
         n = records.n

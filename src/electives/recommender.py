@@ -452,10 +452,12 @@ def _torch_threads(n: int | None) -> Iterator[None]:
 
 @dataclass
 class _Graders:
-    """Per course: the trained students with a grade on it (model indices) and their normalised grades."""
+    """Per course: the trained students with a grade on it (model indices) and their normalised grades; and every
+    trained student's centred vector at unit length (zero at the mean), so that a cohort's cosines are a product."""
 
     students: list[np.ndarray]
     grades: list[np.ndarray]
+    units: np.ndarray
 
 
 class Recommender:
@@ -545,10 +547,6 @@ class Recommender:
             cov = cov + 1e-8 * avg * torch.eye(self._net.d, dtype=torch.float64)
             self._net.set_prior(self._mu.float(), torch.linalg.cholesky(cov).float())
             self._mu = self._mu.float()
-            # Unit rows (zero where a student sits at the mean): a cohort's cosines are then a product.
-            centred = (self._net.students - self._mu).double().numpy()
-            lengths = np.linalg.norm(centred, axis=1, keepdims=True)
-            self._student_units = np.divide(centred, lengths, out=np.zeros_like(centred), where=lengths > 0)
             self._course_vectors = self._explanation_vectors()
             norms = np.linalg.norm(self._course_vectors, axis=1, keepdims=True)
             # Unit rows, once: the cosines of every card's explanation are then one matrix product per request.
@@ -835,15 +833,11 @@ class Recommender:
             z_new = z - _solve_damped(jac * h_sqrt[:, None], grad, lam + damping)
             logits_new, jac_new = net.rows_logits_and_jacobian(z_new, gathered)
             value, s_new = objective(z_new, logits_new)
-            if value <= current:
-                gain = current - value
+            accepted, damping, converged = _damped_step(value, current, damping, lam)
+            if accepted:
                 z, jac, s, current = z_new, jac_new, s_new, value
-                damping = damping / 4 if damping > 1e-3 * lam else 0.0
-                # Gauss–Newton converges in a handful of steps; the rest would move the scores by ~1e-4.
-                if gain <= _TOLERANCE * max(current, 1e-12):
-                    break
-            else:
-                damping = max(4 * damping, lam)
+            if converged:
+                break
         p = torch.addmv(mu, net.chol, z)
         return FoldIn(p.numpy().copy(), steps, current, used)
 
@@ -880,14 +874,11 @@ class Recommender:
             z_new = (z - step).astype(np.float32, copy=False)
             logits_new, jac_new = net.np_rows_logits_and_jacobian(z_new, gathered)
             value, s_new = objective(z_new, logits_new)
-            if value <= current:
-                gain = current - value
+            accepted, damping, converged = _damped_step(value, current, damping, lam)
+            if accepted:
                 z, jac, s, current = z_new, jac_new, s_new, value
-                damping = damping / 4 if damping > 1e-3 * lam else 0.0
-                if gain <= _TOLERANCE * max(current, 1e-12):
-                    break
-            else:
-                damping = max(4 * damping, lam)
+            if converged:
+                break
         return FoldIn((net.np_mu + net.np_chol @ z).astype(np.float32), steps, current, len(entries))
 
     # ------------------------------------------------------------------ cards
@@ -1032,8 +1023,8 @@ class Recommender:
         unit = v / length if length > 0 else np.zeros_like(v)
         # One product over every student beats gathering each course's graders once they outnumber the students.
         every = None
-        if sum(len(graders.students[c]) for c in courses) >= len(self._student_units):
-            every = self._student_units @ unit
+        if sum(len(graders.students[c]) for c in courses) >= len(graders.units):
+            every = graders.units @ unit
         out: list[CohortStatistic | None] = []
         for c in courses.tolist():
             students, grades = graders.students[c], graders.grades[c]
@@ -1043,7 +1034,7 @@ class Recommender:
             if len(students) < self.min_cohort:
                 out.append(None)
                 continue
-            sims = every[students] if every is not None else self._student_units[students] @ unit
+            sims = every[students] if every is not None else graders.units[students] @ unit
             out.append(
                 cohort_from_similarities(sims, grades, neighbours=max(30, self.min_cohort), min_cohort=self.min_cohort)
             )
@@ -1064,11 +1055,27 @@ class Recommender:
             g = g[keep]
             order = np.argsort(c, kind="stable")
             bounds = np.searchsorted(c[order], np.arange(n + 1))
+            # Built with the graders, not at load: without a database no cohort figure is ever computed.
+            centred = (self._net.students - self._mu).double().numpy()
+            lengths = np.linalg.norm(centred, axis=1, keepdims=True)
             self._graders = _Graders(
                 [s[order[bounds[i] : bounds[i + 1]]] for i in range(n)],
                 [g[order[bounds[i] : bounds[i + 1]]] for i in range(n)],
+                np.divide(centred, lengths, out=np.zeros_like(centred), where=lengths > 0),
             )
         return self._graders
+
+
+def _damped_step(value: float, current: float, damping: float, lam: float) -> tuple[bool, float, bool]:
+    """Levenberg–Marquardt bookkeeping shared by both fold-ins: (accept the step, next damping, converged).
+
+    A step that lowers the objective is kept and the damping relaxed; one that does not is undone and the damping
+    raised. Gauss–Newton converges in a handful of steps; once a step gains less than `_TOLERANCE` of the objective
+    the rest would move the scores by ~1e-4."""
+    if value <= current:
+        converged = current - value <= _TOLERANCE * max(value, 1e-12)
+        return True, (damping / 4 if damping > 1e-3 * lam else 0.0), converged
+    return False, max(4 * damping, lam), False
 
 
 def _np_solve_damped(b: np.ndarray, grad: np.ndarray, c: float) -> np.ndarray:

@@ -7,6 +7,7 @@ with Adam (AdamW when weight_decay > 0) on shuffled in-memory tensors, restores 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -208,17 +209,11 @@ def fit(
         raise DataError("explicit training needs grades; these interactions have none (use mode='implicit')")
     ctx = distributed.init(cfg.device)
     device = _device(cfg.device, ctx)
-    cuda = [torch.device(device).index or 0] if device.startswith("cuda") else []
-    with torch.random.fork_rng(devices=cuda):
-        torch.manual_seed(cfg.seed)
+    with _seeded_torch(device, cfg.seed):
         # `rng` is drawn identically on every rank (splits, shard assignment); `local` only by this rank.
         rng = np.random.default_rng(cfg.seed)
         local = np.random.default_rng([cfg.seed, ctx.rank]) if ctx.distributed else rng
-        fit_data, val_data = train, validation
-        if val_data is None and cfg.validation != "none":
-            fit_data, val_data = validation_split(train, cfg.validation, cfg.val_fraction, cfg.seed)
-        elif val_data is not None:
-            check_no_overlap(train, val_data)
+        fit_data, val_data = _carve_validation(cfg, train, validation)
         val = None if val_data is None else _prepare_validation(cfg, fit_data, val_data, train, rng, device)
         data = _prepare_training(cfg, fit_data, rng)
         history: list[EpochStats] = []
@@ -258,9 +253,7 @@ def refit(
     everything = fit_data.concat(validation)
     ctx = distributed.init(cfg.device)
     device = _device(cfg.device, ctx)
-    cuda = [torch.device(device).index or 0] if device.startswith("cuda") else []
-    with torch.random.fork_rng(devices=cuda):
-        torch.manual_seed(cfg.seed + 1)
+    with _seeded_torch(device, cfg.seed + 1):
         rng = np.random.default_rng([cfg.seed, 1])
         local = np.random.default_rng([cfg.seed, 1, ctx.rank]) if ctx.distributed else rng
         run = _Run(ctx, local, progress and ctx.is_main, on_epoch)
@@ -270,6 +263,28 @@ def refit(
     return replace(
         fitted, model=model.eval(), history=history, train_fingerprint=everything.fingerprint(), validated=fitted
     )
+
+
+@contextlib.contextmanager
+def _seeded_torch(device: str, seed: int) -> Iterator[None]:
+    """torch's global RNG (CPU and `device`'s CUDA stream) seeded inside, the caller's own left as it was."""
+    cuda = [torch.device(device).index or 0] if device.startswith("cuda") else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+        yield
+
+
+def _carve_validation(
+    cfg: TrainConfig, train: Interactions, validation: Interactions | None
+) -> tuple[Interactions, Interactions | None]:
+    """(rows to fit, validation rows): `validation` if given (checked for overlap), else a split of `cfg`'s kind
+    carved from `train`, else none (validation="none")."""
+    if validation is not None:
+        check_no_overlap(train, validation)
+        return train, validation
+    if cfg.validation == "none":
+        return train, None
+    return validation_split(train, cfg.validation, cfg.val_fraction, cfg.seed)  # type: ignore[arg-type]
 
 
 def _fit_phases(

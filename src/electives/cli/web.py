@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import textwrap
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -87,24 +88,23 @@ def _positive(value: int | None, flag: str) -> None:
         raise DataError(f"{flag} {value}: expected a whole number ≥ 1")
 
 
+def _flag_or_env(flag: int | None, environ: Mapping[str, str], name: str, default: int, expected: str) -> int:
+    """The flag's value, else the whole number in $name (hosts such as Heroku set it), else `default`."""
+    if flag is not None:
+        return flag
+    raw = environ.get(name)
+    try:
+        return int(raw) if raw else default
+    except ValueError:
+        raise DataError(f"{name}={raw!r}: expected {expected}") from None
+
+
 def serve_options(args: argparse.Namespace, environ: dict[str, str] | os._Environ[str] = os.environ) -> dict[str, Any]:
     """gunicorn settings from the flags and the environment (PORT, WEB_CONCURRENCY)."""
-    port = args.port
-    if port is None:
-        raw = environ.get("PORT")
-        try:
-            port = int(raw) if raw else DEFAULT_PORT
-        except ValueError:
-            raise DataError(f"PORT={raw!r}: expected a port number") from None
+    port = _flag_or_env(args.port, environ, "PORT", DEFAULT_PORT, "a port number")
     if not 0 < port < 65536:
         raise DataError(f"port {port}: expected 1 to 65535")
-    workers = args.workers
-    if workers is None:
-        raw = environ.get("WEB_CONCURRENCY")
-        try:
-            workers = int(raw) if raw else DEFAULT_WORKERS
-        except ValueError:
-            raise DataError(f"WEB_CONCURRENCY={raw!r}: expected a number of workers") from None
+    workers = _flag_or_env(args.workers, environ, "WEB_CONCURRENCY", DEFAULT_WORKERS, "a number of workers")
     _positive(workers, "--workers")
     _positive(args.threads, "--threads")
     options: dict[str, Any] = {
