@@ -1,4 +1,4 @@
-"""The accuracy cost of differential privacy: NeuMF trained with DP-SGD (`electives.privacy`) at ε ∈ {1, 3, 8}
+"""The accuracy cost of differential privacy: NeuMF trained with DP-SGD (`electives.models.privacy`) at ε ∈ {1, 3, 8}
 against the plain model (ε = ∞), on the synthetic university (default size) and college_grades.
 
 Protocol: each data set's graded rows are split at random into train (80%) and test (20%); training carves its own
@@ -36,13 +36,13 @@ import pandas as pd
 import torch
 from foldin import import_college, import_synthetic
 
-from electives.baselines import BiasModel, GlobalMean, Popularity
-from electives.evaluation import evaluate
-from electives.interactions import Interactions
-from electives.privacy import PrivacyConfig, default_delta, fit_private
-from electives.splits import random_split
-from electives.synth import SynthConfig
-from electives.training import TrainConfig, fit
+from electives.data.interactions import Interactions
+from electives.data.splits import random_split
+from electives.data.synth import SynthConfig
+from electives.evaluation.evaluate import evaluate
+from electives.models.baselines import BiasModel, GlobalMean, Popularity
+from electives.models.privacy import PrivacyConfig, default_delta, fit_private
+from electives.models.training import TrainConfig, fit
 
 # Small towers for every row (DP and plain alike): the per-student gradients of DP-SGD cost ~4× less than with
 # the default sizes, and accuracy at these budgets is the same (measured at ε = 8 on the synthetic university).

@@ -30,14 +30,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from electives.artifact import load_model, save_model
-from electives.catalog import read_catalog
-from electives.importing import ImportResult, read_export
-from electives.interactions import Interactions
-from electives.pseudonyms import Pseudonymiser
-from electives.recommender import Recommender
-from electives.synth import EXPORT_MAPPING, SynthConfig, generate, write
-from electives.training import FittedNCF, TrainConfig, fit
+from electives.data.catalog import read_catalog
+from electives.data.importing import ImportResult, read_export
+from electives.data.interactions import Interactions
+from electives.data.pseudonyms import Pseudonymiser
+from electives.data.synth import EXPORT_MAPPING, SynthConfig, generate, write
+from electives.models.artifact import load_model, save_model
+from electives.models.training import FittedNCF, TrainConfig, fit
+from electives.serving.recommender import Recommender
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("ELECTIVES_DATA", ROOT / "../shared/data"))

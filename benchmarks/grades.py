@@ -32,14 +32,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from groundtruth import parse_config
 
-from electives import baselines as B
-from electives.evaluation import evaluate
-from electives.importing import read_export
-from electives.interactions import Interactions
-from electives.pseudonyms import Pseudonymiser
-from electives.splits import temporal, validation_split
-from electives.training import fit
-from electives.tuning import compare, tune
+from electives.data.importing import read_export
+from electives.data.interactions import Interactions
+from electives.data.pseudonyms import Pseudonymiser
+from electives.data.splits import temporal, validation_split
+from electives.evaluation.evaluate import evaluate
+from electives.models import baselines as B
+from electives.models.training import fit
+from electives.models.tuning import compare, tune
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("ELECTIVES_DATA", ROOT / "../shared/data")) / "student-grades"
@@ -97,7 +97,7 @@ def main() -> None:
         # A probe, not a product option: NeuMF with bias terms stands in wherever training builds a NeuMF.
         from ml1m_probes import BiasedNeuMF
 
-        import electives.training as training
+        import electives.models.training as training
 
         plain = training.build_model
         training.build_model = lambda kind, *a, **k: BiasedNeuMF(*a, **k) if kind == "neumf" else plain(kind, *a, **k)

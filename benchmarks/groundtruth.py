@@ -25,10 +25,10 @@ from pathlib import Path
 import torch
 from foldin import KEY, import_synthetic, interactions
 
-from electives import baselines as B
-from electives.recommender import ground_truth_lift
-from electives.synth import SynthConfig
-from electives.training import TrainConfig, fit
+from electives.data.synth import SynthConfig
+from electives.models import baselines as B
+from electives.models.training import TrainConfig, fit
+from electives.serving.recommender import ground_truth_lift
 
 
 def parse_config(text: str) -> TrainConfig:

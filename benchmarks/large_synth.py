@@ -72,7 +72,7 @@ def main() -> None:
     db = f"sqlite:///{args.work / 'large.db'}"
     rows = []
     gen = (
-        "import sys; from electives.synth import write_large; "
+        "import sys; from electives.data.synth import write_large; "
         f"write_large(sys.argv[1], {args.students}, {args.courses}, {args.grades})"
     )
     if not reuse:

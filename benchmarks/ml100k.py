@@ -23,11 +23,11 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from electives import baselines as B
-from electives.evaluation import evaluate
-from electives.interactions import Interactions
-from electives.training import TrainConfig, fit
-from electives.tuning import config_values
+from electives.data.interactions import Interactions
+from electives.evaluation.evaluate import evaluate
+from electives.models import baselines as B
+from electives.models.training import TrainConfig, fit
+from electives.models.tuning import config_values
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("ELECTIVES_DATA", ROOT / "../shared/data")) / "ml-100k"

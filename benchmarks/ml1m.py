@@ -22,10 +22,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from electives import baselines as B
-from electives.evaluation import evaluate
-from electives.interactions import Interactions
-from electives.training import TrainConfig, fit
+from electives.data.interactions import Interactions
+from electives.evaluation.evaluate import evaluate
+from electives.models import baselines as B
+from electives.models.training import TrainConfig, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("ELECTIVES_DATA", ROOT / "../shared/data")) / "ml-1m" / "loo"
@@ -48,7 +48,7 @@ def load() -> tuple[Interactions, Interactions, np.ndarray]:
 
 def fit_probe(model, train: Interactions, test: Interactions, negatives: np.ndarray) -> float:
     """Sampled HR@10 on the test users with the fixed negatives, straight from the network."""
-    from electives import metrics
+    from electives.evaluation import metrics
 
     was = model.training
     model.eval()

@@ -23,9 +23,9 @@ import torch
 from ml1m import load
 from torch import Tensor, nn
 
-from electives.model import NeuMF, build_model
-from electives.splits import validation_split
-from electives.training import TrainConfig, _prepare_validation, _validate, sample_negatives
+from electives.data.splits import validation_split
+from electives.models.ncf import NeuMF, build_model
+from electives.models.training import TrainConfig, _prepare_validation, _validate, sample_negatives
 
 
 class BiasedNeuMF(NeuMF):

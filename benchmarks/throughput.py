@@ -21,8 +21,8 @@ import pandas as pd
 import torch
 from ml1m import load
 
-from electives.model import build_model
-from electives.training import TrainConfig, _epoch_tensors, _loss_fn, _membership, _prepare_training
+from electives.models.ncf import build_model
+from electives.models.training import TrainConfig, _epoch_tensors, _loss_fn, _membership, _prepare_training
 
 
 def main() -> None:

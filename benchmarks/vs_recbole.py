@@ -24,8 +24,8 @@ import pandas as pd
 import torch
 from ml1m import DATA, load
 
-from electives import metrics
-from electives.training import TrainConfig, fit
+from electives.evaluation import metrics
+from electives.models.training import TrainConfig, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 PEER_PY = ROOT / "benchmarks" / "peers" / ".venv-recbole" / "bin" / "python"

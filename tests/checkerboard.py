@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from electives.interactions import Interactions
+from electives.data.interactions import Interactions
 
 
 def checkerboard(implicit: bool = False, n_students: int = 40, n_courses: int = 20, seed: int = 0) -> Interactions:

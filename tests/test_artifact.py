@@ -5,7 +5,10 @@ import pandas as pd
 import pytest
 import torch
 
-from electives.artifact import (
+from electives.data.interactions import Interactions
+from electives.data.scales import load_scale
+from electives.errors import ModelError
+from electives.models.artifact import (
     FORMAT_VERSION,
     MANIFEST,
     WEIGHTS,
@@ -15,11 +18,8 @@ from electives.artifact import (
     save_artifact,
     save_model,
 )
-from electives.calibration import fit_conformal
-from electives.errors import ModelError
-from electives.grades import load_scale
-from electives.interactions import Interactions
-from electives.training import TrainConfig, fit
+from electives.models.calibration import fit_conformal
+from electives.models.training import TrainConfig, fit
 
 
 @pytest.fixture

@@ -5,10 +5,10 @@ import pandas as pd
 import pytest
 from checkerboard import checkerboard, unseen_auc
 
-from electives import baselines as B
+from electives.data.interactions import Interactions
+from electives.data.splits import random_split
 from electives.errors import DataError
-from electives.interactions import Interactions
-from electives.splits import random_split
+from electives.models import baselines as B
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from electives.calibration import ConformalInterval, fit_conformal, min_residuals
 from electives.errors import DataError, ModelError
+from electives.models.calibration import ConformalInterval, fit_conformal, min_residuals
 
 
 def test_quantile_by_hand() -> None:

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from electives.catalog import Catalog, Course, parse_catalog, read_catalog
+from electives.data.catalog import Catalog, Course, parse_catalog, read_catalog
 from electives.errors import DataError
 
 HEADER = "course_id,name,elective,prerequisites,credits,department,terms_offered,description\n"

@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from electives import distributed
-from electives.artifact import load_model
-from electives.distributed import Context
+from electives.data.interactions import Interactions
 from electives.errors import ElectivesError
-from electives.interactions import Interactions
-from electives.training import TrainConfig, _epoch_tensors, _prepare_training
+from electives.models import distributed
+from electives.models.artifact import load_model
+from electives.models.distributed import Context
+from electives.models.training import TrainConfig, _epoch_tensors, _prepare_training
 
 SMALL = ["--mode", "implicit", "--epochs", "3", "--lr", "0.02", "--batch-size", "256", "--gmf-dim", "8"]
 SMALL += ["--mlp-dim", "8", "--mlp-layers", "16,8", "--seed", "3", "--quiet", "--no-header", "--columns"]

@@ -4,15 +4,15 @@ import time
 import numpy as np
 import pytest
 
-from electives.catalog import Catalog, Course
-from electives.eligibility import (
+from electives.data.catalog import Catalog, Course
+from electives.data.eligibility import (
     EligibilityIndex,
     EligibilityRules,
     Exclusion,
     check_eligibility,
 )
+from electives.data.scales import load_scale
 from electives.errors import DataError
-from electives.grades import load_scale
 
 SCALE = load_scale("letter-plus")  # A = 3.7, C = 2.4, D- = 1.0 (the lowest pass), F = 0
 A, C, F = 3.7, 2.4, 0.0

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from electives.synth import SynthConfig, generate, write
+from electives.data.synth import SynthConfig, generate, write
 
 AAST_FLAGS = [
     "--map", "student=student serial", "--map", "term=Year+term", "--map", "course=Crs Code",

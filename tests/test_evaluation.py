@@ -6,11 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from electives import baselines as B
-from electives.errors import DataError, ModelError
-from electives.evaluation import evaluate
-from electives.interactions import Interactions
-from electives.splits import (
+from electives.data.interactions import Interactions
+from electives.data.splits import (
     check_no_overlap,
     leave_one_out,
     random_split,
@@ -18,6 +15,9 @@ from electives.splits import (
     temporal,
     validation_split,
 )
+from electives.errors import DataError, ModelError
+from electives.evaluation.evaluate import evaluate
+from electives.models import baselines as B
 
 ROWS = [
     # student, course, term, grade

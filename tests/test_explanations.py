@@ -1,14 +1,14 @@
 import numpy as np
 import pytest
 
-from electives.explanations import (
+from electives.data.scales import load_scale
+from electives.serving.explanations import (
     CohortStatistic,
     cohort_from_similarities,
     cohort_statistic,
     explanation_sentence,
     similar_taken_courses,
 )
-from electives.grades import load_scale
 
 SCALE = load_scale("letter-plus")  # 0–4: A = 3.7, A- = 3.4, B+ = 3.2
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from electives.data.scales import BUILTIN_SCALES, GradeScale, MarkError, load_scale
 from electives.errors import ScaleError
-from electives.grades import BUILTIN_SCALES, GradeScale, MarkError, load_scale
 
 
 def toml_error(text: str) -> str:

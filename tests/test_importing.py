@@ -10,8 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from electives.errors import DataError
-from electives.importing import (
+from electives.data.importing import (
     FRAME_COLUMNS,
     REASONS,
     CleaningReport,
@@ -22,8 +21,9 @@ from electives.importing import (
     parse_size,
     read_export,
 )
-from electives.pseudonyms import Pseudonymiser
-from electives.terms import parse_term
+from electives.data.pseudonyms import Pseudonymiser
+from electives.data.terms import parse_term
+from electives.errors import DataError
 
 pytestmark = pytest.mark.usefixtures("secret_key")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from electives.importing import read_export
+from electives.data.importing import read_export
 
 M = Path(__file__).parent / "malformed"
 KEY = "malformed-test-key-0123456789abcdef"

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from electives import metrics
+from electives.evaluation import metrics
 
 
 def test_rmse_mae_in_scale_points():

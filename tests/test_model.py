@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from electives.model import GMF, MLP, NeuMF, build_model
+from electives.models.ncf import GMF, MLP, NeuMF, build_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

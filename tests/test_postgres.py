@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from electives import storage
+from electives.data import storage
+from electives.data.importing import FRAME_COLUMNS, CleaningReport, ImportResult
+from electives.data.scales import load_scale
+from electives.data.storage import Store
 from electives.errors import StorageError
-from electives.grades import load_scale
-from electives.importing import FRAME_COLUMNS, CleaningReport, ImportResult
-from electives.storage import Store
 
 pytestmark = pytest.mark.postgres
 

@@ -1,4 +1,4 @@
-"""Differentially private training (electives.privacy, `electives train --dp-epsilon`) and k-anonymity of cohort
+"""Differentially private training (electives.models.privacy, `electives train --dp-epsilon`) and k-anonymity of cohort
 figures: budgets are respected and recorded, bad settings are refused clearly, DP models serve like any other."""
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 import torch
 
-from electives.artifact import load_model
 from electives.cli import main
+from electives.data.interactions import Interactions
+from electives.data.synth import SynthConfig, generate, write
 from electives.errors import ElectivesError
-from electives.interactions import Interactions
-from electives.privacy import PrivacyConfig, default_delta, fit_private
-from electives.recommender import Recommender
-from electives.synth import SynthConfig, generate, write
-from electives.training import TrainConfig
+from electives.models.artifact import load_model
+from electives.models.privacy import PrivacyConfig, default_delta, fit_private
+from electives.models.training import TrainConfig
+from electives.serving.recommender import Recommender
 
 KEY = "test-secret-key-0123456789abcdef"
 SYNTH_FLAGS = [

@@ -26,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from electives.synth import SynthConfig, generate, write
+from electives.data.synth import SynthConfig, generate, write
 
 SYNTH_FLAGS = [
     "--map", "student=student serial", "--map", "term=Year+term", "--map", "course=Crs Code",
@@ -267,7 +267,7 @@ def test_serving_and_the_api_leave_no_raw_data(product_run: ProductRun) -> None:
     import signal
     import time
 
-    from electives.pseudonyms import Pseudonymiser, load_key
+    from electives.data.pseudonyms import Pseudonymiser, load_key
 
     run = product_run
     known = sorted(run.ids)[3]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from electives.data.pseudonyms import KEY_ENV, KEY_FILE_ENV, Pseudonymiser, default_key_file, load_key
 from electives.errors import ElectivesError
-from electives.pseudonyms import KEY_ENV, KEY_FILE_ENV, Pseudonymiser, default_key_file, load_key
 
 KEY = b"0123456789abcdef0123456789abcdef"
 

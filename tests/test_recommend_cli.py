@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from test_recommender import NEXT_TERM, World, build_world, grades_of
 
-from electives.recommender import Recommender
+from electives.serving.recommender import Recommender
 
 ERR = "electives recommend: error: "
 

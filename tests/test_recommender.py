@@ -14,23 +14,23 @@ import pandas as pd
 import pytest
 import torch
 
-from electives.artifact import TrainedModel, load_model, save_model
-from electives.calibration import fit_conformal
-from electives.catalog import Catalog, read_catalog
+from electives.data.catalog import Catalog, read_catalog
+from electives.data.importing import ImportResult, read_export
+from electives.data.interactions import Interactions
+from electives.data.pseudonyms import Pseudonymiser
+from electives.data.storage import Store
+from electives.data.synth import EXPORT_MAPPING, SynthConfig, University, generate, write
 from electives.errors import DataError, ElectivesError, StorageError
-from electives.importing import ImportResult, read_export
-from electives.interactions import Interactions
-from electives.pseudonyms import Pseudonymiser
-from electives.recommender import (
+from electives.models.artifact import TrainedModel, load_model, save_model
+from electives.models.calibration import fit_conformal
+from electives.models.training import FittedNCF, TrainConfig, fit
+from electives.serving.recommender import (
     GradeEntryError,
     Recommender,
     UnknownStudentError,
     check_k,
     ground_truth_lift,
 )
-from electives.storage import Store
-from electives.synth import EXPORT_MAPPING, SynthConfig, University, generate, write
-from electives.training import FittedNCF, TrainConfig, fit
 
 KEY = "test-secret-key-0123456789abcdef"  # = conftest.TEST_KEY, the key the `secret_key` fixture sets
 CONFIG = SynthConfig(n_students=150, n_courses=24, n_electives=12, n_departments=2, seed=5)

@@ -11,15 +11,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from electives import baselines as B
-from electives import metrics
+from electives.data.interactions import Interactions
+from electives.data.scales import load_scale
+from electives.data.splits import temporal
 from electives.errors import DataError, StorageError
-from electives.evaluation import EvaluationResult, evaluate
-from electives.grades import load_scale
-from electives.interactions import Interactions
-from electives.reports import markdown_table, write_report
-from electives.splits import temporal
-from electives.training import EpochStats
+from electives.evaluation import metrics
+from electives.evaluation.evaluate import EvaluationResult, evaluate
+from electives.evaluation.reports import markdown_table, write_report
+from electives.models import baselines as B
+from electives.models.training import EpochStats
 
 PNG = b"\x89PNG\r\n\x1a\n"
 PLOTS = ("loss", "hr_at_k", "ndcg_at_k", "predicted_vs_actual", "error_by_course")

@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 import torch
 
+from electives.data.interactions import Interactions
+from electives.data.synth import SynthConfig, generate, write
 from electives.errors import DataError
-from electives.interactions import Interactions
-from electives.model import build_model
-from electives.scoring import top_k, write_top_k
-from electives.synth import SynthConfig, generate, write
-from electives.training import FittedNCF, TrainConfig
+from electives.models.ncf import build_model
+from electives.models.training import FittedNCF, TrainConfig
+from electives.serving.scoring import top_k, write_top_k
 
 N_STUDENTS, N_COURSES = 23, 17
 
@@ -115,7 +115,7 @@ def test_score_all_cli_excludes_the_database_courses(cli, secret_key, tmp_path: 
     assert code == 0, err
     assert "pairs/s" in err
     frame = pd.read_parquet(out)
-    from electives.storage import Store
+    from electives.data.storage import Store
 
     with Store(db) as store:
         stored = store.load_grades(retakes="all")

@@ -17,13 +17,13 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from electives import storage
-from electives.catalog import Catalog, Course
+from electives.data import storage
+from electives.data.catalog import Catalog, Course
+from electives.data.importing import FRAME_COLUMNS, CleaningReport, ImportResult
+from electives.data.scales import GradeScale, load_scale
+from electives.data.storage import Store
+from electives.data.terms import parse_term
 from electives.errors import DataError, StorageError
-from electives.grades import GradeScale, load_scale
-from electives.importing import FRAME_COLUMNS, CleaningReport, ImportResult
-from electives.storage import Store
-from electives.terms import parse_term
 
 PG_URL = os.environ.get(
     "ELECTIVES_TEST_POSTGRES_URL", "postgresql+psycopg://electives:electives@localhost/electives_test"

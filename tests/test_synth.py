@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from electives.synth import (
+from electives.data.synth import (
     CATALOG_COLUMNS,
     EXPORT_COLUMNS,
     TRUTH_COLUMNS,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from electives.terms import Term, TermError, parse_term
+from electives.data.terms import Term, TermError, parse_term
 
 
 @pytest.mark.parametrize(

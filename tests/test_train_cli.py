@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from electives.artifact import load_model
-from electives.synth import SynthConfig, generate, write
+from electives.data.synth import SynthConfig, generate, write
+from electives.models.artifact import load_model
 
 AAST_FLAGS = [
     "--map", "student=student serial", "--map", "term=Year+term", "--map", "course=Crs Code",

@@ -7,10 +7,10 @@ import pytest
 import torch
 from checkerboard import checkerboard, unseen_auc
 
+from electives.data.interactions import Interactions
+from electives.data.splits import random_split, validation_split
 from electives.errors import DataError, ElectivesError
-from electives.interactions import Interactions
-from electives.splits import random_split, validation_split
-from electives.training import TrainConfig, _prepare_training, fit, sample_negatives
+from electives.models.training import TrainConfig, _prepare_training, fit, sample_negatives
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from electives.data.interactions import Interactions
+from electives.data.splits import validation_split
+from electives.data.synth import SynthConfig, generate, write
 from electives.errors import DataError
-from electives.interactions import Interactions
-from electives.splits import validation_split
-from electives.synth import SynthConfig, generate, write
-from electives.training import TrainConfig, fit
-from electives.tuning import compare, config_values, tune, validation_value
+from electives.models.training import TrainConfig, fit
+from electives.models.tuning import compare, config_values, tune, validation_value
 
 AAST_FLAGS = [
     "--map", "student=student serial", "--map", "term=Year+term", "--map", "course=Crs Code",

@@ -22,7 +22,7 @@ import pytest
 from itsdangerous import TimestampSigner
 from web_support import KEY, WEB_SECRET, WebWorld, known_student, make_app, save_variant, tiny_png, web_world
 
-from electives.recommender import Recommender
+from electives.serving.recommender import Recommender
 from electives.web import RateLimit, WebConfig, create_app
 from electives.web.config import ConfigError
 from electives.web.rate_limit import RateLimiter
@@ -463,7 +463,7 @@ def test_model_page_and_plots(client, world: WebWorld) -> None:
 
 
 def test_model_page_and_api_show_the_privacy_budget(world: WebWorld, tmp_path: Path) -> None:
-    from electives.artifact import save_model
+    from electives.models.artifact import save_model
 
     assert "none (trained without a privacy budget)" in make_app(world).test_client().get("/model").get_data(True)
     privacy = {"epsilon": 2.71, "delta": 1e-5, "target_epsilon": 3.0, "max_grad_norm": 1.0, "unit": "student"}
@@ -667,7 +667,7 @@ def test_proxy_hops_use_the_forwarded_address(world: WebWorld) -> None:
 
 
 def test_access_code_command(cli, secret_key: str) -> None:
-    from electives.pseudonyms import Pseudonymiser
+    from electives.data.pseudonyms import Pseudonymiser
 
     code, out, _ = cli("access-code", "20190042")
     assert code == 0 and out.strip() == Pseudonymiser(secret_key.encode()).access_code("20190042")

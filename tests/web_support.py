@@ -22,15 +22,15 @@ import pandas as pd
 import pytest
 import torch
 
-from electives.artifact import save_model
-from electives.calibration import fit_conformal
-from electives.catalog import Catalog, read_catalog
-from electives.importing import ImportResult, read_export
-from electives.interactions import Interactions
-from electives.pseudonyms import Pseudonymiser
-from electives.storage import Store
-from electives.synth import EXPORT_MAPPING, SynthConfig, University, generate, write
-from electives.training import FittedNCF, TrainConfig, fit
+from electives.data.catalog import Catalog, read_catalog
+from electives.data.importing import ImportResult, read_export
+from electives.data.interactions import Interactions
+from electives.data.pseudonyms import Pseudonymiser
+from electives.data.storage import Store
+from electives.data.synth import EXPORT_MAPPING, SynthConfig, University, generate, write
+from electives.models.artifact import save_model
+from electives.models.calibration import fit_conformal
+from electives.models.training import FittedNCF, TrainConfig, fit
 
 KEY = "test-secret-key-0123456789abcdef"  # the pseudonym key (= conftest.TEST_KEY)
 WEB_SECRET = "web-test-secret-" + "0" * 32
@@ -162,7 +162,7 @@ def make_app(world: WebWorld, **overrides: Any):
 
 @functools.cache
 def _student_with_choices(world: WebWorld) -> str:
-    from electives.recommender import Recommender
+    from electives.serving.recommender import Recommender
 
     rec = Recommender.load(world.model_dir, catalog=world.catalog_path)
     for raw in map(str, world.university.student_ids):

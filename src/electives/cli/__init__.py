@@ -20,7 +20,7 @@ _COMMAND_MODULES = (
     "electives.cli.model",
     "electives.cli.evaluate",
     "electives.cli.recommend",
-    "electives.cli.scale",
+    "electives.cli.score",
     "electives.cli.web",
     "electives.cli.demo",
 )

@@ -6,9 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from electives.errors import DataError, ElectivesError
-from electives.grades import BUILTIN_SCALES
-from electives.importing import (
+from electives.data.importing import (
     DEFAULT_PLACEHOLDERS,
     FIELDS,
     RETAKE_POLICIES,
@@ -21,7 +19,9 @@ from electives.importing import (
     parse_size,
     read_export,
 )
-from electives.pseudonyms import Pseudonymiser
+from electives.data.pseudonyms import Pseudonymiser
+from electives.data.scales import BUILTIN_SCALES
+from electives.errors import DataError, ElectivesError
 
 DEFAULT_DB = "sqlite:///electives.db"
 DB_ENV = "ELECTIVES_DB"
@@ -191,7 +191,7 @@ def run_import(args: argparse.Namespace) -> int:
 
     catalog = None
     if args.catalog is not None:
-        from electives.catalog import read_catalog
+        from electives.data.catalog import read_catalog
 
         catalog = read_catalog(args.catalog)
         print(f"catalogue {Path(args.catalog).name}: {len(catalog):,} courses, {len(catalog.electives):,} electives")
@@ -200,7 +200,7 @@ def run_import(args: argparse.Namespace) -> int:
         print("dry run: nothing was written to the database")
         return 0
 
-    from electives.storage import Store
+    from electives.data.storage import Store
 
     with Store(db) as store:
         if result is None:
@@ -247,7 +247,7 @@ def _register_synth(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_synth(args: argparse.Namespace) -> int:
-    from electives.synth import SynthConfig, generate, write
+    from electives.data.synth import SynthConfig, generate, write
 
     options = {}
     if args.seed is not None:

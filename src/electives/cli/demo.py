@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from electives.synth import import_flags
+    from electives.data.synth import import_flags
 
     if args.epochs is not None and args.epochs < 1:
         raise DataError(f"--epochs {args.epochs}: expected a positive number of epochs")
@@ -165,7 +165,7 @@ def _print_truth(
     catalog: Path | None = None,
 ) -> None:
     """The synthetic university's true expected grade beside each recommendation: what no real registrar has."""
-    from electives.recommender import Recommender
+    from electives.serving.recommender import Recommender
 
     with Recommender.load(model, db, catalog=catalog) as rec:
         recs = rec.recommend(student, k=k) if grades is None else rec.recommend_for_grades(grades, k=k)

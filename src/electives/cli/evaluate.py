@@ -30,7 +30,7 @@ from electives.errors import DataError, StorageError
 
 def _baselines() -> dict[str, tuple[bool, Callable[[str], Any]]]:
     """name → (predicts grades only, factory(mode)); the ranking-only baselines fit either mode."""
-    from electives import baselines as B
+    from electives.models import baselines as B
 
     return {
         "global-mean": (True, lambda mode: B.GlobalMean()),
@@ -140,7 +140,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, TrainingData, Any]:
     """(resolved TrainConfig, the data, its Interactions) — shared by evaluate and tune."""
     import torch
 
-    from electives.interactions import Interactions
+    from electives.data.interactions import Interactions
 
     if args.db and args.data:
         raise DataError("give either --db or --data, not both")
@@ -159,7 +159,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, TrainingData, Any]:
 
 
 def _split(args: argparse.Namespace, data: TrainingData, everything: Any, seed: int) -> tuple[str, Any, Any]:
-    from electives.splits import split
+    from electives.data.splits import split
 
     has_terms = "term" in data.frame.columns and data.frame["term"].nunique() > 1
     kind = args.split or ("temporal" if has_terms else "random")
@@ -175,8 +175,8 @@ def _split(args: argparse.Namespace, data: TrainingData, everything: Any, seed: 
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from electives.evaluation import evaluate
-    from electives.training import fit
+    from electives.evaluation.evaluate import evaluate
+    from electives.models.training import fit
 
     config, data, everything = _prepare(args)
     names = DEFAULT_BASELINES[config.mode] if args.baselines is None else args.baselines
@@ -226,7 +226,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     print(result.table())
     print("fit seconds: " + ", ".join(f"{n} {s:.1f}" for n, s in fit_seconds.items()))
     if args.out:
-        from electives.reports import write_report
+        from electives.evaluation.reports import write_report
 
         context = {
             "data": data.source,
@@ -260,7 +260,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def _register_tune(subparsers: argparse._SubParsersAction) -> None:
-    from electives.train_config import TUNABLE as SEARCH_SPACE
+    from electives.models.config import TUNABLE as SEARCH_SPACE
 
     p = subparsers.add_parser(
         "tune",
@@ -305,7 +305,7 @@ def _register_tune(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_tune(args: argparse.Namespace) -> int:
-    from electives.tuning import tune
+    from electives.models.tuning import tune
 
     out = Path(args.out)
     if out.is_dir():

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from electives.cli.data import DB_ENV, DEFAULT_DB, add_export_arguments, read_export_from_args
+from electives.data.scales import GradeScale
 from electives.errors import DataError
-from electives.grades import GradeScale
 
 # Validation rows are split in two by student: one half calibrates the interval, the other measures its coverage.
 _CALIBRATION_SEED = 7
@@ -50,7 +50,7 @@ def load_training_data(args: argparse.Namespace) -> TrainingData:
         scale = None if result.enrolment_only else result.scale
         source = f"file {Path(args.data).name} (sha256 {result.report.file_sha256[:12]}…)"
     else:
-        from electives.storage import Store
+        from electives.data.storage import Store
 
         url = args.db or os.environ.get(DB_ENV) or DEFAULT_DB
         with Store(url) as store:
@@ -114,7 +114,7 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
 def add_training_arguments(p: argparse.ArgumentParser, auto: bool = False) -> None:
     """The NeuMF training flags (shared by train, evaluate and tune). Each defaults to None, meaning "not
     given": `config_from_args` then takes the value from a --config file, else TrainConfig's default."""
-    from electives.train_config import TrainConfig
+    from electives.models.config import TrainConfig
 
     d = TrainConfig()
     models = ("neumf", "gmf", "mlp", "auto") if auto else ("neumf", "gmf", "mlp")
@@ -162,7 +162,7 @@ def add_training_arguments(p: argparse.ArgumentParser, auto: bool = False) -> No
 
 def config_from_args(args: argparse.Namespace, file_values: dict[str, Any] | None = None) -> Any:
     """TrainConfig from the flags given, over `file_values` (a --config file), over TrainConfig's defaults."""
-    from electives.train_config import TrainConfig
+    from electives.models.config import TrainConfig
 
     values = {
         "mode": args.mode,
@@ -199,7 +199,7 @@ def read_config_file(path: str) -> dict[str, Any]:
     """TrainConfig values from a JSON file (tune's output or a plain object of settings)."""
     import json
 
-    from electives.tuning import config_values
+    from electives.models.tuning import config_values
 
     try:
         doc = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -213,10 +213,10 @@ def read_config_file(path: str) -> dict[str, Any]:
 def run_train(args: argparse.Namespace) -> int:
     import torch
 
-    from electives.artifact import save_model
-    from electives.interactions import Interactions
-    from electives.splits import validation_split
-    from electives.training import fit
+    from electives.data.interactions import Interactions
+    from electives.data.splits import validation_split
+    from electives.models.artifact import save_model
+    from electives.models.training import fit
 
     if args.db and args.data:
         raise DataError("give either --db or --data, not both")
@@ -229,7 +229,7 @@ def run_train(args: argparse.Namespace) -> int:
     if args.dp_epsilon is not None:
         check_private_training(args, auto)
     config = config_from_args(args, file_values).resolved()
-    from electives import distributed
+    from electives.models import distributed
 
     # Under torchrun every rank trains; only rank 0 reports and writes the artifact.
     ctx = distributed.init(config.device)
@@ -251,7 +251,7 @@ def run_train(args: argparse.Namespace) -> int:
     selection = None
     privacy = None
     if auto:
-        from electives.tuning import compare
+        from electives.models.tuning import compare
 
         # Imbalance options join the comparison unless the user (or the config file) fixed one.
         try_imbalance = args.imbalance is None and "imbalance" not in file_values
@@ -317,7 +317,7 @@ def _stderr(message: str) -> None:
 
 
 def _explicit_validation(fitted: Any, val: Any, scale: GradeScale | None) -> dict[str, float]:
-    from electives import metrics as m
+    from electives.evaluation import metrics as m
 
     pred = fitted.predict(val.students, val.courses)
     span = scale.span if scale else 1.0
@@ -331,14 +331,14 @@ def _explicit_validation(fitted: Any, val: Any, scale: GradeScale | None) -> dic
 
 
 def _implicit_validation(fitted: Any, fit_data: Any, val: Any) -> dict[str, float]:
-    from electives.evaluation import evaluate
+    from electives.evaluation.evaluate import evaluate
 
     result = evaluate({"model": fitted}, fit_data, val, k=10, n_negatives=99, seed=0)
     return {f"val_{k.replace('@', '_at_')}": v for k, v in result.metrics["model"].items()}
 
 
 def _calibrate(fitted: Any, val: Any, coverage: float) -> tuple[Any, float | None]:
-    from electives.calibration import fit_conformal, min_residuals
+    from electives.models.calibration import fit_conformal, min_residuals
 
     pred = fitted.predict(val.students, val.courses)
     residuals = val.grades - pred
@@ -414,12 +414,12 @@ def _layers(text: str) -> tuple[int, ...]:
 
 
 def add_privacy_arguments(p: argparse.ArgumentParser) -> None:
-    """--dp-epsilon and friends (see electives.privacy)."""
+    """--dp-epsilon and friends (see electives.models.privacy)."""
     g = p.add_argument_group(
         "differential privacy",
         "DP-SGD (Opacus): each student's whole record is one protected unit; the noise is set so that the "
         "configured epochs spend at most the budget, and the spent (ε, δ) is stored in the model. With a budget, "
-        "--batch-size counts students and unset settings take DP defaults (see electives.privacy.DP_DEFAULTS). "
+        "--batch-size counts students and unset settings take DP defaults (see electives.models.privacy.DP_DEFAULTS). "
         "The validation split is held out of training (no gradient) and not covered by ε.",
     )
     g.add_argument("--dp-epsilon", type=_dp_epsilon, metavar="E", help="train with privacy budget ε = E (> 0)")
@@ -436,8 +436,8 @@ def add_privacy_arguments(p: argparse.ArgumentParser) -> None:
 
 def check_private_training(args: argparse.Namespace, auto: bool) -> None:
     """Refuse the combinations DP training does not support, before any data is read."""
-    from electives import distributed
     from electives.errors import ElectivesError
+    from electives.models import distributed
 
     if distributed.context().distributed:
         raise ElectivesError(
@@ -453,7 +453,7 @@ def check_private_training(args: argparse.Namespace, auto: bool) -> None:
 
 
 def fit_private_from_args(args: argparse.Namespace, config: Any, fit_data: Any, val: Any) -> tuple[Any, Any]:
-    from electives.privacy import PrivacyConfig, fit_private
+    from electives.models.privacy import PrivacyConfig, fit_private
 
     privacy = PrivacyConfig(
         epsilon=args.dp_epsilon,
@@ -510,8 +510,8 @@ def _register_score(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_score(args: argparse.Namespace) -> int:
-    from electives.artifact import load_model
-    from electives.pseudonyms import Pseudonymiser
+    from electives.data.pseudonyms import Pseudonymiser
+    from electives.models.artifact import load_model
 
     model = load_model(args.model)
     pairs = _read_pairs(args.pairs)

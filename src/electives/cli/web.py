@@ -68,7 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_access_code(args: argparse.Namespace) -> int:
-    from electives.pseudonyms import Pseudonymiser, load_key
+    from electives.data.pseudonyms import Pseudonymiser, load_key
 
     key = Pseudonymiser(load_key(create=False))  # a new key would give codes that match nothing
     ids = [s.strip() for s in args.student_ids]
@@ -131,7 +131,7 @@ def run_serve(args: argparse.Namespace) -> int:
     import secrets
     from dataclasses import replace
 
-    from electives.artifact import read_manifest
+    from electives.models.artifact import read_manifest
     from electives.web.config import SECRET_ENV, WebConfig
 
     config = WebConfig.from_env(
@@ -146,8 +146,8 @@ def run_serve(args: argparse.Namespace) -> int:
     # Fail here, with one clear message, rather than in every worker as it boots.
     read_manifest(config.model_dir)  # type: ignore[arg-type]
     if config.db_url:
-        from electives.pseudonyms import load_key
-        from electives.recommender import _open_store
+        from electives.data.pseudonyms import load_key
+        from electives.serving.recommender import _open_store
 
         _open_store(config.db_url).close()
         load_key(create=False)

@@ -19,8 +19,8 @@ from electives.web.live_model import LiveModel
 from electives.web.rate_limit import RateLimiter
 
 if TYPE_CHECKING:
-    from electives.pseudonyms import Pseudonymiser
-    from electives.storage import Store
+    from electives.data.pseudonyms import Pseudonymiser
+    from electives.data.storage import Store
 
 log = logging.getLogger("electives.web")
 
@@ -62,9 +62,9 @@ def create_app(config: WebConfig | None = None) -> Flask:
     """A ready app for ``config`` (default: :meth:`WebConfig.from_env`); the model is loaded here, once."""
     import torch
 
-    from electives.catalog import read_catalog
-    from electives.pseudonyms import Pseudonymiser, load_key
-    from electives.recommender import _open_store
+    from electives.data.catalog import read_catalog
+    from electives.data.pseudonyms import Pseudonymiser, load_key
+    from electives.serving.recommender import _open_store
 
     config = config or WebConfig.from_env()
     config.check()

@@ -15,7 +15,7 @@ from typing import Any
 
 from flask import request
 
-from electives.catalog import Course
+from electives.data.catalog import Course
 from electives.errors import DataError
 from electives.web.config import WebConfig
 from electives.web.errors import HttpError, invalid

@@ -1,6 +1,6 @@
 """The model a web worker serves, loaded once and swapped for a newer artifact without dropping a request.
 
-:class:`LiveModel` holds one :class:`ServedModel` (the :class:`~electives.recommender.Recommender` plus what the
+:class:`LiveModel` holds one :class:`ServedModel` (the :class:`~electives.serving.recommender.Recommender` plus what the
 pages show about it). Every request reads the current one with a single attribute load; at most every
 ``reload_seconds`` a request also stats the artifact's manifest, and when it changed (``electives train --out``
 writes a new directory and renames it into place) a background thread loads the new artifact and swaps the
@@ -19,14 +19,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from electives.artifact import MANIFEST, load_model
 from electives.errors import ElectivesError
+from electives.models.artifact import MANIFEST, load_model
 
 if TYPE_CHECKING:
-    from electives.catalog import Catalog
-    from electives.pseudonyms import Pseudonymiser
-    from electives.recommender import Recommender
-    from electives.storage import Store
+    from electives.data.catalog import Catalog
+    from electives.data.pseudonyms import Pseudonymiser
+    from electives.data.storage import Store
+    from electives.serving.recommender import Recommender
 
 log = logging.getLogger("electives.web")
 
@@ -156,7 +156,7 @@ class LiveModel:
         return True
 
     def _load(self, stamp: tuple[int, int, int] | None) -> ServedModel:
-        from electives.recommender import Recommender
+        from electives.serving.recommender import Recommender
 
         model = load_model(self.model_dir)
         recommender = Recommender(model, self._catalog, self._store, self._pseudonymiser, threads=self._threads)

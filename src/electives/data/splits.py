@@ -15,8 +15,8 @@ from typing import Literal
 
 import numpy as np
 
+from electives.data.interactions import Interactions, isin_sorted, sorted_unique
 from electives.errors import DataError
-from electives.interactions import Interactions, isin_sorted, sorted_unique
 
 __all__ = [
     "SplitKind",

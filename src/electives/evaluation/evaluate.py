@@ -22,11 +22,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from electives import metrics
+from electives.data.interactions import Interactions, ItemLookup
+from electives.data.splits import check_no_overlap
 from electives.errors import DataError, ModelError
-from electives.interactions import Interactions, ItemLookup
-from electives.splits import check_no_overlap
-from electives.training import sample_negatives
+from electives.evaluation import metrics
+from electives.models.training import sample_negatives
 
 __all__ = ["EvaluationResult", "Recommender", "evaluate"]
 

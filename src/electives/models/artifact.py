@@ -25,12 +25,12 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from electives import __version__
-from electives.calibration import ConformalInterval
+from electives.data.interactions import Interactions
+from electives.data.scales import GradeScale
 from electives.errors import ElectivesError, ModelError
-from electives.grades import GradeScale
-from electives.interactions import Interactions
-from electives.model import build_model
-from electives.training import EpochStats, FittedNCF, TrainConfig
+from electives.models.calibration import ConformalInterval
+from electives.models.ncf import build_model
+from electives.models.training import EpochStats, FittedNCF, TrainConfig
 
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"

@@ -1,6 +1,6 @@
 """Grade scales: what a registrar's marks mean in points, and how points map to [0, 1] and back.
 
-A scale is defined by a small TOML document (the built-in ones live in ``electives/scales/``)::
+A scale is defined by a small TOML document (the built-in ones live in ``electives/data/builtin_scales/``)::
 
     name = "my-university"
     low = 0            # the scale's own bounds: normalisation never uses the data's min/max
@@ -226,7 +226,7 @@ def load_scale(spec: str | Path) -> GradeScale:
     """A built-in scale by name (``percent``, ``gpa4``, ``letter-us``, ``letter-plus``) or a TOML file path."""
     name = str(spec)
     if name in BUILTIN_SCALES:
-        text = resources.files("electives").joinpath("scales", f"{name}.toml").read_text(encoding="utf-8")
+        text = resources.files("electives.data").joinpath("builtin_scales", f"{name}.toml").read_text(encoding="utf-8")
         return GradeScale.from_toml(text, source=f"built-in scale {name!r}")
     path = Path(name)
     if path.suffix.lower() != ".toml" and not path.exists():

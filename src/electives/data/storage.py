@@ -20,10 +20,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
-from electives.catalog import Catalog, Course
+from electives.data.catalog import Catalog, Course
+from electives.data.importing import FRAME_COLUMNS, ImportResult, RetakePolicy
+from electives.data.scales import GradeScale
 from electives.errors import DataError, ScaleError, StorageError
-from electives.grades import GradeScale
-from electives.importing import FRAME_COLUMNS, ImportResult, RetakePolicy
 
 DEFAULT_URL = "sqlite:///electives.db"
 SCHEMA_VERSION = 1

@@ -1,7 +1,7 @@
 """Scale sub-commands: `score-all` (the top-k untaken courses of every student into a Parquet file).
 
 Distributed training needs no command of its own: `torchrun --standalone --nproc_per_node=N -m electives train …`
-runs the ordinary `train` on N processes (see electives.distributed).
+runs the ordinary `train` on N processes (see electives.models.distributed).
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_score_all(args: argparse.Namespace) -> int:
     import torch
 
-    from electives.artifact import load_model
-    from electives.scoring import write_top_k
+    from electives.models.artifact import load_model
+    from electives.serving.scoring import write_top_k
 
     if args.threads is not None:
         if args.threads < 1:
@@ -89,8 +89,8 @@ def run_score_all(args: argparse.Namespace) -> int:
 
 def _taken(url: str, model: Any) -> Any:
     """The courses each of the model's students has on record in the database, as an ItemLookup."""
-    from electives.interactions import Interactions
-    from electives.storage import Store
+    from electives.data.interactions import Interactions
+    from electives.data.storage import Store
 
     with Store(url) as store:
         frame = store.load_grades(retakes="all")

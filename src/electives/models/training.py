@@ -19,13 +19,14 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from electives import distributed, metrics
-from electives.distributed import Context
+from electives.data.interactions import Interactions, ItemLookup, sorted_unique
+from electives.data.splits import check_no_overlap, validation_split
 from electives.errors import DataError, ElectivesError
-from electives.interactions import Interactions, ItemLookup, sorted_unique
-from electives.model import GMF, MLP, NCFModel, NeuMF, build_model
-from electives.splits import check_no_overlap, validation_split
-from electives.train_config import MODE_DEFAULTS, TrainConfig
+from electives.evaluation import metrics
+from electives.models import distributed
+from electives.models.config import MODE_DEFAULTS, TrainConfig
+from electives.models.distributed import Context
+from electives.models.ncf import GMF, MLP, NCFModel, NeuMF, build_model
 
 __all__ = ["MODE_DEFAULTS", "EpochStats", "FittedNCF", "TrainConfig", "fit", "sample_negatives"]
 

@@ -15,8 +15,8 @@ from typing import Literal, Self
 import numpy as np
 import torch
 
+from electives.data.interactions import Interactions, sorted_unique
 from electives.errors import DataError
-from electives.interactions import Interactions, sorted_unique
 
 __all__ = [
     "EASE",
@@ -182,7 +182,7 @@ class MatrixFactorization(_Baseline):
         self.predicts_grades = mode == "explicit"
 
     def fit(self, train: Interactions) -> Self:
-        from electives.training import sample_negatives  # training imports this module's siblings only
+        from electives.models.training import sample_negatives  # training imports this module's siblings only
 
         self._shape(train)
         rng = np.random.default_rng(self.seed)

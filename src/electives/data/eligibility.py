@@ -39,8 +39,8 @@ from typing import Literal
 
 import numpy as np
 
-from electives.catalog import Catalog, Course
-from electives.grades import GradeScale
+from electives.data.catalog import Catalog, Course
+from electives.data.scales import GradeScale
 
 Reason = Literal[
     "already-passed",

@@ -18,11 +18,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from electives.data.interactions import ItemLookup
 from electives.errors import DataError
-from electives.interactions import ItemLookup
 from electives.limits import MAX_CHUNK
 from electives.limits import MAX_SCORE_ALL_K as MAX_K
-from electives.training import FittedNCF
+from electives.models.training import FittedNCF
 
 __all__ = ["MAX_CHUNK", "MAX_K", "ScoringReport", "TopK", "top_k", "write_top_k"]
 

@@ -28,9 +28,9 @@ Implicit (enrolment-only) models predict no grade: courses are ranked by the mod
 no interval is given; folding in then fits "taken" (1) against every other course (0, weighted like the training
 negatives) with log loss.
 
-Explanations: :func:`~electives.explanations.similar_taken_courses` over the course side's learned vectors (GMF
+Explanations: :func:`~electives.serving.explanations.similar_taken_courses` over the course side's learned vectors (GMF
 course vectors times the GMF output weights, next to the MLP first-layer course projections, each block centred
-and scaled to equal weight), and :func:`~electives.explanations.cohort_from_similarities` over the trained students who
+and scaled to equal weight), and :func:`~electives.serving.explanations.cohort_from_similarities` over the trained students who
 graded the course. Those per-course graders come from the database (``Store.load_grades``, read once per
 Recommender), so without a database there is no cohort figure; a cohort under ``min_cohort`` students (default
 10, never below 5: k-anonymity) is never reported.
@@ -49,25 +49,25 @@ import numpy as np
 import pandas as pd
 import torch
 
-from electives.catalog import Catalog, read_catalog
-from electives.eligibility import EligibilityIndex, EligibilityRules, Exclusion, Reason
+from electives.data.catalog import Catalog, read_catalog
+from electives.data.eligibility import EligibilityIndex, EligibilityRules, Exclusion, Reason
+from electives.data.scales import GradeScale, MarkError
 from electives.errors import DataError, ElectivesError, StorageError
-from electives.explanations import (
+from electives.limits import DEFAULT_K, MAX_K
+from electives.serving.explanations import (
     MIN_COHORT,
     CohortStatistic,
     check_min_cohort,
     cohort_from_similarities,
     explanation_sentence,
 )
-from electives.grades import GradeScale, MarkError
-from electives.limits import DEFAULT_K, MAX_K
 
 if TYPE_CHECKING:
-    from electives.artifact import TrainedModel
-    from electives.interactions import Interactions
-    from electives.pseudonyms import Pseudonymiser
-    from electives.storage import Store
-    from electives.synth import University
+    from electives.data.interactions import Interactions
+    from electives.data.pseudonyms import Pseudonymiser
+    from electives.data.storage import Store
+    from electives.data.synth import University
+    from electives.models.artifact import TrainedModel
 
 __all__ = [
     "DEFAULT_K",
@@ -523,7 +523,7 @@ class Recommender:
             key = code.casefold()
             self._casefold[key] = code if self._casefold.get(key, code) == code else None  # None: ambiguous
         self._student_index = model.student_index()
-        from electives.importing import ENROLMENT_ONLY_SCALE
+        from electives.data.importing import ENROLMENT_ONLY_SCALE
 
         self._eligibility = EligibilityIndex(
             catalog, self.course_ids, self.scale or db_scale or ENROLMENT_ONLY_SCALE, rules
@@ -575,9 +575,9 @@ class Recommender:
         rules: EligibilityRules | None = None,
         **options: Any,
     ) -> Recommender:
-        """Load a model artifact (:func:`~electives.artifact.load_model`), open the database at ``db_url``
+        """Load a model artifact (:func:`~electives.models.artifact.load_model`), open the database at ``db_url``
         (it must exist: recommending never creates one) and read ``catalog`` when it is a path."""
-        from electives.artifact import load_model
+        from electives.models.artifact import load_model
 
         model = load_model(model_dir)
         if catalog is not None and not isinstance(catalog, Catalog):
@@ -698,7 +698,7 @@ class Recommender:
     # ------------------------------------------------------------------ parsing
     def _pseudonymiser_or_env(self) -> Pseudonymiser:
         if self._pseudonymiser is None:
-            from electives.pseudonyms import Pseudonymiser, load_key
+            from electives.data.pseudonyms import Pseudonymiser, load_key
 
             self._pseudonymiser = Pseudonymiser(load_key(create=False))
         return self._pseudonymiser
@@ -936,7 +936,7 @@ class Recommender:
     def _similar_courses(
         self, targets: np.ndarray, entries: Mapping[int, float], good: float, k: int = 2
     ) -> list[list[tuple[int, float]]]:
-        """:func:`~electives.explanations.similar_taken_courses` for every card at once (same rule: taken courses
+        """:func:`~electives.serving.explanations.similar_taken_courses` for every card at once (same rule: taken courses
         graded at least ``good``, never the target itself, positive cosine, most similar first, up to ``k``)."""
         good_idx = np.fromiter((i for i, g in entries.items() if g >= good), dtype=np.int64)
         if not len(targets) or not good_idx.size:
@@ -1121,7 +1121,7 @@ def _open_store(url: str) -> Store:
     """Open an existing database; an SQLite file that is not there is an error (recommending creates nothing)."""
     import sqlalchemy as sa
 
-    from electives.storage import Store
+    from electives.data.storage import Store
 
     parsed = None
     with suppress(Exception):  # a malformed URL: Store says what is wrong with it
@@ -1190,9 +1190,9 @@ def ground_truth_lift(
     electives that term (catalogue rules, the student's grades in ``train``) are ranked; students with at most
     ``k`` eligible electives are skipped (there is nothing to choose). The random figure is the exact mean over
     the eligible set (the expectation of a random pick)."""
-    from electives.catalog import parse_catalog
-    from electives.grades import load_scale
-    from electives.synth import CAREER_TERMS, term_label
+    from electives.data.catalog import parse_catalog
+    from electives.data.scales import load_scale
+    from electives.data.synth import CAREER_TERMS, term_label
 
     k = check_k(k)
     cfg = university.config

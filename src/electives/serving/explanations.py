@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from electives.data.scales import GradeScale
 from electives.errors import ElectivesError
-from electives.grades import GradeScale
 
 MIN_COHORT = 10
 MIN_COHORT_FLOOR = 5

@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from electives.data.scales import GradeScale
 from electives.errors import StorageError
-from electives.evaluation import EvaluationResult
-from electives.grades import GradeScale
-from electives.training import EpochStats
+from electives.evaluation.evaluate import EvaluationResult
+from electives.models.training import EpochStats
 
 __all__ = ["markdown_table", "write_report"]
 

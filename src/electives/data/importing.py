@@ -14,7 +14,7 @@ that drops it, in this order:
 ``duplicate``           an exact copy (every field) of an earlier row
 ``missing-student``     empty student id
 ``missing-course``      empty course (or an empty part of a combined ``--map course=a+b``)
-``bad-term``            empty term or one :func:`electives.terms.parse_term` cannot read
+``bad-term``            empty term or one :func:`electives.data.terms.parse_term` cannot read
 ``placeholder``         a placeholder grade (777, 888, 999 by default; compared as text and as numbers)
 ``no-grade``            a mark that carries no grade (the scale's ``no_grade``: W, P, I, S, AU ...)
 ``missing-grade``       an empty grade cell
@@ -56,10 +56,10 @@ from typing import BinaryIO, Literal
 import numpy as np
 import pandas as pd
 
+from electives.data.pseudonyms import Pseudonymiser
+from electives.data.scales import BUILTIN_SCALES, GradeScale, MarkError, load_scale
+from electives.data.terms import TermError, parse_term
 from electives.errors import DataError
-from electives.grades import BUILTIN_SCALES, GradeScale, MarkError, load_scale
-from electives.pseudonyms import Pseudonymiser
-from electives.terms import TermError, parse_term
 
 RetakePolicy = Literal["latest", "best", "all"]
 RETAKE_POLICIES = ("latest", "best", "all")

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
+from electives.data.terms import TermError, parse_term
 from electives.errors import DataError
-from electives.terms import TermError, parse_term
 
 COLUMNS = ("course_id", "name", "elective", "prerequisites", "credits", "department", "terms_offered", "description")
 REQUIRED = ("course_id", "name")

@@ -39,9 +39,9 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from electives.data.interactions import Interactions
 from electives.errors import DataError, ElectivesError
-from electives.interactions import Interactions
-from electives.training import (
+from electives.models.training import (
     BestEpoch,
     EpochStats,
     FittedNCF,
@@ -144,7 +144,7 @@ def fit_private(
     progress: bool = True,
     noise_seed: int | None = None,
 ) -> tuple[FittedNCF, PrivacyReport]:
-    """DP-SGD counterpart of :func:`electives.training.fit` (same validation and early stopping); see the module
+    """DP-SGD counterpart of :func:`electives.models.training.fit` (same validation and early stopping); see the module
     docstring. Returns the fitted model (save/load/recommend as any other) and what the run spent."""
     cfg = replace(
         config, **{k: v for k, v in DP_DEFAULTS[config.mode].items() if getattr(config, k) is None}

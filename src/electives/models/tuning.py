@@ -17,11 +17,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from electives.data.interactions import Interactions
+from electives.data.splits import validation_split
 from electives.errors import DataError
-from electives.interactions import Interactions
-from electives.splits import validation_split
-from electives.train_config import TUNABLE
-from electives.training import FittedNCF, TrainConfig, fit, refit
+from electives.models.config import TUNABLE
+from electives.models.training import FittedNCF, TrainConfig, fit, refit
 
 __all__ = [
     "SEARCH_SPACE",

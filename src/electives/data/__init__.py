@@ -1,0 +1,1 @@
+"""The registrar's data: grade scales, terms, the catalogue and its eligibility rules, pseudonyms, the importer, storage, the interaction arrays the models read, splits, negative sampling and the synthetic university."""
