@@ -26,9 +26,9 @@ import torch
 from foldin import KEY, import_synthetic, interactions
 
 from electives.data.synth import SynthConfig
+from electives.evaluation.ground_truth import ground_truth_lift
 from electives.models import baselines as B
 from electives.models.training import TrainConfig, fit
-from electives.serving.recommender import ground_truth_lift
 
 
 def parse_config(text: str) -> TrainConfig:

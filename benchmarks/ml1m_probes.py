@@ -23,9 +23,10 @@ import torch
 from ml1m import load
 from torch import Tensor, nn
 
+from electives.data.sampling import sample_negatives
 from electives.data.splits import validation_split
 from electives.models.ncf import NeuMF, build_model
-from electives.models.training import TrainConfig, _prepare_validation, _validate, sample_negatives
+from electives.models.training import TrainConfig, _prepare_validation, _validate
 
 
 class BiasedNeuMF(NeuMF):

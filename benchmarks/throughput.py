@@ -21,8 +21,9 @@ import pandas as pd
 import torch
 from ml1m import load
 
+from electives.data.sampling import membership
 from electives.models.ncf import build_model
-from electives.models.training import TrainConfig, _epoch_tensors, _loss_fn, _membership, _prepare_training
+from electives.models.training import TrainConfig, _epoch_tensors, _loss_fn, _prepare_training
 
 
 def main() -> None:
@@ -68,7 +69,7 @@ def main() -> None:
     t0 = time.perf_counter()
     lookup.contains(s, c)
     search = time.perf_counter() - t0
-    taken = _membership(lookup)  # builds and caches the bitmap
+    taken = membership(lookup)  # builds and caches the bitmap
     t0 = time.perf_counter()
     taken(s, c)
     bitmap = time.perf_counter() - t0

@@ -21,6 +21,8 @@ from electives.data.pseudonyms import Pseudonymiser
 from electives.data.storage import Store
 from electives.data.synth import EXPORT_MAPPING, SynthConfig, University, generate, write
 from electives.errors import DataError, ElectivesError, StorageError
+from electives.evaluation.ground_truth import ground_truth_lift
+from electives.limits import check_k
 from electives.models.artifact import TrainedModel, load_model, save_model
 from electives.models.calibration import fit_conformal
 from electives.models.training import FittedNCF, TrainConfig, fit
@@ -28,8 +30,6 @@ from electives.serving.recommender import (
     GradeEntryError,
     Recommender,
     UnknownStudentError,
-    check_k,
-    ground_truth_lift,
 )
 
 KEY = "test-secret-key-0123456789abcdef"  # = conftest.TEST_KEY, the key the `secret_key` fixture sets

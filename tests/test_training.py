@@ -8,9 +8,10 @@ import torch
 from checkerboard import checkerboard, unseen_auc
 
 from electives.data.interactions import Interactions
+from electives.data.sampling import sample_negatives
 from electives.data.splits import random_split, validation_split
 from electives.errors import DataError, ElectivesError
-from electives.models.training import TrainConfig, _prepare_training, fit, sample_negatives
+from electives.models.training import TrainConfig, _prepare_training, fit
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -21,10 +21,8 @@ from electives.data.importing import (
 )
 from electives.data.pseudonyms import Pseudonymiser
 from electives.data.scales import BUILTIN_SCALES
+from electives.defaults import DB_ENV, DEFAULT_DB_URL
 from electives.errors import DataError, ElectivesError
-
-DEFAULT_DB = "sqlite:///electives.db"
-DB_ENV = "ELECTIVES_DB"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -57,7 +55,7 @@ def _register_import(subparsers: argparse._SubParsersAction) -> None:
         "--db",
         metavar="URL",
         default=None,
-        help=f"database URL (default: ${DB_ENV}, else {DEFAULT_DB}); e.g. postgresql+psycopg://user:pw@host/db",
+        help=f"database URL (default: ${DB_ENV}, else {DEFAULT_DB_URL}); e.g. postgresql+psycopg://user:pw@host/db",
     )
     add_export_arguments(p)
     p.add_argument("--catalog", metavar="FILE", help="course catalogue CSV to store (before the grades)")
@@ -175,7 +173,7 @@ def _size(text: str) -> int | None:
 def run_import(args: argparse.Namespace) -> int:
     if args.file is None and args.catalog is None:
         raise DataError("nothing to import: give a grade FILE, a --catalog FILE, or both")
-    db = args.db or os.environ.get(DB_ENV) or DEFAULT_DB
+    db = args.db or os.environ.get(DB_ENV) or DEFAULT_DB_URL
 
     result = None
     if args.file is not None:

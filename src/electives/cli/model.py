@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from electives.cli.data import DB_ENV, DEFAULT_DB, add_export_arguments, read_export_from_args
+from electives.cli.data import add_export_arguments, read_export_from_args
 from electives.data.scales import GradeScale
+from electives.defaults import DB_ENV, DEFAULT_DB_URL
 from electives.errors import DataError
 
 # Validation rows are split in two by student: one half calibrates the interval, the other measures its coverage.
@@ -52,7 +53,7 @@ def load_training_data(args: argparse.Namespace) -> TrainingData:
     else:
         from electives.data.storage import Store
 
-        url = args.db or os.environ.get(DB_ENV) or DEFAULT_DB
+        url = args.db or os.environ.get(DB_ENV) or DEFAULT_DB_URL
         with Store(url) as store:
             frame = store.load_grades(retakes=args.retakes)
             scale = store.scale()
@@ -106,7 +107,7 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
     """--db URL | --data FILE (read by `load_training_data`; the import flags come from add_export_arguments)."""
     src = p.add_argument_group("data (one of)")
     src.add_argument(
-        "--db", metavar="URL", help=f"database to read grades from (default: ${DB_ENV}, else {DEFAULT_DB})"
+        "--db", metavar="URL", help=f"database to read grades from (default: ${DB_ENV}, else {DEFAULT_DB_URL})"
     )
     src.add_argument("--data", metavar="FILE", help="train straight from a grade export (import flags below apply)")
 

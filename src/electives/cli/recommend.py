@@ -64,7 +64,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_recommend(args: argparse.Namespace) -> int:
-    from electives.serving.recommender import MAX_K, GradeEntryError, Recommender
+    from electives.limits import MAX_K
+    from electives.serving.recommender import GradeEntryError, Recommender
 
     if not 1 <= args.k <= MAX_K:
         raise DataError(f"-k {args.k}: expected a number of recommendations from 1 to {MAX_K}")

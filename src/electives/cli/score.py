@@ -13,13 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from electives.cli.data import DB_ENV
+from electives.defaults import DB_ENV
 from electives.errors import DataError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from electives.limits import MAX_CHUNK
-    from electives.limits import MAX_SCORE_ALL_K as MAX_K
+    from electives.limits import MAX_CHUNK, MAX_SCORE_ALL_K
 
     p = subparsers.add_parser(
         "score-all",
@@ -34,7 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("model", metavar="MODEL", help="model artifact directory (from electives train)")
     p.add_argument("--out", required=True, metavar="FILE.parquet", help="Parquet file to write")
-    p.add_argument("-k", type=int, default=10, metavar="N", help=f"courses per student, 1..{MAX_K} (default: 10)")
+    p.add_argument(
+        "-k", type=int, default=10, metavar="N", help=f"courses per student, 1..{MAX_SCORE_ALL_K} (default: 10)"
+    )
     p.add_argument(
         "--chunk-size", type=int, default=4096, metavar="N", help=f"students per chunk, 1..{MAX_CHUNK} (default: 4096)"
     )

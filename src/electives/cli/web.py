@@ -147,9 +147,9 @@ def run_serve(args: argparse.Namespace) -> int:
     read_manifest(config.model_dir)  # type: ignore[arg-type]
     if config.db_url:
         from electives.data.pseudonyms import load_key
-        from electives.serving.recommender import _open_store
+        from electives.data.storage import open_store
 
-        _open_store(config.db_url).close()
+        open_store(config.db_url).close()
         load_key(create=False)
     if not config.secret_key:
         # Development: one random key shared by all workers, so a form served by one can be posted to another.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,14 +21,13 @@ from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from electives.data.catalog import Catalog, Course
-from electives.data.importing import FRAME_COLUMNS, ImportResult, RetakePolicy
+from electives.data.importing import FRAME_COLUMNS, RETAKE_POLICIES, ImportResult, RetakePolicy
 from electives.data.scales import GradeScale
+from electives.defaults import DEFAULT_DB_URL
 from electives.errors import DataError, ScaleError, StorageError
 
-DEFAULT_URL = "sqlite:///electives.db"
 SCHEMA_VERSION = 1
 GRADE_COLUMNS = ("student", "course", "term", "term_key", "mark", "points", "grade")
-RETAKE_POLICIES = ("latest", "best", "all")
 
 _BATCH = 50_000  # rows per executemany / COPY call: bounded memory, few round trips
 _IN_CHUNK = 1_000  # ids per IN (...) list: far below SQLite's bound-variable limit
@@ -138,7 +137,7 @@ class Store:
     Opening creates the tables when missing. Database errors surface as :class:`StorageError` with the URL
     shown without its password."""
 
-    def __init__(self, url: str = DEFAULT_URL) -> None:
+    def __init__(self, url: str = DEFAULT_DB_URL) -> None:
         try:
             parsed = sa.make_url(url)
         except ArgumentError:
@@ -393,6 +392,18 @@ class Store:
 
 
 # ---------------------------------------------------------------------- connection setup
+def open_store(url: str) -> Store:
+    """Open an existing database; an SQLite file that is not there is an error (recommending creates nothing)."""
+    parsed = None
+    with suppress(Exception):  # a malformed URL: Store says what is wrong with it
+        parsed = sa.make_url(url)
+    if parsed is not None and parsed.get_backend_name() == "sqlite":
+        name = parsed.database
+        if name and name != ":memory:" and not name.startswith("file:") and not Path(name).exists():
+            raise StorageError(f"database {name} does not exist (import grades first)")
+    return Store(url)
+
+
 def _hide_password(url: str) -> str:
     try:
         return sa.make_url(url).render_as_string(hide_password=True)

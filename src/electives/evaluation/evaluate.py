@@ -23,10 +23,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from electives.data.interactions import Interactions, ItemLookup
+from electives.data.sampling import sample_negatives
 from electives.data.splits import check_no_overlap
 from electives.errors import DataError, ModelError
 from electives.evaluation import metrics
-from electives.models.training import sample_negatives
 
 __all__ = ["EvaluationResult", "Recommender", "evaluate"]
 

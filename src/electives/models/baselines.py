@@ -182,7 +182,7 @@ class MatrixFactorization(_Baseline):
         self.predicts_grades = mode == "explicit"
 
     def fit(self, train: Interactions) -> Self:
-        from electives.models.training import sample_negatives  # training imports this module's siblings only
+        from electives.data.sampling import sample_negatives
 
         self._shape(train)
         rng = np.random.default_rng(self.seed)

@@ -40,6 +40,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from electives.data.interactions import Interactions
+from electives.data.sampling import sample_negatives
 from electives.errors import DataError, ElectivesError
 from electives.models.training import (
     BestEpoch,
@@ -56,7 +57,6 @@ from electives.models.training import (
     _validate,
     build_model,
     log_epoch,
-    sample_negatives,
 )
 
 __all__ = ["DP_DEFAULTS", "PrivacyConfig", "PrivacyReport", "default_delta", "fit_private"]

@@ -20,11 +20,10 @@ from tqdm.auto import tqdm
 
 from electives.data.interactions import ItemLookup
 from electives.errors import DataError
-from electives.limits import MAX_CHUNK
-from electives.limits import MAX_SCORE_ALL_K as MAX_K
+from electives.limits import MAX_CHUNK, MAX_SCORE_ALL_K
 from electives.models.training import FittedNCF
 
-__all__ = ["MAX_CHUNK", "MAX_K", "ScoringReport", "TopK", "top_k", "write_top_k"]
+__all__ = ["ScoringReport", "TopK", "top_k", "write_top_k"]
 
 
 @dataclass(frozen=True)
@@ -50,8 +49,8 @@ class ScoringReport:
 
 
 def _check(k: int, chunk_size: int) -> None:
-    if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= MAX_K:
-        raise DataError(f"k must be a whole number from 1 to {MAX_K}, got {k!r}")
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= MAX_SCORE_ALL_K:
+        raise DataError(f"k must be a whole number from 1 to {MAX_SCORE_ALL_K}, got {k!r}")
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int | np.integer) or not 1 <= chunk_size <= MAX_CHUNK:
         raise DataError(f"chunk size must be a whole number from 1 to {MAX_CHUNK}, got {chunk_size!r}")
 

@@ -64,7 +64,7 @@ def create_app(config: WebConfig | None = None) -> Flask:
 
     from electives.data.catalog import read_catalog
     from electives.data.pseudonyms import Pseudonymiser, load_key
-    from electives.serving.recommender import _open_store
+    from electives.data.storage import open_store
 
     config = config or WebConfig.from_env()
     config.check()
@@ -81,7 +81,7 @@ def create_app(config: WebConfig | None = None) -> Flask:
         torch.set_num_threads(config.torch_threads)
         limit_blas_threads(config.torch_threads)
 
-    store = _open_store(config.db_url) if config.db_url else None
+    store = open_store(config.db_url) if config.db_url else None
     pseudonymiser = None
     if store is not None:
         try:

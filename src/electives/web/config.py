@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from electives.defaults import DB_ENV
 from electives.errors import ElectivesError
 
 MODEL_ENV = "ELECTIVES_MODEL"
-DB_ENV = "ELECTIVES_DB"  # the same variable the data commands read
 CATALOG_ENV = "ELECTIVES_CATALOG"
 REPORT_DIR_ENV = "ELECTIVES_WEB_REPORT_DIR"
 SECRET_ENV = "ELECTIVES_WEB_SECRET_KEY"
