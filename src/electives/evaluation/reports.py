@@ -15,16 +15,28 @@ import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from electives.data.scales import GradeScale
 from electives.errors import StorageError
 from electives.evaluation.evaluate import EvaluationResult
-from electives.models.training import EpochStats
 
 __all__ = ["markdown_table", "write_report"]
+
+
+
+class EpochStats(Protocol):
+    """One epoch of a training history as the loss plot reads it (models.training.EpochStats has these fields);
+    a protocol, so that the report needs no part of the training stack."""
+
+    phase: str
+    epoch: int
+    train_loss: float
+    val_metric: float | None
+    seconds: float
+
 
 # Courses shown in the error-by-course plot: those with the most held-out rows (a long tail is unreadable).
 MAX_COURSES_PLOTTED = 30
