@@ -52,7 +52,7 @@ def read_export(
     max_size: int | None = DEFAULT_MAX_SIZE,
     pseudonymiser: Pseudonymiser | None = None,
 ) -> ImportResult:
-    """Read, map, clean and pseudonymise one grade export; see the module docstring for the rules.
+    """Read, map, clean and pseudonymise one grade export; the rules: :mod:`~electives.data.importing.cleaner`.
 
     ``scale`` (a GradeScale, a built-in name or a TOML path) is required unless the file has no grade column
     (enrolment-only). ``mapping`` maps fields to column expressions (``"dept+level"``); unmapped fields are
