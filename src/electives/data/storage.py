@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,118 +16,40 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.engine import URL, Connection
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from electives.data.catalog import Catalog, Course
 from electives.data.importing import FRAME_COLUMNS, RETAKE_POLICIES, ImportResult, RetakePolicy
 from electives.data.scales import GradeScale
+from electives.data.storage_engine import (
+    WRITE_OPTION,
+    configure_sqlite,
+    engine_options,
+    fetch_frame,
+    hide_password,
+    make_parent_dir,
+)
+from electives.data.storage_results import CatalogSummary, ImportRecord, ImportSummary
+from electives.data.storage_schema import (
+    GRADE_INSERT,
+    SCHEMA_VERSION,
+    courses_table,
+    grades_table,
+    imports_table,
+    meta_table,
+    metadata,
+    students_table,
+)
 from electives.defaults import DEFAULT_DB_URL
 from electives.errors import DataError, ScaleError, StorageError
 
-SCHEMA_VERSION = 1
 GRADE_COLUMNS = ("student", "course", "term", "term_key", "mark", "points", "grade")
 
 _BATCH = 50_000  # rows per executemany / COPY call: bounded memory, few round trips
 _IN_CHUNK = 1_000  # ids per IN (...) list: far below SQLite's bound-variable limit
 _PG_BULK = 100_000  # from this many rows, PostgreSQL checks foreign keys once per import, not once per row
-_WRITE = "electives_write"  # execution option marking write transactions
 _NO_TERM = np.iinfo(np.int64).min  # stands for a missing term_key when comparing rows
-
-metadata = sa.MetaData()
-meta_table = sa.Table(
-    "meta",
-    metadata,
-    sa.Column("key", sa.String(64), primary_key=True),
-    sa.Column("value", sa.Text, nullable=False),
-)
-courses_table = sa.Table(
-    "courses",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("code", sa.String, nullable=False, unique=True),
-    sa.Column("name", sa.Text),
-    sa.Column("elective", sa.Boolean),
-    sa.Column("credits", sa.Float),
-    sa.Column("department", sa.Text),
-    sa.Column("prerequisites", sa.Text),  # ';'-separated course codes
-    sa.Column("terms_offered", sa.Text),  # ';'-separated seasons / term labels
-    sa.Column("description", sa.Text),
-)
-students_table = sa.Table(
-    "students",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("pseudonym", sa.String, nullable=False, unique=True),
-)
-imports_table = sa.Table(
-    "imports",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("file_sha256", sa.String(64), nullable=False, unique=True),
-    sa.Column("file_name", sa.Text, nullable=False),
-    sa.Column("imported_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("scale_name", sa.Text, nullable=False),
-    sa.Column("scale_toml", sa.Text, nullable=False),
-    sa.Column("enrolment_only", sa.Boolean, nullable=False),
-    sa.Column("rows_kept", sa.Integer, nullable=False),
-    sa.Column("rows_added", sa.Integer, nullable=False),
-    sa.Column("report", sa.Text, nullable=False),  # CleaningReport as JSON
-)
-grades_table = sa.Table(
-    "grades",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("student_id", sa.Integer, sa.ForeignKey("students.id", name="fk_grades_student"), nullable=False),
-    sa.Column("course_id", sa.Integer, sa.ForeignKey("courses.id", name="fk_grades_course"), nullable=False),
-    sa.Column("term", sa.Text),
-    sa.Column("term_key", sa.Integer),
-    sa.Column("mark", sa.Text),
-    sa.Column("points", sa.Float),
-    sa.Column("grade", sa.Float),
-    sa.Column("import_id", sa.Integer, sa.ForeignKey("imports.id", name="fk_grades_import"), nullable=False),
-    sa.Column("row", sa.Integer),
-    sa.Index("ix_grades_student_course", "student_id", "course_id"),
-)
-_GRADE_INSERT = ("student_id", "course_id", "term", "term_key", "mark", "points", "grade", "import_id", "row")
-
-
-@dataclass(frozen=True)
-class ImportSummary:
-    """What :meth:`Store.save_import` did. ``rows_skipped``: rows identical (student, course, term, mark) to a
-    stored row or to an earlier row of the same file. When ``already_imported``, ``import_id`` and
-    ``imported_at`` are those of the original import and no grade was added."""
-
-    import_id: int
-    already_imported: bool
-    imported_at: datetime
-    file_name: str
-    rows_added: int
-    rows_skipped: int
-    students_added: int
-    courses_added: int
-    course_names_filled: int = 0
-
-
-@dataclass(frozen=True)
-class CatalogSummary:
-    added: int
-    updated: int
-
-
-@dataclass(frozen=True)
-class ImportRecord:
-    """One stored import (metadata only)."""
-
-    id: int
-    file_sha256: str
-    file_name: str
-    imported_at: datetime
-    scale_name: str
-    enrolment_only: bool
-    rows_kept: int
-    rows_added: int
-    report: dict[str, Any]
 
 
 class Store:
@@ -142,18 +63,18 @@ class Store:
             parsed = sa.make_url(url)
         except ArgumentError:
             raise StorageError(
-                f"{_hide_password(url)!r} is not a database URL (expected e.g. sqlite:///electives.db or "
+                f"{hide_password(url)!r} is not a database URL (expected e.g. sqlite:///electives.db or "
                 "postgresql+psycopg://user:password@host/dbname)"
             ) from None
         self._password = parsed.password
         self.url = parsed.render_as_string(hide_password=True)
-        _make_parent_dir(parsed)
+        make_parent_dir(parsed)
         try:
-            self._engine = sa.create_engine(parsed, **_engine_options(parsed))
+            self._engine = sa.create_engine(parsed, **engine_options(parsed))
         except (ArgumentError, NoSuchModuleError, ImportError) as exc:
             raise StorageError(f"cannot use database {self.url}: {self._clean(exc)}") from None
         if parsed.get_backend_name() == "sqlite":
-            _configure_sqlite(self._engine, in_memory=not parsed.database or parsed.database == ":memory:")
+            configure_sqlite(self._engine, in_memory=not parsed.database or parsed.database == ":memory:")
         with self._begin(write=True) as conn:
             metadata.create_all(conn)
             version = conn.execute(
@@ -213,58 +134,28 @@ class Store:
                 _check_scale(conn, result.scale, report.file_name)
 
             imported_at = datetime.now(UTC)
-            import_id = conn.execute(
-                imports_table.insert().values(
-                    file_sha256=report.file_sha256,
-                    file_name=report.file_name,
-                    imported_at=imported_at,
-                    scale_name=result.scale.name,
-                    scale_toml=result.scale.to_toml(),
-                    enrolment_only=bool(result.enrolment_only),
-                    rows_kept=int(report.rows_kept),
-                    rows_added=0,
-                    report=report.to_json(),
-                )
-            ).inserted_primary_key[0]
-
+            import_id = _insert_import(conn, result, imported_at=imported_at)
             student_ids, known_students = _ensure_students(conn, frame["student"].unique().tolist())
             course_ids, new_courses, names_filled = _ensure_courses(conn, frame)
-
-            sid = frame["student"].map(student_ids).to_numpy(np.int64)
-            cid = frame["course"].map(course_ids).to_numpy(np.int64)
-            keys = pd.MultiIndex.from_arrays(
-                [sid, cid, frame["term_key"].fillna(_NO_TERM).to_numpy(np.int64), frame["mark"].fillna("")]
+            rows, skipped = _new_grade_rows(
+                conn,
+                frame,
+                import_id=import_id,
+                student_ids=student_ids,
+                known_students=known_students,
+                course_ids=course_ids,
             )
-            skip = keys.duplicated()
-            if known_students:
-                skip |= keys.isin(_stored_keys(conn, [student_ids[p] for p in known_students]))
-            keep = np.flatnonzero(~skip)
-            # Insert in index order: appending to the (student, course) index is much cheaper than random inserts.
-            keep = keep[np.lexsort((cid[keep], sid[keep]))]
-            kept = frame.iloc[keep]
-            columns = [
-                sid[keep].tolist(),
-                cid[keep].tolist(),
-                _pylist(kept["term"]),
-                _pylist(kept["term_key"], int),
-                _pylist(kept["mark"]),
-                _pylist(kept["points"], float),
-                _pylist(kept["grade"], float),
-                [int(import_id)] * len(kept),
-                kept["row"].tolist(),
-            ]
-            rows = list(zip(*columns, strict=True))
             with _foreign_keys_checked_at_end(conn, len(rows)):
                 for start in range(0, len(rows), _BATCH):
-                    _write_rows(conn, grades_table, _GRADE_INSERT, rows[start : start + _BATCH])
+                    _write_rows(conn, grades_table, GRADE_INSERT, rows[start : start + _BATCH])
             conn.execute(imports_table.update().where(imports_table.c.id == import_id).values(rows_added=len(rows)))
             return ImportSummary(
-                import_id=int(import_id),
+                import_id=import_id,
                 already_imported=False,
                 imported_at=imported_at,
                 file_name=report.file_name,
                 rows_added=len(rows),
-                rows_skipped=int(skip.sum()),
+                rows_skipped=skipped,
                 students_added=len(student_ids) - len(known_students),
                 courses_added=courses_added + new_courses,
                 course_names_filled=names_filled,
@@ -375,7 +266,7 @@ class Store:
     # ------------------------------------------------------------------ internals
     @contextmanager
     def _begin(self, write: bool = False) -> Iterator[Connection]:
-        engine = self._engine.execution_options(**{_WRITE: True}) if write else self._engine
+        engine = self._engine.execution_options(**{WRITE_OPTION: True}) if write else self._engine
         try:
             with engine.begin() as conn:
                 yield conn
@@ -391,7 +282,7 @@ class Store:
         return text
 
 
-# ---------------------------------------------------------------------- connection setup
+# ---------------------------------------------------------------------- opening
 def open_store(url: str) -> Store:
     """Open an existing database; an SQLite file that is not there is an error (recommending creates nothing)."""
     parsed = None
@@ -402,54 +293,6 @@ def open_store(url: str) -> Store:
         if name and name != ":memory:" and not name.startswith("file:") and not Path(name).exists():
             raise StorageError(f"database {name} does not exist (import grades first)")
     return Store(url)
-
-
-def _hide_password(url: str) -> str:
-    try:
-        return sa.make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url.split("@")[-1] if "@" in url else url
-
-
-def _make_parent_dir(url: URL) -> None:
-    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
-        return
-    if url.database.startswith("file:"):
-        return  # SQLite URI filenames: left to SQLite
-    parent = Path(url.database).parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StorageError(f"cannot create directory {parent} for database {url.database}: {exc.strerror}") from None
-
-
-def _engine_options(url: URL) -> dict[str, Any]:
-    if url.get_backend_name() == "sqlite":
-        return {"connect_args": {"timeout": 30}}
-    if url.get_driver_name() in ("psycopg", "psycopg2") and "connect_timeout" not in url.query:
-        return {"connect_args": {"connect_timeout": 10}}
-    return {}
-
-
-def _configure_sqlite(engine: sa.Engine, in_memory: bool) -> None:
-    @sa.event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        # Let SQLAlchemy's "begin" below open the transaction, so reads and writes of one call are atomic.
-        dbapi_conn.isolation_level = None
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA foreign_keys = ON")
-        if not in_memory:
-            cur.execute("PRAGMA journal_mode = WAL")  # readers do not block the writer
-            cur.execute("PRAGMA synchronous = NORMAL")  # durable at checkpoints; safe with WAL
-        cur.execute("PRAGMA cache_size = -65536")
-        cur.execute("PRAGMA temp_store = MEMORY")
-        cur.close()
-
-    @sa.event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        # Writers take the write lock up front: upgrading a read transaction later can fail at once with
-        # "database is locked" instead of waiting for the other writer.
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
 
 
 # ---------------------------------------------------------------------- writing
@@ -529,6 +372,62 @@ def _foreign_keys_checked_at_end(conn: Connection, n_rows: int) -> Iterator[None
     conn.exec_driver_sql(f"ALTER TABLE {table} " + ", ".join(added))
 
 
+def _insert_import(conn: Connection, result: ImportResult, *, imported_at: datetime) -> int:
+    """The import's row (rows_added set once the grades are in); its id."""
+    report = result.report
+    import_id = conn.execute(
+        imports_table.insert().values(
+            file_sha256=report.file_sha256,
+            file_name=report.file_name,
+            imported_at=imported_at,
+            scale_name=result.scale.name,
+            scale_toml=result.scale.to_toml(),
+            enrolment_only=bool(result.enrolment_only),
+            rows_kept=int(report.rows_kept),
+            rows_added=0,
+            report=report.to_json(),
+        )
+    ).inserted_primary_key[0]
+    return int(import_id)
+
+
+def _new_grade_rows(
+    conn: Connection,
+    frame: pd.DataFrame,
+    *,
+    import_id: int,
+    student_ids: dict[str, int],
+    known_students: list[str],
+    course_ids: dict[str, int],
+) -> tuple[list[tuple], int]:
+    """The frame's rows as GRADE_INSERT tuples, without those identical in (student, course, term, mark) to a
+    stored row or an earlier row of the frame; and how many were skipped."""
+    sid = frame["student"].map(student_ids).to_numpy(np.int64)
+    cid = frame["course"].map(course_ids).to_numpy(np.int64)
+    keys = pd.MultiIndex.from_arrays(
+        [sid, cid, frame["term_key"].fillna(_NO_TERM).to_numpy(np.int64), frame["mark"].fillna("")]
+    )
+    skip = keys.duplicated()
+    if known_students:
+        skip |= keys.isin(_stored_keys(conn, [student_ids[p] for p in known_students]))
+    keep = np.flatnonzero(~skip)
+    # Insert in index order: appending to the (student, course) index is much cheaper than random inserts.
+    keep = keep[np.lexsort((cid[keep], sid[keep]))]
+    kept = frame.iloc[keep]
+    columns = [
+        sid[keep].tolist(),
+        cid[keep].tolist(),
+        _pylist(kept["term"]),
+        _pylist(kept["term_key"], int),
+        _pylist(kept["mark"]),
+        _pylist(kept["points"], float),
+        _pylist(kept["grade"], float),
+        [import_id] * len(kept),
+        kept["row"].tolist(),
+    ]
+    return list(zip(*columns, strict=True)), int(skip.sum())
+
+
 def _ensure_students(conn: Connection, pseudonyms: list[str]) -> tuple[dict[str, int], list[str]]:
     """Ids of all ``pseudonyms`` (inserting new ones), and the pseudonyms that were already stored."""
     t = students_table
@@ -571,7 +470,7 @@ def _stored_keys(conn: Connection, student_ids: list[int]) -> pd.MultiIndex:
     g = grades_table
     stored = pd.concat(
         [
-            _fetch_frame(
+            fetch_frame(
                 conn,
                 sa.select(g.c.student_id, g.c.course_id, g.c.term_key, g.c.mark).where(
                     g.c.student_id.in_(student_ids[start : start + _IN_CHUNK])
@@ -666,7 +565,7 @@ def _read_grades(conn: Connection, pseudonym: str | None) -> pd.DataFrame:
         stmt = stmt.where(g.c.student_id == sid)
         students = students.where(s.c.pseudonym == pseudonym)
     # Grades come without the joins: mapping ids to names in numpy is much faster than a million joined strings.
-    frame = _fetch_frame(conn, stmt)
+    frame = fetch_frame(conn, stmt)
     student_map = dict(conn.execute(students).all())
     course_map = dict(conn.execute(sa.select(c.c.id, c.c.code)).all())
     frame["student"] = frame["student_id"].map(student_map).astype(str)
@@ -677,25 +576,6 @@ def _read_grades(conn: Connection, pseudonym: str | None) -> pd.DataFrame:
     for column in ("term", "mark"):
         frame[column] = frame[column].astype(object)
     return frame
-
-
-def _fetch_frame(conn: Connection, stmt: sa.Select) -> pd.DataFrame:
-    """A select as a frame via the driver's own cursor: SQLAlchemy Row objects cost seconds per million rows."""
-    names = list(stmt.selected_columns.keys())
-    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
-    params = compiled.params
-    args: Any = tuple(params[k] for k in compiled.positiontup) if compiled.positiontup else params
-    cursor = conn.connection.dbapi_connection.cursor()  # the connection's open transaction
-    try:
-        cursor.execute(compiled.string, args)
-        rows = cursor.fetchall()
-    finally:
-        cursor.close()
-    return (
-        pd.DataFrame.from_records(rows, columns=names, coerce_float=False)
-        if rows
-        else pd.DataFrame({n: pd.Series(dtype=object) for n in names})
-    )
 
 
 def _public(frame: pd.DataFrame) -> pd.DataFrame:
