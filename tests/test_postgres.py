@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from electives.data import storage
 from electives.data.importing import FRAME_COLUMNS, CleaningReport, ImportResult
 from electives.data.scales import load_scale
 from electives.data.storage import Store
+from electives.data.storage import store as storage
 from electives.errors import StorageError
 
 pytestmark = pytest.mark.postgres
@@ -104,8 +104,8 @@ def test_tables_live_in_the_tests_own_schema(admin: sa.Engine, schema: str, stor
 def test_bulk_import_checks_foreign_keys_once_and_keeps_them(
     admin: sa.Engine, schema: str, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(storage, "_PG_BULK", 2)
-    monkeypatch.setattr(storage, "_BATCH", 2)
+    monkeypatch.setattr(storage, "PG_BULK_ROWS", 2)
+    monkeypatch.setattr(storage, "BATCH_ROWS", 2)
     summary = store.save_import(result([("s1", "A", 80.0), ("s2", "A", 70.0), ("s2", "B", 60.0)]))
     assert summary.rows_added == 3
     assert constraints(admin, schema) == FOREIGN_KEYS
@@ -116,8 +116,8 @@ def test_bulk_import_checks_foreign_keys_once_and_keeps_them(
 def test_failed_bulk_import_restores_foreign_keys(
     admin: sa.Engine, schema: str, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(storage, "_PG_BULK", 2)
-    real = storage._write_rows
+    monkeypatch.setattr(storage, "PG_BULK_ROWS", 2)
+    real = storage.write_rows
 
     def failing(conn, table, columns, rows):
         if table is storage.grades_table:
@@ -125,7 +125,7 @@ def test_failed_bulk_import_restores_foreign_keys(
             raise RuntimeError("interrupted")
         return real(conn, table, columns, rows)
 
-    monkeypatch.setattr(storage, "_write_rows", failing)
+    monkeypatch.setattr(storage, "write_rows", failing)
     with pytest.raises(RuntimeError):
         store.save_import(result([("s1", "A", 80.0), ("s2", "A", 70.0)]))
     assert constraints(admin, schema) == FOREIGN_KEYS

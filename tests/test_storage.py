@@ -17,11 +17,11 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from electives.data import storage
 from electives.data.catalog import Catalog, Course
 from electives.data.importing import FRAME_COLUMNS, CleaningReport, ImportResult
 from electives.data.scales import GradeScale, load_scale
 from electives.data.storage import Store
+from electives.data.storage import store as storage
 from electives.data.terms import parse_term
 from electives.errors import DataError, StorageError
 
@@ -188,7 +188,7 @@ def test_same_row_twice_in_one_file_is_stored_once(store: Store) -> None:
 def test_failure_midway_leaves_database_unchanged(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     store.save_import(make_result(FALL, name="fall.csv"))
     before = store.counts()
-    real = storage._write_rows
+    real = storage.write_rows
     calls = {"grades": 0}
 
     def failing(conn, table, columns, rows):
@@ -198,8 +198,8 @@ def test_failure_midway_leaves_database_unchanged(store: Store, monkeypatch: pyt
                 raise RuntimeError("disk on fire")
         return real(conn, table, columns, rows)
 
-    monkeypatch.setattr(storage, "_BATCH", 1)
-    monkeypatch.setattr(storage, "_write_rows", failing)
+    monkeypatch.setattr(storage, "BATCH_ROWS", 1)
+    monkeypatch.setattr(storage, "write_rows", failing)
     spring = make_result([*SPRING, ("s9", "NEW", "2021-Spring", "80")], name="spring.csv")
     with pytest.raises(RuntimeError, match="disk on fire"):
         store.save_import(spring)
@@ -208,7 +208,7 @@ def test_failure_midway_leaves_database_unchanged(store: Store, monkeypatch: pyt
     assert [i.file_name for i in store.imports()] == ["fall.csv"]
     assert "NEW" not in {c.code for c in store.courses()}
 
-    monkeypatch.setattr(storage, "_write_rows", real)
+    monkeypatch.setattr(storage, "write_rows", real)
     summary = store.save_import(spring)  # not recorded as imported by the failed attempt
     assert (summary.already_imported, summary.rows_added) == (False, 3)
 
@@ -217,7 +217,7 @@ def test_failure_before_any_scale_leaves_no_scale(store: Store, monkeypatch: pyt
     def failing(*args: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(storage, "_write_rows", failing)
+    monkeypatch.setattr(storage, "write_rows", failing)
     with pytest.raises(RuntimeError):
         store.save_import(make_result(FALL))
     assert store.scale() is None
@@ -340,8 +340,8 @@ def test_grade_file_fills_missing_names_only(store: Store) -> None:
 
 
 def test_bulk_rows_in_many_batches(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(storage, "_BATCH", 7)
-    monkeypatch.setattr(storage, "_IN_CHUNK", 3)
+    monkeypatch.setattr(storage, "BATCH_ROWS", 7)
+    monkeypatch.setattr(storage, "IN_CHUNK", 3)
     rows = [(f"s{i % 13}", f"C{i % 11}", "2020-Fall", str(i % 101)) for i in range(143)]
     assert store.save_import(make_result(rows, name="a.csv")).rows_added == 143
     # The re-sent rows are found across several IN (...) chunks of students.
@@ -404,7 +404,7 @@ def test_bad_urls(url: str, message: str) -> None:
 def test_concurrent_sqlite_imports_wait_for_each_other(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     Store(url).close()
-    real = storage._write_rows
+    real = storage.write_rows
     started = threading.Event()
 
     def slow(conn, table, columns, rows):
@@ -413,7 +413,7 @@ def test_concurrent_sqlite_imports_wait_for_each_other(tmp_path: Path, monkeypat
             time.sleep(0.3)  # hold the write transaction while the other import starts
         return real(conn, table, columns, rows)
 
-    monkeypatch.setattr(storage, "_write_rows", slow)
+    monkeypatch.setattr(storage, "write_rows", slow)
     errors: list[BaseException] = []
 
     def run(rows: list[tuple], name: str) -> None:

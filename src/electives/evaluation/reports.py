@@ -26,7 +26,6 @@ from electives.evaluation.evaluate import EvaluationResult
 __all__ = ["markdown_table", "write_report"]
 
 
-
 class EpochStats(Protocol):
     """One epoch of a training history as the loss plot reads it (models.training.EpochStats has these fields);
     a protocol, so that the report needs no part of the training stack."""

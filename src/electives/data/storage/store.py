@@ -1,8 +1,4 @@
-"""The grade store: imports, courses, pseudonymous students and their grades in any SQLAlchemy database.
-
-SQLite (the default, one file) and PostgreSQL are tested. Only pseudonyms are stored for students. A database
-holds one grade scale; enrolment-only imports (no grades) mix with any scale. Every write is one transaction.
-"""
+"""Store: the grade database's reads and writes, each write one transaction."""
 
 from __future__ import annotations
 
@@ -22,7 +18,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from electives.data.catalog import Catalog, Course
 from electives.data.importing import FRAME_COLUMNS, RETAKE_POLICIES, ImportResult, RetakePolicy
 from electives.data.scales import GradeScale
-from electives.data.storage_engine import (
+from electives.data.storage.engine import (
     WRITE_OPTION,
     configure_sqlite,
     engine_options,
@@ -30,8 +26,8 @@ from electives.data.storage_engine import (
     hide_password,
     make_parent_dir,
 )
-from electives.data.storage_results import CatalogSummary, ImportRecord, ImportSummary
-from electives.data.storage_schema import (
+from electives.data.storage.results import CatalogSummary, ImportRecord, ImportSummary
+from electives.data.storage.schema import (
     GRADE_INSERT,
     SCHEMA_VERSION,
     courses_table,
@@ -46,9 +42,9 @@ from electives.errors import DataError, ScaleError, StorageError
 
 GRADE_COLUMNS = ("student", "course", "term", "term_key", "mark", "points", "grade")
 
-_BATCH = 50_000  # rows per executemany / COPY call: bounded memory, few round trips
-_IN_CHUNK = 1_000  # ids per IN (...) list: far below SQLite's bound-variable limit
-_PG_BULK = 100_000  # from this many rows, PostgreSQL checks foreign keys once per import, not once per row
+BATCH_ROWS = 50_000  # rows per executemany / COPY call: bounded memory, few round trips
+IN_CHUNK = 1_000  # ids per IN (...) list: far below SQLite's bound-variable limit
+PG_BULK_ROWS = 100_000  # from this many rows, PostgreSQL checks foreign keys once per import, not once per row
 _NO_TERM = np.iinfo(np.int64).min  # stands for a missing term_key when comparing rows
 
 
@@ -146,8 +142,8 @@ class Store:
                 course_ids=course_ids,
             )
             with _foreign_keys_checked_at_end(conn, len(rows)):
-                for start in range(0, len(rows), _BATCH):
-                    _write_rows(conn, grades_table, GRADE_INSERT, rows[start : start + _BATCH])
+                for start in range(0, len(rows), BATCH_ROWS):
+                    write_rows(conn, grades_table, GRADE_INSERT, rows[start : start + BATCH_ROWS])
             conn.execute(imports_table.update().where(imports_table.c.id == import_id).values(rows_added=len(rows)))
             return ImportSummary(
                 import_id=import_id,
@@ -331,7 +327,7 @@ def _pylist(series: pd.Series, kind: type | None = None) -> list[Any]:
     return values
 
 
-def _write_rows(conn: Connection, table: sa.Table, columns: Sequence[str], rows: list[tuple]) -> None:
+def write_rows(conn: Connection, table: sa.Table, columns: Sequence[str], rows: list[tuple]) -> None:
     """Bulk insert plain tuples: COPY on psycopg, one executemany otherwise (far faster than ORM objects)."""
     if not rows:
         return
@@ -355,7 +351,7 @@ def _foreign_keys_checked_at_end(conn: Connection, n_rows: int) -> Iterator[None
     """PostgreSQL checks a foreign key per inserted row with a row lock on the parent (about 30 s per million
     rows); dropping the grades' keys and adding them back validates all rows in one join instead. Both happen in
     the import's transaction, so a failure restores them; the price is that readers wait for a large import."""
-    if conn.dialect.name != "postgresql" or n_rows < _PG_BULK:
+    if conn.dialect.name != "postgresql" or n_rows < PG_BULK_ROWS:
         yield
         return
     quote = conn.dialect.identifier_preparer
@@ -435,7 +431,7 @@ def _ensure_students(conn: Connection, pseudonyms: list[str]) -> tuple[dict[str,
     known = [p for p in pseudonyms if p in stored]
     new = [p for p in pseudonyms if p not in stored]
     if new:
-        _write_rows(conn, t, ("pseudonym",), [(p,) for p in new])
+        write_rows(conn, t, ("pseudonym",), [(p,) for p in new])
         stored = dict(conn.execute(sa.select(t.c.pseudonym, t.c.id)).all())
     return {p: stored[p] for p in pseudonyms}, known
 
@@ -450,7 +446,7 @@ def _ensure_courses(conn: Connection, frame: pd.DataFrame) -> tuple[dict[str, in
     codes = frame["course"].unique().tolist()
     new = [c for c in codes if c not in stored]
     if new:
-        _write_rows(conn, t, ("code", "name"), [(c, file_names.get(c)) for c in new])
+        write_rows(conn, t, ("code", "name"), [(c, file_names.get(c)) for c in new])
     fill = [
         {"b_code": c, "b_name": file_names[c]}
         for c in codes
@@ -473,10 +469,10 @@ def _stored_keys(conn: Connection, student_ids: list[int]) -> pd.MultiIndex:
             fetch_frame(
                 conn,
                 sa.select(g.c.student_id, g.c.course_id, g.c.term_key, g.c.mark).where(
-                    g.c.student_id.in_(student_ids[start : start + _IN_CHUNK])
+                    g.c.student_id.in_(student_ids[start : start + IN_CHUNK])
                 ),
             )
-            for start in range(0, len(student_ids), _IN_CHUNK)
+            for start in range(0, len(student_ids), IN_CHUNK)
         ],
         ignore_index=True,
     )
