@@ -1,4 +1,9 @@
-"""HTTP errors: one exception type for the app's own 4xx/5xx, and the one place domain errors become responses.
+"""HTTP errors: the app's own 4xx/5xx as objects, and the one place domain errors become responses.
+
+:class:`HttpError` is any error answer; :class:`FieldError` one input field at fault (``field`` and ``detail``
+kept apart, so a page can show the detail beside its own field); :class:`GradeError` an entered grade the model
+cannot use, with the ``row`` and ``part`` it was entered in. Domain errors (:mod:`electives.errors`) become
+:class:`HttpError` in :func:`translate`, using their ``field`` where the library knows it.
 
 API paths answer ``{"error": code, "message": text}`` (plus ``"field"`` when one input field is at fault; the
 message names it too); pages answer an HTML error page with the same message.
