@@ -353,7 +353,7 @@ def test_unknown_students_all_get_the_same_answer(world: World, recommender: Rec
         assert raw.strip() not in str(info.value) or not raw.strip()
     assert messages == {
         "no grades on record for this student id in the database; check the id (and the secret key), or enter "
-        "the grades instead (--grades FILE)"
+        "the grades instead"
     }
     # Without a database nothing is looked up at all, known or not.
     plain = Recommender(world.model, world.catalog, pseudonymiser=world.key)

@@ -6,7 +6,13 @@ column or field and what was expected; the CLI and the web app translate them on
 
 
 class ElectivesError(Exception):
-    """Base class for every error a user can cause and fix."""
+    """Base class for every error a user can cause and fix.
+
+    ``field`` names the input at fault where the library knows it (e.g. ``student_id``), so a front end can point
+    at it without reading the message; None otherwise.
+    """
+
+    field: str | None = None
 
 
 class ScaleError(ElectivesError):

@@ -11,13 +11,14 @@ import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from electives.errors import DataError
+from electives.errors import DataError, ElectivesError
 
 if TYPE_CHECKING:
     from electives.serving.recommender import Recommendations, WhyNot
 
 DB_ENV = "ELECTIVES_DB"  # as in electives.cli.data; no default database here: recommending never creates one
 _COURSE_HEADERS = frozenset({"course", "course_id", "course id", "course code", "code", "crs code", "crs"})
+_GRADES_HINT = "(--grades FILE)"  # how to act on "enter the grades instead", in this command's flags
 _GRADE_HEADERS = frozenset({"grade", "mark", "marks", "score", "total", "points", "result"})
 
 
@@ -65,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_recommend(args: argparse.Namespace) -> int:
     from electives.limits import MAX_K
-    from electives.serving.recommender import GradeEntryError, Recommender
+    from electives.serving.recommender import GradeEntryError, Recommender, UnknownStudentError
 
     if not 1 <= args.k <= MAX_K:
         raise DataError(f"-k {args.k}: expected a number of recommendations from 1 to {MAX_K}")
@@ -73,7 +74,17 @@ def run_recommend(args: argparse.Namespace) -> int:
     db = args.db or os.environ.get(DB_ENV) or None
     with Recommender.load(args.model, db, catalog=args.catalog) as recommender:
         if lines is None:
-            recs = recommender.recommend(args.student, k=args.k, target_term=args.term)
+            if recommender.store is None:
+                # In this command's flags: the library's own message names none (the web app shows it too).
+                raise ElectivesError(
+                    f"recommending by student id needs the grade database (--db URL or {DB_ENV}): the model stores "
+                    "no grades, so it cannot tell which courses the student has passed; enter the grades instead "
+                    f"{_GRADES_HINT}"
+                )
+            try:
+                recs = recommender.recommend(args.student, k=args.k, target_term=args.term)
+            except UnknownStudentError as exc:
+                raise UnknownStudentError(f"{exc} {_GRADES_HINT}") from None
         else:
             try:
                 recs = recommender.recommend_for_grades(

@@ -94,6 +94,8 @@ WhyNotReason = Literal["recommended", "ranked-lower", Reason, "no-data", "not-a-
 class UnknownStudentError(ElectivesError):
     """No record of the requested student; the message is the same for every id."""
 
+    field = "student_id"
+
 
 class GradeEntryError(DataError):
     """An entered grade cannot be used; ``position`` is its index in the list given (for line numbers) and
@@ -631,16 +633,15 @@ class Recommender:
         k = check_k(k)
         if self.store is None:
             raise ElectivesError(
-                "recommending by student id needs the grade database (--db URL or ELECTIVES_DB): the model stores "
-                "no grades, so it cannot tell which courses the student has passed; enter the grades instead "
-                "(--grades FILE)"
+                "recommending by student id needs the grade database: the model stores no grades, so it cannot "
+                "tell which courses the student has passed; enter the grades instead"
             )
         pseudonym = self._pseudonymiser_or_env().pseudonym(student_id)
         history = self.store.student_history(pseudonym)
         if history.empty:
             raise UnknownStudentError(
                 "no grades on record for this student id in the database; check the id (and the secret key), "
-                "or enter the grades instead (--grades FILE)"
+                "or enter the grades instead"
             )
         rows, entries, ignored = self._history_from_frame(history)
         index = self._student_index.get(pseudonym)

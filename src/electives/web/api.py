@@ -6,14 +6,11 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from electives.serving.recommender import GradeEntryError, Recommendations
-from electives.web.app import state
-from electives.web.errors import HttpError, invalid, rate_limited
+from electives.serving.recommender import Recommendations
+from electives.web.errors import HttpError, invalid
 from electives.web.inputs import (
     MAX_QUERY_CHARS,
-    GradesQuery,
     Options,
-    StudentQuery,
     grades_query,
     json_body,
     query_bool,
@@ -22,6 +19,8 @@ from electives.web.inputs import (
 )
 from electives.web.live_model import ServedModel
 from electives.web.openapi import openapi_document
+from electives.web.recommend import run_grades, run_student, throttle
+from electives.web.state import get_config, get_served, get_state, get_store
 
 api = Blueprint("api", __name__)
 PREFIX = "/api/v1"
@@ -39,12 +38,11 @@ def healthz() -> Response:
 @api.get("/readyz")
 def readyz() -> Response:
     """Readiness: a model is loaded and the grade database (when configured) answers."""
-    s = state()
-    served = s.model.current
-    body: dict[str, Any] = {"status": "ready", "model_version": served.version, "database": None}
-    if s.store is not None:
+    store = get_store()
+    body: dict[str, Any] = {"status": "ready", "model_version": get_served().version, "database": None}
+    if store is not None:
         try:
-            s.store.scale()
+            store.scale()
             body["database"] = "ok"
         except Exception:  # any failure means not ready; the reason is not the client's business
             body.update(status="unavailable", database="unavailable")
@@ -59,19 +57,19 @@ def readyz() -> Response:
 
 @api.get(f"{PREFIX}/openapi.json")
 def openapi() -> Response:
-    return jsonify(openapi_document(state().config))
+    return jsonify(openapi_document(get_config()))
 
 
 @api.get(f"{PREFIX}/model")
 def model_info() -> Response:
-    served = state().model.current
-    return jsonify({**served.info, "loaded_at": served.loaded_at, "students_flow": state().store is not None})
+    served = get_served()
+    return jsonify({**served.info, "loaded_at": served.loaded_at, "students_flow": get_store() is not None})
 
 
 @api.get(f"{PREFIX}/courses")
 def courses() -> Response:
-    s = state()
-    _limit(s.search_limiter, "searches")
+    s = get_state()
+    throttle(s.search_limiter, "searches")
     q = request.args.get("q", "")
     if len(q) > MAX_QUERY_CHARS:
         raise invalid("q", f"longer than {MAX_QUERY_CHARS} characters")
@@ -83,9 +81,9 @@ def courses() -> Response:
 
 @api.post(f"{PREFIX}/recommendations")
 def recommendations() -> Response:
-    s = state()
-    _limit(s.api_limiter, "requests")
-    served = s.model.current
+    s = get_state()
+    throttle(s.api_limiter, "requests")
+    served = get_served()
     query = grades_query(json_body(), s.config, served.explicit)
     recs = run_grades(served, query)
     return jsonify(recommendations_body(served, recs, query.options))
@@ -93,7 +91,7 @@ def recommendations() -> Response:
 
 @api.post(f"{PREFIX}/students/recommendations")
 def student_recommendations() -> Response:
-    s = state()
+    s = get_state()
     if s.store is None:
         raise HttpError(
             501,
@@ -102,49 +100,9 @@ def student_recommendations() -> Response:
             f"{PREFIX}/recommendations instead",
         )
     query = student_query(json_body(), s.config)
-    served = s.model.current
+    served = get_served()
     recs = run_student(served, query)
     return jsonify(recommendations_body(served, recs, query.options))
-
-
-# ---------------------------------------------------------------------------------------------------- shared with pages
-
-
-def run_grades(served: ServedModel, query: GradesQuery) -> Recommendations:
-    """Recommendations for entered grades; a grade the model cannot use is a 400 naming its field."""
-    try:
-        return served.recommender.recommend_for_grades(
-            list(query.grades), k=query.options.k, target_term=query.options.term
-        )
-    except GradeEntryError as exc:
-        field = query.fields[exc.position] if 0 <= exc.position < len(query.fields) else "grades"
-        raise invalid(f"{field}.{'grade' if exc.part == 'mark' else 'course'}", str(exc)) from None
-
-
-def check_access(query: StudentQuery) -> None:
-    """Student number and access code must match; attempts are limited per address and per student number."""
-    s = state()
-    _limit(s.access_limiter, "access-code attempts")
-    key = s.student_key(query.student_id)
-    wait = s.failure_limiter.retry_after(key)
-    if wait is not None:
-        raise rate_limited(wait, "wrong access codes for this student number")
-    assert s.pseudonymiser is not None
-    # Codes are ASCII; anything else cannot match (and compare_digest refuses non-ASCII text).
-    if not (query.access_code.isascii() and s.pseudonymiser.check_access_code(query.student_id, query.access_code)):
-        s.failure_limiter.hit(key)
-        raise HttpError(
-            401,
-            "invalid_access_code",
-            "access_code: the student number and access code do not match (the registrar issues the code)",
-            field="access_code",
-        )
-
-
-def run_student(served: ServedModel, query: StudentQuery, verified: bool = False) -> Recommendations:
-    if not verified:
-        check_access(query)
-    return served.recommender.recommend(query.student_id, k=query.options.k, target_term=query.options.term)
 
 
 def recommendations_body(served: ServedModel, recs: Recommendations, options: Options) -> dict[str, Any]:
@@ -169,9 +127,3 @@ def recommendations_body(served: ServedModel, recs: Recommendations, options: Op
             for w in (recs.why_not(c) for c in options.why_not)
         ],
     }
-
-
-def _limit(limiter: Any, what: str) -> None:
-    wait = limiter.hit(request.remote_addr or "-")
-    if wait is not None:
-        raise rate_limited(wait, what)

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import secrets
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask, Request, Response, current_app, request
+from flask import Flask, Request, Response, request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
 
-from electives.web import errors
+from electives.web import errors, state
 from electives.web.config import SECRET_ENV, ConfigError, WebConfig
 from electives.web.csrf import Csrf
 from electives.web.live_model import LiveModel
@@ -24,7 +21,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("electives.web")
 
-EXTENSION = "electives"
 # No inline script or style and nothing from other origins: the pages need only their own CSS, JS and images.
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
@@ -33,79 +29,95 @@ CSP = (
 _STATIC_MAX_AGE = 3600
 
 
-@dataclass(frozen=True)
-class WebState:
-    """What the views share, in ``app.extensions["electives"]``."""
-
-    config: WebConfig
-    model: LiveModel
-    store: Store | None
-    pseudonymiser: Pseudonymiser | None
-    csrf: Csrf
-    api_limiter: RateLimiter
-    search_limiter: RateLimiter
-    access_limiter: RateLimiter
-    failure_limiter: RateLimiter
-    secret_key: str
-
-    def student_key(self, student_id: str) -> str:
-        """A keyed hash of a student number for the per-student attempt counter (raw numbers are never held)."""
-        digest = hmac.new(self.secret_key.encode(), b"attempts\x00" + student_id.strip().encode(), hashlib.sha256)
-        return digest.hexdigest()[:32]
-
-
-def state() -> WebState:
-    return current_app.extensions[EXTENSION]
-
-
 def create_app(config: WebConfig | None = None) -> Flask:
     """A ready app for ``config`` (default: :meth:`WebConfig.from_env`); the model is loaded here, once."""
-    import torch
-
-    from electives.data.catalog import read_catalog
-    from electives.data.pseudonyms import Pseudonymiser, load_key
-    from electives.data.storage import open_store
-
     config = config or WebConfig.from_env()
     config.check()
-    assert config.model_dir is not None
-    secret_key = config.secret_key
-    if not secret_key:
-        # Development only (check() refuses production without one): fine for one process, but forms posted to
-        # another worker would fail, so `electives serve` generates one key for all its workers.
-        log.warning("%s is not set: using a random key for this process (development only)", SECRET_ENV)
-        secret_key = secrets.token_hex(32)
+    secret_key = _secret_key(config)
     if config.torch_threads:
+        import torch
+
         from electives.web.blas import limit_blas_threads
 
         torch.set_num_threads(config.torch_threads)
         limit_blas_threads(config.torch_threads)
-
-    store = open_store(config.db_url) if config.db_url else None
-    pseudonymiser = None
-    if store is not None:
-        try:
-            # The import key, never created here: a new key would match no stored student.
-            pseudonymiser = Pseudonymiser(load_key(create=False))
-        except Exception as exc:
-            store.close()
-            raise ConfigError(f"the known-student flow needs the pseudonym key used at import: {exc}") from exc
-    catalog = read_catalog(config.catalog) if config.catalog else None
+    store, pseudonymiser = _open_students(config)
     try:
-        live = LiveModel(
-            config.model_dir,
-            catalog=catalog,
-            store=store,
-            pseudonymiser=pseudonymiser,
-            report_dir=config.report_dir,
-            reload_seconds=config.reload_seconds,
-            threads=config.torch_threads,
-        )
+        live = _live_model(config, store, pseudonymiser)
     except BaseException:
         if store is not None:
             store.close()
         raise
 
+    app = _flask_app(config, secret_key)
+    state.init_app(
+        app,
+        state.WebState(
+            config=config,
+            model=live,
+            store=store,
+            pseudonymiser=pseudonymiser,
+            csrf=Csrf(secret_key, config.csrf_max_age),
+            api_limiter=RateLimiter(config.api_rate_limit),
+            search_limiter=RateLimiter(config.search_rate_limit),
+            access_limiter=RateLimiter(config.access_code_rate_limit),
+            failure_limiter=RateLimiter(config.access_code_failures),
+            secret_key=secret_key,
+        ),
+    )
+
+    from electives.web.api import api
+    from electives.web.pages import pages
+
+    app.register_blueprint(pages)
+    app.register_blueprint(api)
+    errors.register(app)
+    app.after_request(_security_headers)
+    return app
+
+
+def _secret_key(config: WebConfig) -> str:
+    if config.secret_key:
+        return config.secret_key
+    # Development only (check() refuses production without one): fine for one process, but forms posted to
+    # another worker would fail, so `electives serve` generates one key for all its workers.
+    log.warning("%s is not set: using a random key for this process (development only)", SECRET_ENV)
+    return secrets.token_hex(32)
+
+
+def _open_students(config: WebConfig) -> tuple[Store | None, Pseudonymiser | None]:
+    """The grade database and the pseudonym key of the known-student flow (both None without a database)."""
+    from electives.data.pseudonyms import Pseudonymiser, load_key
+    from electives.data.storage import open_store
+
+    if not config.db_url:
+        return None, None
+    store = open_store(config.db_url)
+    try:
+        # The import key, never created here: a new key would match no stored student.
+        return store, Pseudonymiser(load_key(create=False))
+    except Exception as exc:
+        store.close()
+        raise ConfigError(f"the known-student flow needs the pseudonym key used at import: {exc}") from exc
+
+
+def _live_model(config: WebConfig, store: Store | None, pseudonymiser: Pseudonymiser | None) -> LiveModel:
+    from electives.data.catalog import read_catalog
+
+    assert config.model_dir is not None
+    return LiveModel(
+        config.model_dir,
+        catalog=read_catalog(config.catalog) if config.catalog else None,
+        store=store,
+        pseudonymiser=pseudonymiser,
+        report_dir=config.report_dir,
+        reload_seconds=config.reload_seconds,
+        threads=config.torch_threads,
+    )
+
+
+def _flask_app(config: WebConfig, secret_key: str) -> Flask:
+    """The Flask object with its settings: cookies, size caps, JSON and templates."""
     app = Flask(__name__.rsplit(".", 1)[0])
     app.config.update(
         SECRET_KEY=secret_key,
@@ -126,27 +138,6 @@ def create_app(config: WebConfig | None = None) -> Flask:
         from werkzeug.middleware.proxy_fix import ProxyFix
 
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.proxy_hops, x_proto=config.proxy_hops)  # type: ignore[method-assign]
-
-    app.extensions[EXTENSION] = WebState(
-        config=config,
-        model=live,
-        store=store,
-        pseudonymiser=pseudonymiser,
-        csrf=Csrf(secret_key, config.csrf_max_age),
-        api_limiter=RateLimiter(config.api_rate_limit),
-        search_limiter=RateLimiter(config.search_rate_limit),
-        access_limiter=RateLimiter(config.access_code_rate_limit),
-        failure_limiter=RateLimiter(config.access_code_failures),
-        secret_key=secret_key,
-    )
-
-    from electives.web.api import api
-    from electives.web.pages import pages
-
-    app.register_blueprint(pages)
-    app.register_blueprint(api)
-    errors.register(app)
-    app.after_request(_security_headers)
     return app
 
 
@@ -165,7 +156,7 @@ _HSTS = ("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
 def _security_headers(response: Response) -> Response:
     h = response.headers
     h.extend(_HEADERS)
-    if state().config.production:
+    if state.get_config().production:
         h.add(*_HSTS)
     if request.path.startswith("/static/") and response.status_code == 200:
         h["Cache-Control"] = f"public, max-age={_STATIC_MAX_AGE}"

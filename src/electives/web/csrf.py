@@ -14,7 +14,7 @@ import secrets
 from flask import session
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
-from electives.web.errors import HttpError
+from electives.web.errors import FieldError
 
 FIELD = "csrf_token"
 _SESSION_KEY = "csrf"
@@ -35,20 +35,17 @@ class Csrf:
     def check(self, token: str | None) -> None:
         """Raise a 400 unless ``token`` belongs to this session and is fresh."""
         if not token:
-            raise HttpError(400, "csrf_failed", f"{FIELD}: the form is missing its security token; reload the page")
+            raise _failed("the form is missing its security token; reload the page")
         try:
             nonce = self._signer.loads(token, max_age=self._max_age)
         except SignatureExpired:
-            raise HttpError(
-                400, "csrf_failed", f"{FIELD}: the form has expired; reload the page and try again", field=FIELD
-            ) from None
+            raise _failed("the form has expired; reload the page and try again") from None
         except BadSignature:
-            raise HttpError(400, "csrf_failed", f"{FIELD}: the form's security token is invalid", field=FIELD) from None
+            raise _failed("the form's security token is invalid") from None
         expected = session.get(_SESSION_KEY)
         if not isinstance(expected, str) or not secrets.compare_digest(str(nonce), expected):
-            raise HttpError(
-                400,
-                "csrf_failed",
-                f"{FIELD}: the form does not belong to this browser session; reload the page (cookies must be on)",
-                field=FIELD,
-            )
+            raise _failed("the form does not belong to this browser session; reload the page (cookies must be on)")
+
+
+def _failed(detail: str) -> FieldError:
+    return FieldError(FIELD, detail, code="csrf_failed")

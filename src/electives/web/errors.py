@@ -1,4 +1,9 @@
-"""HTTP errors: one exception type for the app's own 4xx/5xx, and the one place domain errors become responses.
+"""HTTP errors: the app's own 4xx/5xx as objects, and the one place domain errors become responses.
+
+:class:`HttpError` is any error answer; :class:`FieldError` one input field at fault (``field`` and ``detail``
+kept apart, so a page can show the detail beside its own field); :class:`GradeError` an entered grade the model
+cannot use, with the ``row`` and ``part`` it was entered in. Domain errors (:mod:`electives.errors`) become
+:class:`HttpError` in :func:`translate`, using their ``field`` where the library knows it.
 
 API paths answer ``{"error": code, "message": text}`` (plus ``"field"`` when one input field is at fault; the
 message names it too); pages answer an HTML error page with the same message.
@@ -9,6 +14,7 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Mapping
+from typing import Literal
 
 from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
@@ -44,9 +50,26 @@ class HttpError(Exception):
         self.headers = dict(headers or {})
 
 
-def invalid(field: str, message: str) -> HttpError:
+class FieldError(HttpError):
+    """One input field at fault: ``detail`` says what is wrong with it; the message is ``"field: detail"``."""
+
+    def __init__(self, field: str, detail: str, *, status: int = 400, code: str = "invalid_field") -> None:
+        super().__init__(status, code, f"{field}: {detail}", field=field)
+        self.detail = detail
+
+
+class GradeError(FieldError):
+    """An entered grade the model cannot use: ``row`` is where it was entered (the index in the request's
+    ``grades`` list, or the form's row) and ``part`` which half of it is at fault."""
+
+    def __init__(self, row: int, part: Literal["course", "grade"], detail: str) -> None:
+        super().__init__(f"grades[{row}].{part}", detail)
+        self.row, self.part = row, part
+
+
+def invalid(field: str, detail: str) -> FieldError:
     """400 for one input field; the message starts with the field's name."""
-    return HttpError(400, "invalid_field", f"{field}: {message}", field=field)
+    return FieldError(field, detail)
 
 
 def rate_limited(retry_after: float, what: str = "requests") -> HttpError:
@@ -84,15 +107,16 @@ def translate(exc: Exception) -> HttpError:
     if isinstance(exc, HttpError):
         return exc
     if isinstance(exc, UnknownStudentError):
-        return HttpError(404, "unknown_student", str(exc).replace(" (--grades FILE)", ""), field="student_id")
+        return HttpError(404, "unknown_student", str(exc), field=exc.field)
     if isinstance(exc, GradeEntryError):
+        # Only when no request mapped it to its row (see electives.web.recommend.run_grades).
         return invalid("grades", str(exc))
     if isinstance(exc, DataError | ScaleError):
-        return HttpError(400, "invalid_request", str(exc))
+        return HttpError(400, "invalid_request", str(exc), field=exc.field)
     if isinstance(exc, ModelError | StorageError):
         return HttpError(503, "unavailable", "the model or the grade database is not available right now")
     if isinstance(exc, ElectivesError):
-        return HttpError(400, "invalid_request", str(exc))
+        return HttpError(400, "invalid_request", str(exc), field=exc.field)
     if isinstance(exc, HTTPException):
         status = exc.code or 500
         message = exc.description or exc.name

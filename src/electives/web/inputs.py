@@ -18,7 +18,7 @@ from flask import request
 from electives.data.catalog import Course
 from electives.errors import DataError
 from electives.web.config import WebConfig
-from electives.web.errors import HttpError, invalid
+from electives.web.errors import FieldError, HttpError, invalid
 
 MAX_CODE_CHARS = 64  # a course code or a student number
 MAX_MARK_CHARS = 16
@@ -41,10 +41,11 @@ class Options:
 
 @dataclass(frozen=True)
 class GradesQuery:
-    """Entered grades (course, mark) and, for each, the field it came from (for error messages)."""
+    """Entered grades (course, mark) and, for each, where it was entered: its index in the request's ``grades``
+    list or its row on the form (blank rows are skipped), so an error can point there."""
 
     grades: tuple[tuple[str, str | float], ...]
-    fields: tuple[str, ...]
+    entry_rows: tuple[int, ...]
     options: Options
 
 
@@ -65,9 +66,9 @@ def json_body() -> dict[str, Any]:
     try:
         body = json.loads(request.get_data(cache=False))
     except (ValueError, UnicodeDecodeError) as exc:
-        raise HttpError(400, "invalid_json", f"body: not valid JSON ({exc})", field="body") from None
+        raise FieldError("body", f"not valid JSON ({exc})", code="invalid_json") from None
     if not isinstance(body, dict):
-        raise HttpError(400, "invalid_json", "body: expected a JSON object", field="body")
+        raise FieldError("body", "expected a JSON object", code="invalid_json")
     return body
 
 
@@ -80,7 +81,7 @@ def grades_query(body: Mapping[str, Any], config: WebConfig, explicit: bool) -> 
         raise invalid("grades", "expected a list of {course, grade} objects")
     if len(items) > config.max_grades:
         raise invalid("grades", f"{len(items)} grades; at most {config.max_grades} are accepted")
-    grades, fields = [], []
+    grades = []
     for i, item in enumerate(items):
         field = f"grades[{i}]"
         if not isinstance(item, dict):
@@ -97,8 +98,7 @@ def grades_query(body: Mapping[str, Any], config: WebConfig, explicit: bool) -> 
         elif isinstance(mark, bool) or not isinstance(mark, int | float) or not math.isfinite(mark):
             raise invalid(f"{field}.grade", 'expected a mark as a string (e.g. "B+") or a number')
         grades.append((course, mark))
-        fields.append(field)
-    return GradesQuery(tuple(grades), tuple(fields), _options(body, config))
+    return GradesQuery(tuple(grades), tuple(range(len(grades))), _options(body, config))
 
 
 def student_query(body: Mapping[str, Any], config: WebConfig) -> StudentQuery:
@@ -208,7 +208,7 @@ def form_rows(config: WebConfig, explicit: bool) -> tuple[FormRows, GradesQuery 
         for i in range(n)
     ]
     errors: dict[str, str] = {}
-    grades, fields = [], []
+    grades, entry_rows = [], []
     for i, (course, mark) in enumerate(rows):
         course, mark = course.strip(), mark.strip()
         if not course and not mark:
@@ -219,13 +219,13 @@ def form_rows(config: WebConfig, explicit: bool) -> tuple[FormRows, GradesQuery 
             errors[f"grade-{i}"] = f"Choose the grade you got in {course}."
         else:
             grades.append((course, mark))
-            fields.append(str(i))
+            entry_rows.append(i)
     options_errors: dict[str, str] = {}
     options = form_options(config, options_errors)
     errors.update(options_errors)
     if errors or options is None:
         return FormRows(rows, errors), None
-    return FormRows(rows, errors), GradesQuery(tuple(grades), tuple(fields), options)
+    return FormRows(rows, errors), GradesQuery(tuple(grades), tuple(entry_rows), options)
 
 
 def form_options(config: WebConfig, errors: dict[str, str]) -> Options | None:
@@ -242,7 +242,7 @@ def form_options(config: WebConfig, errors: dict[str, str]) -> Options | None:
     if term is not None:
         try:
             check_term(term)
-        except HttpError:
+        except FieldError:
             errors["term"] = f"{term!r} is not a season (e.g. Fall) or a term (e.g. 2025-Fall)."
     why = request.form.get("why_not", "").strip()[:MAX_CODE_CHARS]
     if errors:

@@ -13,10 +13,8 @@ from flask import Blueprint, Response, abort, render_template, request, send_fil
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from electives.serving.recommender import Recommendations
-from electives.web.api import check_access, run_grades, run_student
-from electives.web.app import state
 from electives.web.csrf import FIELD as CSRF_FIELD
-from electives.web.errors import HttpError, rate_limited
+from electives.web.errors import GradeError, HttpError
 from electives.web.inputs import (
     MAX_ACCESS_CODE_CHARS,
     MAX_CODE_CHARS,
@@ -26,13 +24,15 @@ from electives.web.inputs import (
     form_rows,
 )
 from electives.web.live_model import ServedModel
+from electives.web.recommend import run_grades, run_student, throttle
+from electives.web.state import get_config, get_served, get_state, get_store
 
 pages = Blueprint("pages", __name__)
 
 
 @pages.app_context_processor
 def _globals() -> dict[str, Any]:
-    s = state()
+    s = get_state()
     return {
         "csrf_field": CSRF_FIELD,
         "csrf_token": s.csrf.token,
@@ -47,7 +47,7 @@ def _page(template: str, status: int = 200, headers: dict[str, str] | None = Non
 
 @pages.get("/")
 def home() -> Response:
-    return _page("home.html", served=state().model.current)
+    return _page("home.html", served=get_served())
 
 
 # ---------------------------------------------------------------------------------------------------- grades form
@@ -55,40 +55,34 @@ def home() -> Response:
 
 @pages.get("/recommend")
 def grades_form() -> Response:
-    s = state()
-    return _form(s.model.current, [("", "")] * s.config.form_rows, {})
+    return _form(get_served(), [("", "")] * get_config().form_rows, {})
 
 
 @pages.post("/recommend")
 def grades_submit() -> Response:
-    s = state()
+    s = get_state()
     s.csrf.check(request.form.get(CSRF_FIELD))
-    served = s.model.current
+    served = get_served()
     rows, query = form_rows(s.config, served.explicit)
     if request.form.get("action") == "more":
         more = rows.rows + [("", "")] * s.config.form_rows
         return _form(served, more[: s.config.max_grades], {})
     if query is None:
         return _form(served, rows.rows, rows.errors, status=400)
-    wait = s.api_limiter.hit(request.remote_addr or "-")
-    if wait is not None:
-        raise rate_limited(wait, "requests")
+    throttle(s.api_limiter, "requests")
     try:
         recs = run_grades(served, query)
-    except HttpError as err:
-        if err.field is None or not err.field[0].isdigit():
-            raise
-        row, _, part = err.field.partition(".")
-        field_id = f"{'grade' if part == 'grade' else 'course'}-{row}"
-        message = err.message.split(": ", 1)[1] if ": " in err.message else err.message
-        return _form(served, rows.rows, {field_id: message[0].upper() + message[1:]}, status=400)
+    except GradeError as err:
+        # Beside the field at fault (the ids of form.html), as a sentence.
+        message = err.detail[:1].upper() + err.detail[1:]
+        return _form(served, rows.rows, {f"{err.part}-{err.row}": message}, status=400)
     hidden = [(c, m) for c, m in query.grades]
     return _results(served, recs, query.options, hidden=hidden, action="pages.grades_submit")
 
 
 def _form(served: ServedModel, rows: list[tuple[str, str]], errors: dict[str, str], status: int = 200) -> Response:
-    s = state()
-    k = request.form.get("k", str(s.config.default_k)) if request.method == "POST" else str(s.config.default_k)
+    default_k = str(get_config().default_k)
+    k = request.form.get("k", default_k) if request.method == "POST" else default_k
     term = request.form.get("term", "") if request.method == "POST" else ""
     return _page(
         "form.html",
@@ -107,20 +101,19 @@ def _form(served: ServedModel, rows: list[tuple[str, str]], errors: dict[str, st
 
 @pages.get("/student")
 def student_form() -> Response:
-    if state().store is None:
-        return _page(
-            "student.html", status=404, unavailable=True, errors={}, student_id="", k=state().config.default_k, term=""
-        )
-    return _page("student.html", errors={}, student_id="", k=state().config.default_k, term="")
+    k = get_config().default_k
+    if get_store() is None:
+        return _page("student.html", status=404, unavailable=True, errors={}, student_id="", k=k, term="")
+    return _page("student.html", errors={}, student_id="", k=k, term="")
 
 
 @pages.post("/student")
 def student_submit() -> Response:
-    s = state()
+    s = get_state()
     s.csrf.check(request.form.get(CSRF_FIELD))
     if s.store is None:
         abort(404)
-    served = s.model.current
+    served = get_served()
     errors: dict[str, str] = {}
     options = form_options(s.config, errors)
     token = request.form.get("student_token", "")
@@ -148,9 +141,7 @@ def student_submit() -> Response:
         return _page("student.html", status=400, errors=errors, **context)
     query = StudentQuery(student_id, code, options)
     try:
-        if not verified:
-            check_access(query)
-        recs = run_student(served, query, verified=True)
+        recs = run_student(served, query, verified=verified)
     except HttpError as err:
         if err.status == 401:
             return _page(
@@ -169,7 +160,7 @@ def student_submit() -> Response:
 
 
 def _student_signer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(state().secret_key, salt="electives-student")
+    return URLSafeTimedSerializer(get_state().secret_key, salt="electives-student")
 
 
 # ---------------------------------------------------------------------------------------------------- results
@@ -208,14 +199,13 @@ def _results(
 
 @pages.get("/model")
 def model_page() -> Response:
-    served = state().model.current
+    served = get_served()
     return _page("model.html", served=served, info=served.info, plots=[p.name for p in served.plots])
 
 
 @pages.get("/model/plots/<name>")
 def model_plot(name: str) -> Response:
-    served = state().model.current
-    for path in served.plots:
+    for path in get_served().plots:
         if path.name == name:  # only files found when the model was loaded: no path from the URL is opened
             return send_file(path, mimetype="image/png", max_age=0)
     abort(404)
