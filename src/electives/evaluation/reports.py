@@ -15,16 +15,32 @@ import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from electives.data.scales import GradeScale
 from electives.errors import StorageError
 from electives.evaluation.evaluate import EvaluationResult
-from electives.models.training import EpochStats
 
-__all__ = ["markdown_table", "write_report"]
+__all__ = ["EpochStats", "markdown_table", "write_report"]
+
+
+class EpochStats(Protocol):
+    """What a report reads of one training epoch (`electives.models.epochs.EpochStats` provides it; evaluation
+    sits below models, so it names the shape rather than importing the class)."""
+
+    @property
+    def phase(self) -> str: ...
+    @property
+    def epoch(self) -> int: ...
+    @property
+    def train_loss(self) -> float: ...
+    @property
+    def val_metric(self) -> float | None: ...
+    @property
+    def seconds(self) -> float: ...
+
 
 # Courses shown in the error-by-course plot: those with the most held-out rows (a long tail is unreadable).
 MAX_COURSES_PLOTTED = 30
