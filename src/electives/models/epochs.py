@@ -202,14 +202,16 @@ def prepare_validation(
     config: TrainConfig,
     *,
     fit_data: Interactions,
-    validation: Interactions,
+    validation: Interactions | None,
     train: Interactions,
     rng: np.random.Generator,
     device: str,
 ) -> ValidationSet | None:
-    """The `validation` rows to score (None when none can be): graded rows (explicit), or each positive with
-    `config.val_negatives` courses the student has in neither `fit_data` nor `validation` (implicit; `train`
-    gives the catalogue)."""
+    """The `validation` rows to score (None when there are none or none can be): graded rows (explicit), or each
+    positive with `config.val_negatives` courses the student has in neither `fit_data` nor `validation`
+    (implicit; `train` gives the catalogue)."""
+    if validation is None:
+        return None
     if config.mode == "explicit":
         assert validation.grades is not None
         keep = ~np.isnan(validation.grades)

@@ -154,9 +154,7 @@ def fit_private(
     with seeded_torch(device, cfg.seed):
         rng = np.random.default_rng(cfg.seed)
         fit_data, val_data = carve_validation(cfg, train, validation)
-        val = None
-        if val_data is not None:
-            val = prepare_validation(cfg, fit_data=fit_data, validation=val_data, train=train, rng=rng, device=device)
+        val = prepare_validation(cfg, fit_data=fit_data, validation=val_data, train=train, rng=rng, device=device)
         records = _Records.build(cfg, prepare_training(cfg, fit_data, rng=rng), fit_data.n_students)
         plan = _Plan.make(cfg, privacy, records.n)
         dims = (cfg.gmf_dim, cfg.mlp_dim, cfg.mlp_layers, cfg.dropout)

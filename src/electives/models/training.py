@@ -125,9 +125,7 @@ def fit(
         # `rng` is drawn identically on every rank (splits, shard assignment); `local` only by this rank.
         rng = np.random.default_rng(cfg.seed)
         fit_data, val_data = carve_validation(cfg, train, validation)
-        val = None
-        if val_data is not None:
-            val = prepare_validation(cfg, fit_data=fit_data, validation=val_data, train=train, rng=rng, device=device)
+        val = prepare_validation(cfg, fit_data=fit_data, validation=val_data, train=train, rng=rng, device=device)
         loop = _Loop(
             config=cfg,
             rows=prepare_training(cfg, fit_data, rng=rng),
