@@ -25,8 +25,9 @@ from torch import Tensor, nn
 
 from electives.data.sampling import sample_negatives
 from electives.data.splits import validation_split
+from electives.models.epochs import prepare_validation, validation_score
 from electives.models.ncf import NeuMF, build_model
-from electives.models.training import TrainConfig, _prepare_validation, _validate
+from electives.models.training import TrainConfig
 
 
 class BiasedNeuMF(NeuMF):
@@ -61,7 +62,7 @@ def main() -> None:
     train, _, _ = load()
     fit_data, val = validation_split(train, "loo", cfg.val_fraction, cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    validation = _prepare_validation(cfg, fit_data, val, train, rng, "cpu")
+    validation = prepare_validation(cfg, fit_data=fit_data, validation=val, train=train, rng=rng, device="cpu")
     assert validation is not None
     lookup = fit_data.item_lookup()
     students = np.repeat(np.arange(fit_data.n_students), lookup.counts())
@@ -97,7 +98,7 @@ def main() -> None:
             loss.backward()
             opt.step()
             total += float(loss.detach()) * len(sb)
-        hr, ndcg = _validate(model, cfg, validation)
+        hr, ndcg = validation_score(model, cfg, validation)
         print(
             f"epoch {epoch}: loss {total / len(s):.4f}, validation HR@10 {hr:.4f}, NDCG@10 {ndcg:.4f}, "
             f"{time.perf_counter() - t0:.1f} s",

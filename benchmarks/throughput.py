@@ -1,6 +1,6 @@
 """Training throughput on one machine: samples/s and where an implicit-mode ML-1M epoch spends its time.
 
-One epoch = data preparation (negatives drawn for every positive, shuffle, gather into tensors: `_epoch_tensors`)
+One epoch = data preparation (negatives drawn for every positive, shuffle, gather into tensors: `epoch_tensors`)
 + model math (forward, backward, optimiser step over `--steps` batches, extrapolated to the epoch). Printed per
 thread count; the negative sampler's membership test is timed both ways (bitmap vs binary search).
 
@@ -22,8 +22,9 @@ import torch
 from ml1m import load
 
 from electives.data.sampling import membership
+from electives.models.epochs import epoch_tensors, loss_function, prepare_training
 from electives.models.ncf import build_model
-from electives.models.training import TrainConfig, _epoch_tensors, _loss_fn, _prepare_training
+from electives.models.training import TrainConfig
 
 
 def main() -> None:
@@ -80,12 +81,12 @@ def main() -> None:
         torch.set_num_threads(threads)
         torch.manual_seed(0)
         rng = np.random.default_rng(0)
-        data = _prepare_training(cfg, train, rng)
+        data = prepare_training(cfg, train, rng=rng)
         t0 = time.perf_counter()
-        st, ct, yt, _ = _epoch_tensors(cfg, data, rng, "cpu")
+        st, ct, yt, _ = epoch_tensors(cfg, data, rng=rng, device="cpu")
         prep = time.perf_counter() - t0
         model = build_model(cfg.model, train.n_students, train.n_courses, cfg.gmf_dim, cfg.mlp_dim, cfg.mlp_layers)
-        loss_fn = _loss_fn(cfg)
+        loss_fn = loss_function(cfg)
         opts = _optimisers(model, cfg, args.variant == "sparse")
 
         def forward(

@@ -17,7 +17,8 @@ from electives.errors import ElectivesError
 from electives.models import distributed
 from electives.models.artifact import load_model
 from electives.models.distributed import Context
-from electives.models.training import TrainConfig, _epoch_tensors, _prepare_training
+from electives.models.epochs import epoch_tensors, prepare_training
+from electives.models.training import TrainConfig
 
 SMALL = ["--mode", "implicit", "--epochs", "3", "--lr", "0.02", "--batch-size", "256", "--gmf-dim", "8"]
 SMALL += ["--mlp-dim", "8", "--mlp-layers", "16,8", "--seed", "3", "--quiet", "--no-header", "--columns"]
@@ -90,12 +91,17 @@ def test_ranks_get_equal_disjoint_shards(mode: str) -> None:
         data = Interactions(data.students, data.courses, np.linspace(0, 1, len(data), dtype=np.float32),
                             data.terms, data.student_ids, data.course_ids)  # fmt: skip
     cfg = TrainConfig(mode=mode, n_negatives=3).resolved()
-    prepared = _prepare_training(cfg, data, np.random.default_rng(0))
+    prepared = prepare_training(cfg, data, rng=np.random.default_rng(0))
     shards = []
     for rank in range(4):
         # Every rank draws the shared permutation from an identically seeded stream.
-        s, c, y, _ = _epoch_tensors(
-            cfg, prepared, np.random.default_rng(5), "cpu", Context(rank, 4, rank), np.random.default_rng(rank)
+        s, c, y, _ = epoch_tensors(
+            cfg,
+            prepared,
+            rng=np.random.default_rng(5),
+            device="cpu",
+            ctx=Context(rank, 4, rank),
+            local=np.random.default_rng(rank),
         )
         pos = (y == 1) if mode == "implicit" else np.ones(len(y), dtype=bool)
         shards.append({(int(a), int(b)) for a, b in zip(s[pos], c[pos], strict=True)})

@@ -11,7 +11,8 @@ from electives.data.interactions import Interactions
 from electives.data.sampling import sample_negatives
 from electives.data.splits import random_split, validation_split
 from electives.errors import DataError, ElectivesError
-from electives.models.training import TrainConfig, _prepare_training, fit
+from electives.models.epochs import prepare_training
+from electives.models.training import TrainConfig, fit
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -112,13 +113,13 @@ def test_imbalance_options_touch_only_low_grades():
     data = checkerboard()
     n_low = int((data.grades < 0.5).sum())
     rng = np.random.default_rng(0)
-    over = _prepare_training(TrainConfig(imbalance="oversample", imbalance_factor=3).resolved(), data, rng)
+    over = prepare_training(TrainConfig(imbalance="oversample", imbalance_factor=3).resolved(), data, rng=rng)
     assert len(over.grades) == len(data) + 2 * n_low
     copies = over.grades[len(data) :]
     assert np.abs(copies - np.repeat(data.grades[data.grades < 0.5], 2)).max() < 0.2
-    weighted = _prepare_training(TrainConfig(imbalance="reweight", imbalance_factor=2.5).resolved(), data, rng)
+    weighted = prepare_training(TrainConfig(imbalance="reweight", imbalance_factor=2.5).resolved(), data, rng=rng)
     assert weighted.weights.tolist() == np.where(data.grades < 0.5, 2.5, 1.0).tolist()
-    plain = _prepare_training(TrainConfig().resolved(), data, rng)
+    plain = prepare_training(TrainConfig().resolved(), data, rng=rng)
     assert plain.weights is None and len(plain.grades) == len(data)
     fit(data, TrainConfig(**SMALL, epochs=1, imbalance="reweight"), progress=False)
 

@@ -14,18 +14,17 @@ from typing import Any
 from electives.cli.data import add_export_arguments
 from electives.cli.model import (
     TrainingData,
-    _positive_float,
-    _positive_int,
     add_data_arguments,
     add_privacy_arguments,
     add_training_arguments,
     check_private_training,
     config_from_args,
-    fit_private_from_args,
     load_training_data,
+    privacy_from_args,
     read_config_file,
 )
 from electives.errors import DataError, StorageError
+from electives.models.config import positive_float, positive_int
 
 
 def _baselines() -> dict[str, tuple[bool, Callable[[str], Any]]]:
@@ -84,7 +83,7 @@ def _register_evaluate(subparsers: argparse._SubParsersAction) -> None:
             f"implicit {','.join(DEFAULT_BASELINES['implicit'])})"
         ),
     )
-    p.add_argument("--k", type=_positive_int, default=10, metavar="K", help="cut-off for HR/NDCG (default: 10)")
+    p.add_argument("--k", type=positive_int, default=10, metavar="K", help="cut-off for HR/NDCG (default: 10)")
     p.add_argument(
         "--eval-negatives",
         type=int,
@@ -95,7 +94,7 @@ def _register_evaluate(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--config", metavar="FILE.json", help="NeuMF settings from a JSON file (e.g. from electives tune)")
     add_training_arguments(p)
     add_privacy_arguments(p)
-    p.add_argument("--threads", type=_positive_int, metavar="N", help="CPU threads for torch (default: all cores)")
+    p.add_argument("--threads", type=positive_int, metavar="N", help="CPU threads for torch (default: all cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_export_arguments(p)
     p.set_defaults(func=run_evaluate)
@@ -130,7 +129,7 @@ def _names(text: str) -> tuple[str, ...]:
 
 
 def _fraction(text: str) -> float:
-    value = _positive_float(text)
+    value = positive_float(text)
     if not value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 1")
     return value
@@ -174,9 +173,22 @@ def _split(args: argparse.Namespace, data: TrainingData, everything: Any, seed: 
     return kind, train, test
 
 
+def _fit_neumf(args: argparse.Namespace, config: Any, train: Any) -> tuple[Any, Any]:
+    """(fitted model, privacy report or None) on the training part."""
+    from electives.models.privacy import fit_private
+    from electives.models.training import fit
+
+    if args.dp_epsilon is None:
+        return fit(train, config, progress=not args.quiet), None
+    # The same DP-SGD path as `train --dp-epsilon`, so the report shows what such a model costs in accuracy.
+    check_private_training(args, auto=False)
+    # DP fills the settings left unset with its own defaults, so it starts from the unresolved configuration.
+    unresolved = config_from_args(args, read_config_file(args.config) if args.config else {})
+    return fit_private(train, unresolved, privacy_from_args(args), progress=not args.quiet)
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     from electives.evaluation.evaluate import evaluate
-    from electives.models.training import fit
 
     config, data, everything = _prepare(args)
     names = DEFAULT_BASELINES[config.mode] if args.baselines is None else args.baselines
@@ -194,14 +206,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     models: dict[str, Any] = {}
     fit_seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    privacy = None
-    if args.dp_epsilon is not None:
-        # The same DP-SGD path as `train --dp-epsilon`, so the report shows what such a model costs in accuracy.
-        check_private_training(args, auto=False)
-        file_values = read_config_file(args.config) if args.config else {}
-        fitted, privacy = fit_private_from_args(args, config_from_args(args, file_values), train, None)
-    else:
-        fitted = fit(train, config, progress=not args.quiet)
+    fitted, privacy = _fit_neumf(args, config, train)
     fit_seconds[config.model] = time.perf_counter() - t0
     models[config.model] = fitted
     for name in names:
@@ -274,8 +279,8 @@ def _register_tune(subparsers: argparse._SubParsersAction) -> None:
     )
     add_data_arguments(p)
     p.add_argument("--out", required=True, metavar="FILE.json", help="where to write the best configuration")
-    p.add_argument("--trials", type=_positive_int, default=20, metavar="N", help="number of trials (default: 20)")
-    p.add_argument("--timeout", type=_positive_float, metavar="S", help="stop starting trials after S seconds")
+    p.add_argument("--trials", type=positive_int, default=20, metavar="N", help="number of trials (default: 20)")
+    p.add_argument("--timeout", type=positive_float, metavar="S", help="stop starting trials after S seconds")
     p.add_argument(
         "--space",
         type=lambda t: tuple(x.strip() for x in t.split(",") if x.strip()),
@@ -298,7 +303,7 @@ def _register_tune(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--test-fraction", type=_fraction, default=0.2, metavar="F", help="for --holdout random")
     p.add_argument("--config", metavar="FILE.json", help="starting settings from a JSON file")
     add_training_arguments(p)
-    p.add_argument("--threads", type=_positive_int, metavar="N", help="CPU threads for torch (default: all cores)")
+    p.add_argument("--threads", type=positive_int, metavar="N", help="CPU threads for torch (default: all cores)")
     p.add_argument("--quiet", action="store_true", help="no per-trial lines on stderr")
     add_export_arguments(p)
     p.set_defaults(func=run_tune)

@@ -7,7 +7,6 @@ import contextlib
 import csv
 import os
 import sys
-import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -19,9 +18,7 @@ from electives.cli.data import add_export_arguments, read_export_from_args
 from electives.data.scales import GradeScale
 from electives.defaults import DB_ENV, DEFAULT_DB_URL
 from electives.errors import DataError
-
-# Validation rows are split in two by student: one half calibrates the interval, the other measures its coverage.
-_CALIBRATION_SEED = 7
+from electives.models.config import FLAGS, TrainConfig, config_from_flags, number, positive_float, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -97,7 +94,7 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--coverage", type=float, default=0.8, metavar="C", help="prediction interval level (default: %(default)s)"
     )
-    p.add_argument("--threads", type=_positive_int, metavar="N", help="CPU threads for torch (default: all cores)")
+    p.add_argument("--threads", type=positive_int, metavar="N", help="CPU threads for torch (default: all cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_export_arguments(p)
     p.set_defaults(func=run_train)
@@ -113,87 +110,27 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_training_arguments(p: argparse.ArgumentParser, auto: bool = False) -> None:
-    """The NeuMF training flags (shared by train, evaluate and tune). Each defaults to None, meaning "not
-    given": `config_from_args` then takes the value from a --config file, else TrainConfig's default."""
-    from electives.models.config import TrainConfig
-
-    d = TrainConfig()
-    models = ("neumf", "gmf", "mlp", "auto") if auto else ("neumf", "gmf", "mlp")
-    auto_help = "; auto: fit neumf, gmf and mlp (and the imbalance options), keep the best on validation"
-    p.add_argument("--mode", choices=("explicit", "implicit"), help=f"default: {d.mode}")
-    p.add_argument("--model", choices=models, help=f"default: {d.model}" + (auto_help if auto else ""))
-    p.add_argument("--epochs", type=_positive_int, metavar="N", help="maximum epochs (default: per mode)")
-    p.add_argument("--seed", type=int, metavar="N", help=f"random seed (default: {d.seed})")
-    p.add_argument("--gmf-dim", type=_positive_int, metavar="N", help="default: per mode")
-    p.add_argument("--mlp-dim", type=_positive_int, metavar="N", help="default: per mode")
-    p.add_argument(
-        "--mlp-layers",
-        type=_layers,
-        metavar="A,B,C",
-        help="MLP hidden layer sizes (default: per mode)",
-    )
-    p.add_argument("--dropout", type=float, metavar="P", help=f"default: {d.dropout}")
-    p.add_argument("--lr", type=_positive_float, metavar="LR", help="learning rate (default: per mode)")
-    p.add_argument("--weight-decay", type=float, metavar="W", help="AdamW decay (default: per mode)")
-    p.add_argument("--embedding-l2", type=float, metavar="W", help="default: per mode")
-    p.add_argument("--batch-size", type=_positive_int, metavar="N", help="default: per mode")
-    p.add_argument("--negatives", type=_positive_int, metavar="N", help=f"implicit mode (default: {d.n_negatives})")
-    p.add_argument("--loss", choices=("mse", "huber", "l1"), help=f"explicit mode (default: {d.loss})")
-    p.add_argument("--patience", type=_positive_int, metavar="N", help="default: per mode")
-    p.add_argument(
-        "--validation", choices=("loo", "temporal", "random"), help="validation split kind (default: per mode)"
-    )
-    p.add_argument("--val-fraction", type=float, metavar="F", help=f"default: {d.val_fraction}")
-    p.add_argument(
-        "--pretrain",
-        action="store_true",
-        default=None,
-        help="pre-train GMF and MLP, then NeuMF from both (α = 0.5)",
-    )
-    p.add_argument("--imbalance", choices=("none", "oversample", "reweight"), help=f"default: {d.imbalance}")
-    p.add_argument(
-        "--refit",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="after early stopping, train again on training + validation rows for the best epoch count "
-        "(default: per mode — on for implicit; off for explicit, whose intervals are calibrated on validation)",
-    )
-    p.add_argument("--device", help=f"{d.device} (CUDA when present), cpu, cuda, cuda:N")
+    """The NeuMF training flags (shared by train, evaluate and tune), as TrainConfig's fields declare them
+    (models.config.FLAGS). Each defaults to None, meaning "not given": `config_from_args` then takes the value
+    from a --config file, else TrainConfig's default. With `auto`, --model also takes "auto"."""
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    for name, flag in FLAGS.items():
+        how: dict[str, Any] = {"default": None, "help": flag.help_text(defaults[name])}
+        if flag.action == "boolean":
+            how["action"] = argparse.BooleanOptionalAction
+        elif flag.action is not None:
+            how["action"] = flag.action
+        else:
+            how.update(type=flag.type, metavar=flag.metavar, choices=flag.choices)
+        if name == "model" and auto:
+            how["choices"] = (*(flag.choices or ()), "auto")
+            how["help"] += "; auto: fit neumf, gmf and mlp (and the imbalance options), keep the best on validation"
+        p.add_argument(flag.name, dest=flag.dest, **how)
 
 
-def config_from_args(args: argparse.Namespace, file_values: dict[str, Any] | None = None) -> Any:
+def config_from_args(args: argparse.Namespace, file_values: dict[str, Any] | None = None) -> TrainConfig:
     """TrainConfig from the flags given, over `file_values` (a --config file), over TrainConfig's defaults."""
-    from electives.models.config import TrainConfig
-
-    values = {
-        "mode": args.mode,
-        "model": args.model,
-        "epochs": args.epochs,
-        "seed": args.seed,
-        "gmf_dim": args.gmf_dim,
-        "mlp_dim": args.mlp_dim,
-        "mlp_layers": None if args.mlp_layers is None else tuple(args.mlp_layers),
-        "dropout": args.dropout,
-        "lr": args.lr,
-        "weight_decay": args.weight_decay,
-        "embedding_l2": args.embedding_l2,
-        "batch_size": args.batch_size,
-        "n_negatives": args.negatives,
-        "refit": args.refit,
-        "loss": args.loss,
-        "patience": args.patience,
-        "validation": args.validation,
-        "val_fraction": args.val_fraction,
-        "pretrain": args.pretrain,
-        "imbalance": args.imbalance,
-        "device": args.device,
-    }
-    known = {f.name for f in fields(TrainConfig)}
-    given = {k: v for k, v in values.items() if k in known and v is not None}
-    merged = {**(file_values or {}), **given}
-    if merged.get("model") == "auto":
-        merged["model"] = "neumf"  # the starting point; run_train compares the others
-    return TrainConfig(**merged)
+    return config_from_flags(args, file_values)
 
 
 def read_config_file(path: str) -> dict[str, Any]:
@@ -214,10 +151,9 @@ def read_config_file(path: str) -> dict[str, Any]:
 def run_train(args: argparse.Namespace) -> int:
     import torch
 
-    from electives.data.interactions import Interactions
-    from electives.data.splits import validation_split
+    from electives.models import distributed
     from electives.models.artifact import save_model
-    from electives.models.training import fit
+    from electives.models.pipeline import train_model
 
     if args.db and args.data:
         raise DataError("give either --db or --data, not both")
@@ -229,83 +165,52 @@ def run_train(args: argparse.Namespace) -> int:
     auto = (args.model or file_values.get("model")) == "auto"
     if args.dp_epsilon is not None:
         check_private_training(args, auto)
-    config = config_from_args(args, file_values).resolved()
-    from electives.models import distributed
-
+    config = config_from_args(args, file_values)
+    resolved = config.resolved()
     # Under torchrun every rank trains; only rank 0 reports and writes the artifact.
-    ctx = distributed.init(config.device)
+    ctx = distributed.init(resolved.device)
     data = load_training_data(args)
-    has_grades = bool(data.frame["grade"].notna().any())
-    if config.mode == "explicit" and not has_grades:
-        raise DataError(f"{data.source} holds enrolments only (no grades): train with --mode implicit")
-    frame = data.frame if config.mode == "implicit" else data.frame[data.frame["grade"].notna()]
-    if config.mode == "implicit":
-        frame = frame.drop(columns=["grade"])
-    train = Interactions.from_frame(frame)
+    train = _interactions(data, resolved.mode)
     print(
-        f"{f'rank {ctx.rank}/{ctx.world_size}: ' if ctx.distributed else ''}training {'auto: neumf, gmf, mlp' if auto else config.model} ({config.mode}) on {len(train):,} rows: {train.n_students:,} students × "
-        f"{train.n_courses:,} courses from {data.source}",
+        f"{f'rank {ctx.rank}/{ctx.world_size}: ' if ctx.distributed else ''}training "
+        f"{'auto: neumf, gmf, mlp' if auto else resolved.model} ({resolved.mode}) on {len(train):,} rows: "
+        f"{train.n_students:,} students × {train.n_courses:,} courses from {data.source}",
         file=sys.stderr,
     )
-    fit_data, val = validation_split(train, config.validation, config.val_fraction, config.seed)
-    start = time.perf_counter()
-    selection = None
-    privacy = None
-    if auto:
-        from electives.models.tuning import compare
-
+    result = train_model(
+        train,
+        config,
+        scale=data.scale,
+        coverage=args.coverage,
+        auto=auto,
         # Imbalance options join the comparison unless the user (or the config file) fixed one.
-        try_imbalance = args.imbalance is None and "imbalance" not in file_values
-        print(f"--model auto: comparing candidates on {len(val):,} validation rows", file=sys.stderr)
-        span = data.scale.span if data.scale else 1.0
-        selection = compare(
-            fit_data, val, config, imbalance=try_imbalance, progress=not args.quiet, log=_stderr, scale_range=span
-        )
-        fitted, config = selection.best, selection.best.config
-    elif args.dp_epsilon is not None:
-        # DP has its own defaults for the settings left unset, so it starts from the unresolved configuration.
-        fitted, privacy = fit_private_from_args(args, config_from_args(args, file_values), fit_data, val)
-        config = fitted.config
-    else:
-        fitted = fit(fit_data, config, validation=val, progress=not args.quiet)
-    seconds = time.perf_counter() - start
-    distributed.shutdown()
-    if not ctx.is_main:
+        try_imbalance=args.imbalance is None and "imbalance" not in file_values,
+        privacy=privacy_from_args(args),
+        progress=not args.quiet,
+        log=_stderr,
+    )
+    if not result.is_main:
         return 0
-
-    metrics: dict[str, Any] = {"train_seconds": round(seconds, 2), "validation_rows": len(val)}
-    # After a refit the final model has trained on the validation rows: measure (and calibrate) the model that
-    # had not, the best-epoch one validation chose.
-    checked = fitted.validated or fitted
-    calibration = None
-    if config.mode == "explicit":
-        metrics.update(_explicit_validation(checked, val, data.scale))
-        calibration, coverage = _calibrate(checked, val, args.coverage)
-        metrics["interval_coverage_nominal"] = args.coverage
-        metrics["interval_coverage_measured"] = coverage
-    else:
-        metrics.update(_implicit_validation(checked, fit_data, val))
-    if fitted.validated is not None:
-        metrics["refit_rows"] = len(fit_data) + len(val)
-    # The artifact's index space is the full training set's, which fit_data shares.
+    span = data.scale.span if data.scale else 1.0
     save_model(
         args.out,
-        fitted,
-        fit_data,
+        result.fitted,
+        result.fit_data,
         scale=data.scale,
         course_names=data.course_names,
-        calibration=calibration,
-        metrics=metrics,
+        calibration=result.calibration,
+        metrics=result.metrics,
         extra={
             "data_source": data.source.split(" (")[0] if args.data else "database",
-            **({"model_selection": selection.to_dict(data.scale.span if data.scale else 1.0)} if selection else {}),
-            **({"privacy": privacy.to_dict()} if privacy else {}),
+            **({"model_selection": result.selection.to_dict(span)} if result.selection else {}),
+            **({"privacy": result.privacy.to_dict()} if result.privacy else {}),
         },
     )
-    if selection is not None:
+    if result.selection is not None:
+        selection = result.selection
         print(f"--model auto chose {selection.chosen} ({len(selection.candidates)} candidates compared)")
-    _print_summary(fitted, metrics, data.scale, args.out)
-    if privacy is not None:
+    _print_summary(result.fitted, result.metrics, data.scale, args.out)
+    if (privacy := result.privacy) is not None:
         print(
             f"  differential privacy (per student): ε = {privacy.epsilon:.4g} spent of {privacy.target_epsilon:g}, "
             f"δ = {privacy.delta:.2g}, noise multiplier {privacy.noise_multiplier:.3g}, clipping {privacy.max_grad_norm:g}"
@@ -313,46 +218,19 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _interactions(data: TrainingData, mode: str) -> Any:
+    """The `Interactions` to train on in `mode`: graded rows (explicit) or every enrolment without grades."""
+    from electives.data.interactions import Interactions
+
+    if mode == "explicit" and not data.frame["grade"].notna().any():
+        raise DataError(f"{data.source} holds enrolments only (no grades): train with --mode implicit")
+    if mode == "implicit":
+        return Interactions.from_frame(data.frame.drop(columns=["grade"]))
+    return Interactions.from_frame(data.frame[data.frame["grade"].notna()])
+
+
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr)
-
-
-def _explicit_validation(fitted: Any, val: Any, scale: GradeScale | None) -> dict[str, float]:
-    from electives.evaluation import metrics as m
-
-    pred = fitted.predict(val.students, val.courses)
-    span = scale.span if scale else 1.0
-    out = {
-        "val_rmse": m.rmse(pred, val.grades, span),
-        "val_mae": m.mae(pred, val.grades, span),
-    }
-    if scale is not None:
-        out["val_within_one_letter"] = m.within(pred, val.grades, scale.letter_step / span)
-    return out
-
-
-def _implicit_validation(fitted: Any, fit_data: Any, val: Any) -> dict[str, float]:
-    from electives.evaluation.evaluate import evaluate
-
-    result = evaluate({"model": fitted}, fit_data, val, k=10, n_negatives=99, seed=0)
-    return {f"val_{k.replace('@', '_at_')}": v for k, v in result.metrics["model"].items()}
-
-
-def _calibrate(fitted: Any, val: Any, coverage: float) -> tuple[Any, float | None]:
-    from electives.models.calibration import fit_conformal, min_residuals
-
-    pred = fitted.predict(val.students, val.courses)
-    residuals = val.grades - pred
-    rng = np.random.default_rng(_CALIBRATION_SEED)
-    # Split by student, so a student's rows never sit on both sides.
-    calib_students = rng.random(val.n_students) < 0.5
-    calib = calib_students[val.students]
-    if calib.sum() < min_residuals(coverage) or (~calib).sum() < min_residuals(coverage):
-        # Too few rows to hold some back: calibrate on all, coverage unmeasured.
-        return fit_conformal(residuals, coverage), None
-    interval = fit_conformal(residuals[calib], coverage)
-    measured = interval.empirical_coverage(val.grades[~calib], pred[~calib])
-    return interval, float(measured)
 
 
 def _print_summary(fitted: Any, metrics: dict[str, Any], scale: GradeScale | None, out: str) -> None:
@@ -375,40 +253,6 @@ def _print_summary(fitted: Any, metrics: dict[str, Any], scale: GradeScale | Non
     else:
         shown = ", ".join(f"{k[4:]} {v:.4f}" for k, v in metrics.items() if k.startswith("val_"))
         print(f"  validation {shown}")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
-    return value
-
-
-def _number(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-
-
-def _positive_float(text: str) -> float:
-    value = _number(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
-    return value
-
-
-def _layers(text: str) -> tuple[int, ...]:
-    try:
-        sizes = tuple(int(x) for x in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected sizes like 128,64,32") from None
-    if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected positive sizes like 128,64,32")
-    return sizes
 
 
 # ------------------------------------------------------------------------------------------- private training
@@ -453,34 +297,36 @@ def check_private_training(args: argparse.Namespace, auto: bool) -> None:
         )
 
 
-def fit_private_from_args(args: argparse.Namespace, config: Any, fit_data: Any, val: Any) -> tuple[Any, Any]:
-    from electives.models.privacy import PrivacyConfig, fit_private
+def privacy_from_args(args: argparse.Namespace) -> Any:
+    """The PrivacyConfig the --dp-… flags ask for, or None without --dp-epsilon."""
+    if args.dp_epsilon is None:
+        return None
+    from electives.models.privacy import PrivacyConfig
 
-    privacy = PrivacyConfig(
+    return PrivacyConfig(
         epsilon=args.dp_epsilon,
         delta=args.dp_delta,
         max_grad_norm=args.dp_max_grad_norm if args.dp_max_grad_norm is not None else 1.0,
         accountant=args.dp_accountant or "prv",
     )
-    return fit_private(fit_data, config, privacy, validation=val, progress=not args.quiet)
 
 
 def _dp_epsilon(text: str) -> float:
-    value = _positive_float(text)
+    value = positive_float(text)
     if value == float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r}: ε must be finite (leave out --dp-epsilon for a non-private model)")
     return value
 
 
 def _dp_delta(text: str) -> float:
-    value = _number(text)
+    value = number(text)
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: δ must be between 0 and 1 (exclusive), e.g. 1e-5")
     return value
 
 
 def _dp_clip(text: str) -> float:
-    value = _positive_float(text)
+    value = positive_float(text)
     if value == float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r}: the clipping bound must be finite")
     return value

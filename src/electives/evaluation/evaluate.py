@@ -116,31 +116,20 @@ def evaluate(
     normalised units for the "within one step" share. details: also keep K = 1…curve_k curves, per-course
     errors and the graded predictions (see `EvaluationResult`).
     """
-    check_no_overlap(train, test)
-    if len(test) == 0:
-        raise DataError("the test set is empty")
-    for name, model in models.items():
-        if model.n_courses != train.n_courses:
-            raise ModelError(f"model {name!r} scores {model.n_courses} courses; this split has {train.n_courses}")
-        fp = getattr(model, "train_fingerprint", None)
-        if fp and fp != train.fingerprint():
-            raise ModelError(f"model {name!r} was not trained on this training set (fingerprint differs)")
-
+    _check_inputs(models, train, test)
+    if details and curve_k < 1:
+        raise DataError(f"curve_k must be 1 or more, got {curve_k}")
     train_lookup, test_lookup = train.item_lookup(), test.item_lookup()
     neg = _negatives(train, test, negatives, n_negatives, seed)
     graded = test.grades is not None and bool((~np.isnan(test.grades)).any())
 
-    if details and curve_k < 1:
-        raise DataError(f"curve_k must be 1 or more, got {curve_k}")
-    results: dict[str, dict[str, float]] = {}
-    seconds: dict[str, float] = {}
-    extra = EvaluationResult({}, {})
+    result = EvaluationResult({}, {})
     graded_rows = None
     if graded and details:
         assert test.grades is not None
         graded_rows = np.flatnonzero(~np.isnan(test.grades))
-        extra.actual = test.grades[graded_rows].astype(np.float64)
-        extra.actual_courses = test.courses[graded_rows]
+        result.actual = test.grades[graded_rows].astype(np.float64)
+        result.actual_courses = test.courses[graded_rows]
     for name, model in models.items():
         t0 = time.perf_counter()
         out: dict[str, float] = {}
@@ -152,22 +141,39 @@ def evaluate(
             full, sampled = _ranks_from_score_all(model, test, train_lookup, test_lookup, neg)
         elif neg is not None:
             sampled = _sampled_ranks(model, test, neg)
-        if sampled is not None:
-            out[f"hr@{k}_sampled"] = metrics.hit_rate(sampled, k)
-            out[f"ndcg@{k}_sampled"] = metrics.ndcg(sampled, k)
-        if full is not None:
-            out[f"hr@{k}_full"] = metrics.hit_rate(full, k)
-            out[f"ndcg@{k}_full"] = metrics.ndcg(full, k)
-        results[name] = out
+        for kind, ranks in (("sampled", sampled), ("full", full)):
+            if ranks is not None:
+                out[f"hr@{k}_{kind}"] = metrics.hit_rate(ranks, k)
+                out[f"ndcg@{k}_{kind}"] = metrics.ndcg(ranks, k)
+        result.metrics[name] = out
         if details:
-            extra.curves[name] = _curves(sampled, full, curve_k)
+            result.curves[name] = _curves(sampled, full, curve_k)
             if graded_rows is not None and model.predicts_grades:
                 pred = model.predict(test.students[graded_rows], test.courses[graded_rows]).astype(np.float64)
-                extra.predictions[name] = pred
-                extra.by_course[name] = _errors_by_course(pred, extra, train.course_ids, scale_range)
-        seconds[name] = time.perf_counter() - t0
+                result.predictions[name] = pred
+                result.by_course[name] = _errors_by_course(pred, result, train.course_ids, scale_range)
+        result.seconds[name] = time.perf_counter() - t0
+    result.info = _split_info(train, test, k=k, neg=neg, given=negatives is not None, scale_range=scale_range)
+    return result
 
-    info = {
+
+def _check_inputs(models: Mapping[str, Recommender], train: Interactions, test: Interactions) -> None:
+    """Refuse a leaky or empty split, and models that were fitted on another training set."""
+    check_no_overlap(train, test)
+    if len(test) == 0:
+        raise DataError("the test set is empty")
+    for name, model in models.items():
+        if model.n_courses != train.n_courses:
+            raise ModelError(f"model {name!r} scores {model.n_courses} courses; this split has {train.n_courses}")
+        fp = getattr(model, "train_fingerprint", None)
+        if fp and fp != train.fingerprint():
+            raise ModelError(f"model {name!r} was not trained on this training set (fingerprint differs)")
+
+
+def _split_info(
+    train: Interactions, test: Interactions, *, k: int, neg: np.ndarray | None, given: bool, scale_range: float
+) -> dict[str, Any]:
+    return {
         "n_train": len(train),
         "n_test": len(test),
         "n_test_students": int(np.count_nonzero(np.bincount(test.students))),
@@ -176,13 +182,11 @@ def evaluate(
         "k": k,
         "n_negatives": 0 if neg is None else int(neg.shape[1]),
         "n_sampled_rows": 0 if neg is None else int((neg[:, 0] >= 0).sum()),
-        "negatives": "given" if negatives is not None else "sampled",
+        "negatives": "given" if given else "sampled",
         "scale_range": scale_range,
         "train_fingerprint": train.fingerprint(),
         "test_fingerprint": test.fingerprint(),
     }
-    extra.metrics, extra.seconds, extra.info = results, seconds, info
-    return extra
 
 
 def _curves(sampled: np.ndarray | None, full: np.ndarray | None, max_k: int) -> dict[str, list[float]]:

@@ -23,7 +23,24 @@ from electives.data.scales import GradeScale
 from electives.errors import StorageError
 from electives.evaluation.evaluate import EvaluationResult
 
-__all__ = ["markdown_table", "write_report"]
+__all__ = ["EpochStats", "markdown_table", "write_report"]
+
+
+class EpochStats(Protocol):
+    """What a report reads of one training epoch (`electives.models.epochs.EpochStats` provides it; evaluation
+    sits below models, so it names the shape rather than importing the class)."""
+
+    @property
+    def phase(self) -> str: ...
+    @property
+    def epoch(self) -> int: ...
+    @property
+    def train_loss(self) -> float: ...
+    @property
+    def val_metric(self) -> float | None: ...
+    @property
+    def seconds(self) -> float: ...
+
 
 
 class EpochStats(Protocol):

@@ -1,1 +1,1 @@
-"""What learns from the data: NCF networks and their configuration, training (early stopping, refit, DP, DDP), the baselines, model selection and tuning, conformal calibration and the artifact on disk."""
+"""What learns from the data: NCF networks and their configuration, training (early stopping, refit, DP, DDP; `pipeline.train_model` is `electives train` from Python), the baselines, model selection and tuning, conformal calibration and the artifact on disk."""

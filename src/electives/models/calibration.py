@@ -26,14 +26,18 @@ Intervals are clipped to [0, 1]; actual grades lie there too, so clipping never 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, overload
 
 import numpy as np
 
+from electives.data.interactions import Interactions
 from electives.errors import DataError, ModelError
 
 Method = Literal["symmetric", "asymmetric"]
+# Validation rows are split in two by student: one half calibrates the interval, the other measures its coverage.
+CALIBRATION_SEED = 7
 _EPS = 1e-9  # (n + 1) · c in floating point: 25 · 0.28 is 7.000000000000001, whose ceiling is 8, not 7
 
 
@@ -135,6 +139,28 @@ def fit_conformal(residuals: np.ndarray, coverage: float = 0.8, method: Method =
     upper = float(s[_k_upper(n, 1 - alpha / 2) - 1])
     # A biased model can put both bounds on one side; keep the prediction itself inside the interval.
     return ConformalInterval(coverage=coverage, lower=min(lower, 0.0), upper=max(upper, 0.0), n=n, method=method)
+
+
+def calibrate_on_validation(
+    predict: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    validation: Interactions,
+    coverage: float,
+    *,
+    seed: int = CALIBRATION_SEED,
+) -> tuple[ConformalInterval, float | None]:
+    """(interval, measured coverage) for a model's `predict(students, courses)` on graded `validation` rows it
+    was not trained on: the students are halved at random (`seed`); one half calibrates, the other measures
+    how often the interval holds. Too few rows to halve: all calibrate and the coverage is None."""
+    assert validation.grades is not None
+    pred = predict(validation.students, validation.courses)
+    residuals = validation.grades - pred
+    rng = np.random.default_rng(seed)
+    # Split by student, so a student's rows never sit on both sides.
+    calib = (rng.random(validation.n_students) < 0.5)[validation.students]
+    if calib.sum() < min_residuals(coverage) or (~calib).sum() < min_residuals(coverage):
+        return fit_conformal(residuals, coverage), None
+    interval = fit_conformal(residuals[calib], coverage)
+    return interval, float(interval.empirical_coverage(validation.grades[~calib], pred[~calib]))
 
 
 def _k_upper(n: int, level: float) -> int:

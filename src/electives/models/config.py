@@ -6,12 +6,26 @@ loading the training stack.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+import argparse
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
 from electives.errors import ElectivesError
 
-__all__ = ["MODE_DEFAULTS", "TUNABLE", "Mode", "TrainConfig"]
+__all__ = [
+    "FLAGS",
+    "MODE_DEFAULTS",
+    "TUNABLE",
+    "Flag",
+    "Mode",
+    "TrainConfig",
+    "config_from_flags",
+    "layer_sizes",
+    "number",
+    "positive_float",
+    "positive_int",
+]
 
 Mode = Literal["explicit", "implicit"]
 
@@ -53,38 +67,167 @@ MODE_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+# -- command-line flags ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Flag:
+    """How a TrainConfig field is given on the command line (train, evaluate and tune build their flags from
+    these). The flag defaults to None, meaning "not given", so a --config file or the field's default applies."""
+
+    name: str  # "--negatives"
+    help: str  # "{default}" → the field's default, or "per mode" for a field that MODE_DEFAULTS fills
+    type: Callable[[str], Any] | None = None
+    metavar: str | None = None
+    choices: tuple[str, ...] | None = None
+    action: Literal["store_true", "boolean"] | None = None  # a switch, or --name/--no-name
+
+    @property
+    def dest(self) -> str:
+        """The argparse Namespace attribute: "--batch-size" → "batch_size"."""
+        return self.name.lstrip("-").replace("-", "_")
+
+    def help_text(self, default: Any) -> str:
+        return self.help.format(default="per mode" if default is None else default)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number ≥ 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
+    return value
+
+
+def number(text: str) -> float:
+    """argparse type: any float."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a float > 0."""
+    value = number(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+    return value
+
+
+def layer_sizes(text: str) -> tuple[int, ...]:
+    """argparse type: hidden layer sizes, "128,64,32"."""
+    try:
+        sizes = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected sizes like 128,64,32") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected positive sizes like 128,64,32")
+    return sizes
+
+
+def _flag(name: str, help: str, **how: Any) -> dict[str, Flag]:
+    """A field's metadata declaring its flag: `field(default=…, metadata=_flag("--name", "help", …))`."""
+    return {"flag": Flag(name, help, **how)}
+
+
+# -- the configuration ----------------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that determines a training run. `None` means "the mode's default" (see `MODE_DEFAULTS`)."""
+    """Everything that determines a training run. `None` means "the mode's default" (see `MODE_DEFAULTS`).
+    Fields with a command-line flag declare it beside them (see `Flag`, `FLAGS`)."""
 
-    mode: Mode = "explicit"
-    model: Literal["neumf", "gmf", "mlp"] = "neumf"
-    gmf_dim: int | None = None
-    mlp_dim: int | None = None  # per side; the tower's input is 2 · mlp_dim
-    mlp_layers: tuple[int, ...] | None = None
-    dropout: float = 0.0
-    lr: float | None = None
-    weight_decay: float | None = None  # decoupled (AdamW) decay of all weights
-    embedding_l2: float | None = None  # L2 on the embedding rows each batch uses (frequent ids are shrunk more often)
-    batch_size: int | None = None
-    epochs: int | None = None
-    n_negatives: int = 4  # implicit: sampled negatives per positive, resampled every epoch
-    loss: Literal["mse", "huber", "l1"] = "mse"  # explicit only
+    mode: Mode = field(
+        default="explicit", metadata=_flag("--mode", "default: {default}", choices=("explicit", "implicit"))
+    )
+    model: Literal["neumf", "gmf", "mlp"] = field(
+        default="neumf", metadata=_flag("--model", "default: {default}", choices=("neumf", "gmf", "mlp"))
+    )
+    gmf_dim: int | None = field(
+        default=None, metadata=_flag("--gmf-dim", "default: {default}", type=positive_int, metavar="N")
+    )
+    # per side; the tower's input is 2 · mlp_dim
+    mlp_dim: int | None = field(
+        default=None, metadata=_flag("--mlp-dim", "default: {default}", type=positive_int, metavar="N")
+    )
+    mlp_layers: tuple[int, ...] | None = field(
+        default=None,
+        metadata=_flag(
+            "--mlp-layers", "MLP hidden layer sizes (default: {default})", type=layer_sizes, metavar="A,B,C"
+        ),
+    )
+    dropout: float = field(default=0.0, metadata=_flag("--dropout", "default: {default}", type=float, metavar="P"))
+    lr: float | None = field(
+        default=None, metadata=_flag("--lr", "learning rate (default: {default})", type=positive_float, metavar="LR")
+    )
+    # decoupled (AdamW) decay of all weights
+    weight_decay: float | None = field(
+        default=None, metadata=_flag("--weight-decay", "AdamW decay (default: {default})", type=float, metavar="W")
+    )
+    # L2 on the embedding rows each batch uses (frequent ids are shrunk more often)
+    embedding_l2: float | None = field(
+        default=None, metadata=_flag("--embedding-l2", "default: {default}", type=float, metavar="W")
+    )
+    batch_size: int | None = field(
+        default=None, metadata=_flag("--batch-size", "default: {default}", type=positive_int, metavar="N")
+    )
+    epochs: int | None = field(
+        default=None, metadata=_flag("--epochs", "maximum epochs (default: {default})", type=positive_int, metavar="N")
+    )
+    # implicit: sampled negatives per positive, resampled every epoch
+    n_negatives: int = field(
+        default=4, metadata=_flag("--negatives", "implicit mode (default: {default})", type=positive_int, metavar="N")
+    )
+    loss: Literal["mse", "huber", "l1"] = field(
+        default="mse", metadata=_flag("--loss", "explicit mode (default: {default})", choices=("mse", "huber", "l1"))
+    )
     huber_delta: float = 0.1  # in normalised grade units
-    patience: int | None = None  # epochs without validation improvement before stopping
-    validation: Literal["loo", "temporal", "random", "none"] | None = None
-    val_fraction: float = 0.1  # for validation="random"
+    # epochs without validation improvement before stopping
+    patience: int | None = field(
+        default=None, metadata=_flag("--patience", "default: {default}", type=positive_int, metavar="N")
+    )
+    validation: Literal["loo", "temporal", "random", "none"] | None = field(
+        default=None,
+        metadata=_flag(
+            "--validation", "validation split kind (default: {default})", choices=("loo", "temporal", "random")
+        ),
+    )
+    # for validation="random"
+    val_fraction: float = field(
+        default=0.1, metadata=_flag("--val-fraction", "default: {default}", type=float, metavar="F")
+    )
     val_negatives: int = 99  # implicit: negatives per validation positive for HR@10
     # After early stopping, train again from scratch on training + validation rows for the best epoch count.
-    refit: bool | None = None
-    pretrain: bool = False  # NeuMF only: GMF, then MLP, then NeuMF from both with α = pretrain_alpha
+    refit: bool | None = field(
+        default=None,
+        metadata=_flag(
+            "--refit",
+            "after early stopping, train again on training + validation rows for the best epoch count "
+            "(default: per mode — on for implicit; off for explicit, whose intervals are calibrated on validation)",
+            action="boolean",
+        ),
+    )
+    # NeuMF only: GMF, then MLP, then NeuMF from both with α = pretrain_alpha
+    pretrain: bool = field(
+        default=False,
+        metadata=_flag("--pretrain", "pre-train GMF and MLP, then NeuMF from both (α = 0.5)", action="store_true"),
+    )
     pretrain_alpha: float = 0.5
-    imbalance: Literal["none", "oversample", "reweight"] = "none"  # explicit only, training split only
+    # explicit only, training split only
+    imbalance: Literal["none", "oversample", "reweight"] = field(
+        default="none", metadata=_flag("--imbalance", "default: {default}", choices=("none", "oversample", "reweight"))
+    )
     low_grade: float = 0.5  # rows with a normalised grade below this count as low
     imbalance_factor: float = 3.0  # copies per low row (oversample) or their loss weight (reweight)
     imbalance_noise: float = 0.02  # std of the noise added to oversampled grades
-    seed: int = 0
-    device: str = "auto"  # "auto" → CUDA when available, else CPU
+    seed: int = field(default=0, metadata=_flag("--seed", "random seed (default: {default})", type=int, metavar="N"))
+    # "auto" → CUDA when available, else CPU
+    device: str = field(default="auto", metadata=_flag("--device", "{default} (CUDA when present), cpu, cuda, cuda:N"))
 
     def __post_init__(self) -> None:
         if self.mlp_layers is not None:
@@ -116,6 +259,20 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+# field name → its command-line flag, in declaration order.
+FLAGS: dict[str, Flag] = {f.name: f.metadata["flag"] for f in fields(TrainConfig) if "flag" in f.metadata}
+
+
+def config_from_flags(given: Any, file_values: dict[str, Any] | None = None) -> TrainConfig:
+    """TrainConfig from the flags `given` (an argparse Namespace; None = not given), over `file_values` (a
+    --config file), over TrainConfig's defaults. `model="auto"` becomes neumf, the candidates' starting point."""
+    flags = {name: getattr(given, flag.dest, None) for name, flag in FLAGS.items()}
+    merged = {**(file_values or {}), **{k: v for k, v in flags.items() if v is not None}}
+    if merged.get("model") == "auto":
+        merged["model"] = "neumf"
+    return TrainConfig(**merged)
 
 
 # The fields `electives tune` may search (tuning.SEARCH_SPACE).

@@ -42,24 +42,24 @@ from tqdm.auto import tqdm
 from electives.data.interactions import Interactions
 from electives.data.sampling import sample_negatives
 from electives.errors import DataError, ElectivesError
-from electives.models.training import (
+from electives.models.epochs import (
     BestEpoch,
-    EpochStats,
-    FittedNCF,
-    TrainConfig,
-    _carve_validation,
-    _device,
-    _loss_fn,
-    _prepare_training,
-    _prepare_validation,
-    _seeded_torch,
-    _TrainData,
-    _validate,
-    build_model,
-    log_epoch,
+    EpochLog,
+    TrainingRows,
+    ValidationSet,
+    carve_validation,
+    choose_device,
+    loss_function,
+    prepare_training,
+    prepare_validation,
+    seeded_torch,
+    validation_metric_name,
+    validation_score,
 )
+from electives.models.ncf import NCFModel, build_model
+from electives.models.training import FittedNCF, TrainConfig
 
-__all__ = ["DP_DEFAULTS", "PrivacyConfig", "PrivacyReport", "default_delta", "fit_private"]
+__all__ = ["DP_DEFAULTS", "PrivacyConfig", "PrivacyReport", "default_delta", "fit_private", "private_config"]
 
 Accountant = Literal["prv", "rdp"]
 
@@ -146,28 +146,81 @@ def fit_private(
 ) -> tuple[FittedNCF, PrivacyReport]:
     """DP-SGD counterpart of :func:`electives.models.training.fit` (same validation and early stopping); see the module
     docstring. Returns the fitted model (save/load/recommend as any other) and what the run spent."""
+    cfg = private_config(config)
+    if cfg.mode == "explicit" and train.grades is None:
+        raise DataError("explicit training needs grades; these interactions have none (use mode='implicit')")
+    device = choose_device(cfg.device)
+    secret = noise_seed if noise_seed is not None else secrets.randbits(63)
+    with seeded_torch(device, cfg.seed):
+        rng = np.random.default_rng(cfg.seed)
+        fit_data, val_data = carve_validation(cfg, train, validation)
+        val = prepare_validation(cfg, fit_data=fit_data, validation=val_data, train=train, rng=rng, device=device)
+        records = _Records.build(cfg, prepare_training(cfg, fit_data, rng=rng), fit_data.n_students)
+        plan = _Plan.make(cfg, privacy, records.n)
+        dims = (cfg.gmf_dim, cfg.mlp_dim, cfg.mlp_layers, cfg.dropout)
+        model = build_model(cfg.model, train.n_students, train.n_courses, *dims).to(device)
+        mechanism = _Mechanism.attach(model, cfg, privacy, plan, secret=secret, device=device)
+        if plan.prefix:
+            mechanism.start_at_noisy_mean(model, records, secret=secret)
+        log = EpochLog(cfg.mode, progress=progress)
+        with warnings.catch_warnings():
+            # Inputs are indices, so no input needs a gradient; the hooks still see every layer's output grads.
+            warnings.filterwarnings("ignore", message="Full backward hook is firing")
+            best = _train_private(model, mechanism, records=records, validation=val, rng=rng, log=log)
+        spent, steps = mechanism.detach(model)
+    model.eval()
+    report = PrivacyReport(
+        epsilon=spent,
+        delta=plan.delta,
+        target_epsilon=float(privacy.epsilon),
+        max_grad_norm=float(privacy.max_grad_norm),
+        noise_multiplier=float(plan.sigma),
+        accountant=privacy.accountant,
+        sample_rate=float(plan.sample_rate),
+        steps=steps,
+        planned_steps=int(plan.planned_steps),
+        mean_noise_multiplier=MEAN_NOISE if plan.prefix else None,
+        noise_source="os-entropy" if noise_seed is None else "seeded",
+    )
+    fitted = FittedNCF(
+        model=model,
+        config=cfg,
+        history=log.history,
+        best_epoch=best,
+        val_metric_name=validation_metric_name(cfg.mode),
+        train_fingerprint=train.fingerprint(),
+        device=device,
+    )
+    return fitted, report
+
+
+def private_config(config: TrainConfig) -> TrainConfig:
+    """`config` resolved for DP training: DP_DEFAULTS for the fields left None (then the mode's), no refit."""
     cfg = replace(
         config, **{k: v for k, v in DP_DEFAULTS[config.mode].items() if getattr(config, k) is None}
     ).resolved()
-    # A refit would be a second private training run: twice the budget for the same guarantee.
-    cfg = replace(cfg, refit=False)
     if cfg.pretrain:
         raise ElectivesError("DP training does not support --pretrain (each pre-training phase would spend budget)")
-    if cfg.mode == "explicit" and train.grades is None:
-        raise DataError("explicit training needs grades; these interactions have none (use mode='implicit')")
-    assert cfg.epochs is not None and cfg.batch_size is not None and cfg.lr is not None
-    device = _device(cfg.device)
-    from opacus.accountants import create_accountant
-    from opacus.grad_sample import GradSampleModule
-    from opacus.optimizers import DPOptimizer
+    # A refit would be a second private training run: twice the budget for the same guarantee.
+    return replace(cfg, refit=False)
 
-    secret = noise_seed if noise_seed is not None else secrets.randbits(63)
-    with _seeded_torch(device, cfg.seed):
-        rng = np.random.default_rng(cfg.seed)
-        fit_data, val_data = _carve_validation(cfg, train, validation)
-        val = None if val_data is None else _prepare_validation(cfg, fit_data, val_data, train, rng, device)
-        records = _Records.build(cfg, _prepare_training(cfg, fit_data, rng), fit_data.n_students)
-        n = records.n
+
+@dataclass(frozen=True)
+class _Plan:
+    """The run's privacy arithmetic, fixed before training: how often a student is sampled, for how many steps,
+    and the noise that keeps those steps (after the noisy mean's release, `prefix`) within the budget."""
+
+    n: int  # students (protected units) with training rows
+    delta: float
+    sample_rate: float
+    steps_per_epoch: int
+    planned_steps: int
+    prefix: list[tuple[float, float, int]]  # (noise multiplier, sample rate, steps) released before training
+    sigma: float
+
+    @classmethod
+    def make(cls, cfg: TrainConfig, privacy: PrivacyConfig, n: int) -> _Plan:
+        assert cfg.epochs is not None and cfg.batch_size is not None
         if n < 2:
             raise DataError(f"DP training needs at least 2 students with training rows, got {n}")
         delta = privacy.delta if privacy.delta is not None else default_delta(n)
@@ -177,69 +230,65 @@ def fit_private(
         # Explicit mode starts the output at a noisy mean grade (one Gaussian release, accounted with the steps).
         prefix = [(MEAN_NOISE, 1.0, 1)] if cfg.mode == "explicit" else []
         sigma = _calibrate(privacy, delta, sample_rate, planned, prefix)
+        return cls(n, delta, sample_rate, steps_per_epoch, planned, prefix, sigma)
 
-        dims = (cfg.gmf_dim, cfg.mlp_dim, cfg.mlp_layers, cfg.dropout)
-        model = build_model(cfg.model, train.n_students, train.n_courses, *dims).to(device)
+
+@dataclass(frozen=True)
+class _Mechanism:
+    """DP-SGD around one model: per-student gradients (Opacus hooks), the clipping and noising optimiser, the
+    accountant and the secret Poisson sampler."""
+
+    config: TrainConfig
+    plan: _Plan
+    device: str
+    gsm: Any  # opacus GradSampleModule
+    opt: Any  # opacus DPOptimizer
+    accountant: Any
+    sampler: np.random.Generator
+
+    @classmethod
+    def attach(
+        cls, model: NCFModel, cfg: TrainConfig, privacy: PrivacyConfig, plan: _Plan, *, secret: int, device: str
+    ) -> _Mechanism:
+        from opacus.accountants import create_accountant
+        from opacus.grad_sample import GradSampleModule
+        from opacus.optimizers import DPOptimizer
+
+        assert cfg.lr is not None
         gsm = GradSampleModule(model, loss_reduction="mean")
         base = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay or 0.0)
-        noise_gen = torch.Generator(device=device).manual_seed(secret)
         opt = DPOptimizer(
             base,
-            noise_multiplier=sigma,
+            noise_multiplier=plan.sigma,
             max_grad_norm=privacy.max_grad_norm,
-            expected_batch_size=max(1, round(sample_rate * n)),
+            expected_batch_size=max(1, round(plan.sample_rate * plan.n)),
             loss_reduction="mean",
-            generator=noise_gen,
+            generator=torch.Generator(device=device).manual_seed(secret),
         )
         accountant = create_accountant(mechanism=privacy.accountant)
-        if prefix:
-            noise = np.random.default_rng(secret + 1).normal(0.0, MEAN_NOISE)
-            mean = (records.student_means().sum() + noise) / n
-            with torch.no_grad():
-                m = float(np.clip(mean, 0.05, 0.95))
-                model.out.bias.fill_(math.log(m / (1.0 - m)))
-            accountant.history.extend(prefix)
         sampler = np.random.default_rng(secret)  # Poisson sampling: secret, like the noise
-        history: list[EpochStats] = []
-        with warnings.catch_warnings():
-            # Inputs are indices, so no input needs a gradient; the hooks still see every layer's output grads.
-            warnings.filterwarnings("ignore", message="Full backward hook is firing")
-            best = _train_private(
-                gsm, model, cfg, records, val, rng, sampler, opt, accountant, sigma, sample_rate, steps_per_epoch,
-                device, history, progress,
-            )  # fmt: skip
-        gsm.remove_hooks()
+        return cls(cfg, plan, device, gsm, opt, accountant, sampler)
+
+    def start_at_noisy_mean(self, model: NCFModel, records: _Records, *, secret: int) -> None:
+        """Set the output bias to the noisy mean grade and account for its release."""
+        noise = np.random.default_rng(secret + 1).normal(0.0, MEAN_NOISE)
+        mean = (records.student_means().sum() + noise) / records.n
+        with torch.no_grad():
+            m = float(np.clip(mean, 0.05, 0.95))
+            model.out.bias.fill_(math.log(m / (1.0 - m)))
+        self.accountant.history.extend(self.plan.prefix)
+
+    def detach(self, model: NCFModel) -> tuple[float, int]:
+        """Remove the hooks and per-sample gradients; returns (ε spent, training steps run)."""
+        self.gsm.remove_hooks()
         for p in model.parameters():
             p.grad_sample = None
             p.grad = None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            spent = float(accountant.get_epsilon(delta=delta)) if accountant.history else 0.0
-    model.eval()
-    steps = sum(k for _, _, k in accountant.history) - len(prefix)
-    report = PrivacyReport(
-        epsilon=spent,
-        delta=delta,
-        target_epsilon=float(privacy.epsilon),
-        max_grad_norm=float(privacy.max_grad_norm),
-        noise_multiplier=float(sigma),
-        accountant=privacy.accountant,
-        sample_rate=float(sample_rate),
-        steps=int(steps),
-        planned_steps=int(planned),
-        mean_noise_multiplier=MEAN_NOISE if prefix else None,
-        noise_source="os-entropy" if noise_seed is None else "seeded",
-    )
-    fitted = FittedNCF(
-        model=model,
-        config=cfg,
-        history=history,
-        best_epoch=best,
-        val_metric_name="rmse" if cfg.mode == "explicit" else "hr@10",
-        train_fingerprint=train.fingerprint(),
-        device=device,
-    )
-    return fitted, report
+            spent = float(self.accountant.get_epsilon(delta=self.plan.delta)) if self.accountant.history else 0.0
+        steps = sum(k for _, _, k in self.accountant.history) - len(self.plan.prefix)
+        return spent, int(steps)
 
 
 def _calibrate(
@@ -299,7 +348,7 @@ class _Records:
         return (self.targets * self.weights).sum(1) / np.maximum(self.weights.sum(1), 1e-12)
 
     @classmethod
-    def build(cls, cfg: TrainConfig, data: _TrainData, n_students: int) -> _Records:
+    def build(cls, cfg: TrainConfig, data: TrainingRows, n_students: int) -> _Records:
         if cfg.mode == "implicit":
             targets = np.ones(len(data.students), dtype=np.float32)
         else:
@@ -348,63 +397,63 @@ class _Records:
 
 
 def _train_private(
-    gsm: torch.nn.Module,
-    model: torch.nn.Module,
-    cfg: TrainConfig,
+    model: NCFModel,
+    mechanism: _Mechanism,
+    *,
     records: _Records,
-    val: Any,
+    validation: ValidationSet | None,
     rng: np.random.Generator,
-    sampler: np.random.Generator,
-    opt: Any,
-    accountant: Any,
-    sigma: float,
-    sample_rate: float,
-    steps_per_epoch: int,
-    device: str,
-    history: list[EpochStats],
-    progress: bool,
+    log: EpochLog,
 ) -> int:
     """Poisson-sampled DP-SGD steps with early stopping on the validation split; returns the best epoch."""
-    assert cfg.epochs is not None
-    loss_fn = _loss_fn(cfg)
-    explicit = cfg.mode == "explicit"
+    cfg = mechanism.config
+    assert cfg.epochs is not None and cfg.patience is not None
     best = BestEpoch(cfg.patience)
-    gsm.train()
+    mechanism.gsm.train()
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
-        s_all, c_all, y_all, w_all = records.epoch(cfg, rng, device)
-        total, seen = 0.0, 0
-        bar = tqdm(total=steps_per_epoch, desc=f"dp {epoch}/{cfg.epochs}", disable=not progress, leave=False)
-        for _ in range(steps_per_epoch):
-            pick = torch.from_numpy(np.flatnonzero(sampler.random(records.n) < sample_rate)).to(device)
-            opt.zero_grad(set_to_none=True)
-            if len(pick):
-                s = s_all[pick, None].expand(-1, c_all.shape[1])
-                c, y, w = c_all[pick], y_all[pick], w_all[pick]
-                out = gsm(s, c)
-                per_row = loss_fn(torch.sigmoid(out), y) if explicit else loss_fn(out, y)
-                per_student = (per_row * w).sum(1) / records.row_scale
-                if cfg.embedding_l2:
-                    per_student = per_student + cfg.embedding_l2 * _embedding_l2(model, s, c, w > 0)
-                loss = per_student.mean()
-                loss.backward()
-                opt.step()
-                total += float(per_student.detach().sum())
-                seen += len(pick)
-            # An empty Poisson batch still counts as a step (noise only): counting it keeps ε an upper bound.
-            accountant.step(noise_multiplier=sigma, sample_rate=sample_rate)
-            bar.update(1)
-        bar.close()
-        train_loss = total / max(1, seen)
-        score = _validate(model, cfg, val) if val is not None else None
-        metric = None if score is None else (-score[0] if explicit else score[0])
+        train_loss = _private_epoch(
+            model, mechanism, records, rng, desc=f"dp {epoch}/{cfg.epochs}", progress=log.progress
+        )
+        score = validation_score(model, cfg, validation) if validation is not None else None
         seconds = time.perf_counter() - t0
-        history.append(EpochStats("dp-" + cfg.model, epoch, train_loss, metric, seconds))
-        if progress:
-            log_epoch("dp", epoch, train_loss, metric, seconds, "rmse" if explicit else "hr@10")
+        phase = "dp-" + cfg.model
+        log.record(model, phase=phase, epoch=epoch, train_loss=train_loss, score=score, seconds=seconds, label="dp")
         if best.update(epoch, score, model):
             break
     return best.restore(model)
+
+
+def _private_epoch(
+    model: NCFModel, mechanism: _Mechanism, records: _Records, rng: np.random.Generator, *, desc: str, progress: bool
+) -> float:
+    """One epoch's Poisson-sampled steps; returns the mean per-student loss of the students sampled."""
+    cfg, plan, device = mechanism.config, mechanism.plan, mechanism.device
+    loss_fn = loss_function(cfg)
+    explicit = cfg.mode == "explicit"
+    s_all, c_all, y_all, w_all = records.epoch(cfg, rng, device)
+    total, seen = 0.0, 0
+    bar = tqdm(total=plan.steps_per_epoch, desc=desc, disable=not progress, leave=False)
+    for _ in range(plan.steps_per_epoch):
+        pick = torch.from_numpy(np.flatnonzero(mechanism.sampler.random(records.n) < plan.sample_rate)).to(device)
+        mechanism.opt.zero_grad(set_to_none=True)
+        if len(pick):
+            s = s_all[pick, None].expand(-1, c_all.shape[1])
+            c, y, w = c_all[pick], y_all[pick], w_all[pick]
+            out = mechanism.gsm(s, c)
+            per_row = loss_fn(torch.sigmoid(out), y) if explicit else loss_fn(out, y)
+            per_student = (per_row * w).sum(1) / records.row_scale
+            if cfg.embedding_l2:
+                per_student = per_student + cfg.embedding_l2 * _embedding_l2(model, s, c, w > 0)
+            per_student.mean().backward()
+            mechanism.opt.step()
+            total += float(per_student.detach().sum())
+            seen += len(pick)
+        # An empty Poisson batch still counts as a step (noise only): counting it keeps ε an upper bound.
+        mechanism.accountant.step(noise_multiplier=plan.sigma, sample_rate=plan.sample_rate)
+        bar.update(1)
+    bar.close()
+    return total / max(1, seen)
 
 
 def _embedding_l2(model: torch.nn.Module, s: Tensor, c: Tensor, mask: Tensor) -> Tensor:

@@ -7,11 +7,9 @@ with Adam (AdamW when weight_decay > 0) on shuffled in-memory tensors, restores 
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -19,26 +17,31 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from electives.data.interactions import Interactions, ItemLookup
-from electives.data.sampling import sample_negatives
-from electives.data.splits import check_no_overlap, validation_split
-from electives.errors import DataError, ElectivesError
-from electives.evaluation import metrics
+from electives.data.interactions import Interactions
+from electives.data.splits import check_no_overlap
+from electives.errors import DataError
 from electives.models import distributed
 from electives.models.config import MODE_DEFAULTS, TrainConfig
 from electives.models.distributed import Context
+from electives.models.epochs import (
+    BestEpoch,
+    EpochLog,
+    EpochStats,
+    TrainingRows,
+    ValidationSet,
+    carve_validation,
+    choose_device,
+    epoch_tensors,
+    loss_function,
+    prepare_training,
+    prepare_validation,
+    seeded_torch,
+    validation_metric_name,
+    validation_score,
+)
 from electives.models.ncf import GMF, MLP, NCFModel, NeuMF, build_model
 
 __all__ = ["MODE_DEFAULTS", "EpochStats", "FittedNCF", "TrainConfig", "fit"]
-
-
-@dataclass(frozen=True)
-class EpochStats:
-    phase: str  # "gmf", "mlp" (pre-training) or the trained model's name
-    epoch: int
-    train_loss: float
-    val_metric: float | None  # validation RMSE (explicit, normalised units) or HR@10 (implicit)
-    seconds: float
 
 
 @dataclass
@@ -93,13 +96,6 @@ class FittedNCF:
 # -- training -------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class _Validation:
-    students: Tensor
-    courses: Tensor  # explicit: (V,), implicit: (V, 1 + val_negatives), positive first
-    grades: Tensor | None
-
-
 def fit(
     train: Interactions,
     config: TrainConfig | None = None,
@@ -124,23 +120,29 @@ def fit(
     if cfg.mode == "explicit" and train.grades is None:
         raise DataError("explicit training needs grades; these interactions have none (use mode='implicit')")
     ctx = distributed.init(cfg.device)
-    device = _device(cfg.device, ctx)
-    with _seeded_torch(device, cfg.seed):
+    device = choose_device(cfg.device, ctx)
+    with seeded_torch(device, cfg.seed):
         # `rng` is drawn identically on every rank (splits, shard assignment); `local` only by this rank.
         rng = np.random.default_rng(cfg.seed)
-        local = np.random.default_rng([cfg.seed, ctx.rank]) if ctx.distributed else rng
-        fit_data, val_data = _carve_validation(cfg, train, validation)
-        val = None if val_data is None else _prepare_validation(cfg, fit_data, val_data, train, rng, device)
-        data = _prepare_training(cfg, fit_data, rng)
-        history: list[EpochStats] = []
-        run = _Run(ctx, local, progress and ctx.is_main, on_epoch)
-        model, best = _fit_phases(cfg, train, data, val, rng, device, history, run)
+        fit_data, val_data = carve_validation(cfg, train, validation)
+        val = prepare_validation(cfg, fit_data=fit_data, validation=val_data, train=train, rng=rng, device=device)
+        loop = _Loop(
+            config=cfg,
+            rows=prepare_training(cfg, fit_data, rng=rng),
+            validation=val,
+            rng=rng,
+            device=device,
+            log=EpochLog(cfg.mode, progress=progress and ctx.is_main, on_epoch=on_epoch),
+            ctx=ctx,
+            local=np.random.default_rng([cfg.seed, ctx.rank]) if ctx.distributed else rng,
+        )
+        model, best = _fit_phases(loop, shape=train)
         fitted = FittedNCF(
             model=model.eval(),
             config=cfg,
-            history=history,
+            history=loop.log.history,
             best_epoch=best[cfg.model],
-            val_metric_name="rmse" if cfg.mode == "explicit" else "hr@10",
+            val_metric_name=validation_metric_name(cfg.mode),
             train_fingerprint=train.fingerprint(),
             device=device,
             best_epochs=best,
@@ -168,65 +170,61 @@ def refit(
     check_no_overlap(fit_data, validation)
     everything = fit_data.concat(validation)
     ctx = distributed.init(cfg.device)
-    device = _device(cfg.device, ctx)
-    with _seeded_torch(device, cfg.seed + 1):
+    device = choose_device(cfg.device, ctx)
+    with seeded_torch(device, cfg.seed + 1):
         rng = np.random.default_rng([cfg.seed, 1])
-        local = np.random.default_rng([cfg.seed, 1, ctx.rank]) if ctx.distributed else rng
-        run = _Run(ctx, local, progress and ctx.is_main, on_epoch)
-        history = list(fitted.history)
-        data = _prepare_training(cfg, everything, rng)
-        model, _ = _fit_phases(cfg, everything, data, None, rng, device, history, run, fitted.best_epochs)
+        loop = _Loop(
+            config=cfg,
+            rows=prepare_training(cfg, everything, rng=rng),
+            validation=None,
+            rng=rng,
+            device=device,
+            log=EpochLog(cfg.mode, list(fitted.history), progress=progress and ctx.is_main, on_epoch=on_epoch),
+            ctx=ctx,
+            local=np.random.default_rng([cfg.seed, 1, ctx.rank]) if ctx.distributed else rng,
+        )
+        model, _ = _fit_phases(loop, shape=everything, epochs=fitted.best_epochs)
+        history = loop.log.history
     return replace(
         fitted, model=model.eval(), history=history, train_fingerprint=everything.fingerprint(), validated=fitted
     )
 
 
-@contextlib.contextmanager
-def _seeded_torch(device: str, seed: int) -> Iterator[None]:
-    """torch's global RNG (CPU and `device`'s CUDA stream) seeded inside, the caller's own left as it was."""
-    cuda = [torch.device(device).index or 0] if device.startswith("cuda") else []
-    with torch.random.fork_rng(devices=cuda):
-        torch.manual_seed(seed)
-        yield
+# -- the loop -------------------------------------------------------------------------------------------------
 
 
-def _carve_validation(
-    cfg: TrainConfig, train: Interactions, validation: Interactions | None
-) -> tuple[Interactions, Interactions | None]:
-    """(rows to fit, validation rows): `validation` if given (checked for overlap), else a split of `cfg`'s kind
-    carved from `train`, else none (validation="none")."""
-    if validation is not None:
-        check_no_overlap(train, validation)
-        return train, validation
-    if cfg.validation == "none":
-        return train, None
-    return validation_split(train, cfg.validation, cfg.val_fraction, cfg.seed)  # type: ignore[arg-type]
+@dataclass(frozen=True)
+class _Loop:
+    """What the training loop runs on besides the model: one per fit or refit, shared by its phases."""
+
+    config: TrainConfig  # resolved
+    rows: TrainingRows
+    validation: ValidationSet | None
+    rng: np.random.Generator  # drawn alike on every rank (splits, shard assignment)
+    device: str
+    log: EpochLog
+    ctx: Context = field(default_factory=Context)
+    local: np.random.Generator | None = None  # this rank's own stream (negatives, shard order)
 
 
 def _fit_phases(
-    cfg: TrainConfig,
-    shape: Interactions,
-    data: _TrainData,
-    val: _Validation | None,
-    rng: np.random.Generator,
-    device: str,
-    history: list[EpochStats],
-    run: _Run,
-    epochs: dict[str, int] | None = None,
+    loop: _Loop, *, shape: Interactions, epochs: dict[str, int] | None = None
 ) -> tuple[NCFModel, dict[str, int]]:
     """Train the configured model, after GMF and MLP when pre-training; returns it and each phase's best epoch.
     With `epochs` (a refit), each phase runs exactly that many epochs and its history is labelled "… refit"."""
+    cfg = loop.config
     dims = (cfg.gmf_dim, cfg.mlp_dim, cfg.mlp_layers, cfg.dropout)
     best: dict[str, int] = {}
 
     def phase(kind: str, start: tuple[GMF, MLP] | None = None) -> NCFModel:
-        model = build_model(kind, shape.n_students, shape.n_courses, *dims).to(device)
+        model = build_model(kind, shape.n_students, shape.n_courses, *dims).to(loop.device)
         if start is not None:
             assert isinstance(model, NeuMF)
             model.load_pretrained(*start, cfg.pretrain_alpha)
-        c = cfg if epochs is None else replace(cfg, epochs=epochs[kind])
         name = kind if epochs is None else f"{kind} refit"
-        best[kind] = _train(model, name, c, data, val, rng, device, history, run.progress, start is None, run)
+        n_epochs = cfg.epochs if epochs is None else epochs[kind]
+        assert n_epochs is not None
+        best[kind] = _train(model, loop, phase=name, epochs=n_epochs, init_bias=start is None)
         return model
 
     if cfg.pretrain and cfg.model == "neumf":
@@ -234,199 +232,6 @@ def _fit_phases(
         assert isinstance(gmf, GMF) and isinstance(mlp, MLP)
         return phase("neumf", (gmf, mlp)), best
     return phase(cfg.model), best
-
-
-def _device(name: str, ctx: Context | None = None) -> str:
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ElectivesError(f"device {name!r} requested but CUDA is not available")
-    return (ctx or Context()).device(name)
-
-
-@dataclass
-class _Run:
-    """Per-run settings of the training loop that are not part of the model's configuration."""
-
-    ctx: Context = field(default_factory=Context)
-    local: np.random.Generator | None = None  # this rank's own stream (negatives, shard order)
-    progress: bool = True
-    on_epoch: Callable[[EpochStats, NCFModel], None] | None = None
-
-
-@dataclass
-class _TrainData:
-    students: np.ndarray
-    courses: np.ndarray
-    grades: np.ndarray | None  # explicit targets
-    weights: np.ndarray | None  # explicit per-row loss weights (imbalance="reweight")
-    lookup: ItemLookup | None  # implicit: positives that negatives must avoid
-    n_courses: int
-
-
-def _prepare_training(cfg: TrainConfig, data: Interactions, rng: np.random.Generator) -> _TrainData:
-    if cfg.mode == "implicit":
-        lookup = data.item_lookup()
-        s = np.repeat(np.arange(data.n_students, dtype=np.int64), lookup.counts())
-        return _TrainData(s, lookup.indices, None, None, lookup, data.n_courses)
-    assert data.grades is not None
-    keep = ~np.isnan(data.grades)
-    s, c, g = data.students[keep], data.courses[keep], data.grades[keep].astype(np.float32)
-    if len(s) == 0:
-        raise DataError("no graded rows to train on")
-    w = None
-    low = g < cfg.low_grade
-    if cfg.imbalance == "oversample" and low.any():
-        copies = max(0, round(cfg.imbalance_factor) - 1)
-        idx = np.repeat(np.flatnonzero(low), copies)
-        noisy = np.clip(g[idx] + rng.normal(0.0, cfg.imbalance_noise, len(idx)), 0.0, 1.0).astype(np.float32)
-        s, c, g = np.concatenate([s, s[idx]]), np.concatenate([c, c[idx]]), np.concatenate([g, noisy])
-    elif cfg.imbalance == "reweight":
-        w = np.where(low, cfg.imbalance_factor, 1.0).astype(np.float32)
-    return _TrainData(s, c, g, w, None, data.n_courses)
-
-
-def _prepare_validation(
-    cfg: TrainConfig,
-    fit_data: Interactions,
-    val: Interactions,
-    train: Interactions,
-    rng: np.random.Generator,
-    device: str,
-) -> _Validation | None:
-    if cfg.mode == "explicit":
-        assert val.grades is not None
-        keep = ~np.isnan(val.grades)
-        if not keep.any():
-            return None
-        return _Validation(
-            torch.tensor(val.students[keep], device=device),
-            torch.tensor(val.courses[keep], device=device),
-            torch.tensor(val.grades[keep], device=device),
-        )
-    # Negatives avoid everything the student has in train ∪ validation, as the test protocol does; a small
-    # catalogue gets fewer negatives, and students with no untaken course are left out.
-    both = fit_data.concat(val)
-    lookup = both.item_lookup()
-    free = train.n_courses - lookup.counts()[val.students]
-    if not (free > 0).any():
-        return None
-    students, pos = val.students[free > 0], val.courses[free > 0]
-    neg = sample_negatives(students, lookup, min(cfg.val_negatives, int(free[free > 0].min())), rng, unique=True)
-    courses = np.concatenate([pos[:, None], neg], axis=1)
-    return _Validation(torch.tensor(students, device=device), torch.tensor(courses, device=device), None)
-
-
-def _epoch_tensors(
-    cfg: TrainConfig,
-    data: _TrainData,
-    rng: np.random.Generator,
-    device: str,
-    ctx: Context | None = None,
-    local: np.random.Generator | None = None,
-) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
-    """Shuffled (students, courses, targets, weights) for one epoch; implicit negatives drawn afresh.
-
-    With several ranks, the rows are dealt out by one permutation drawn alike on every rank (`rng`), each rank
-    keeping an equal share (a few rows sit out each epoch, different ones each time) so that every rank runs the
-    same number of batches; its negatives and order come from its own stream `local`.
-    """
-    ctx = ctx or Context()
-    local = rng if local is None else local
-    rows = None
-    if ctx.distributed:
-        share = len(data.students) // ctx.world_size
-        if share == 0:
-            raise DataError(f"{len(data.students)} training rows cannot be shared by {ctx.world_size} processes")
-        rows = rng.permutation(len(data.students))[ctx.rank :: ctx.world_size][:share]
-    if cfg.mode == "implicit":
-        assert data.lookup is not None
-        ps, pc = (data.students, data.courses) if rows is None else (data.students[rows], data.courses[rows])
-        neg = sample_negatives(ps, data.lookup, cfg.n_negatives, local).ravel()
-        s = np.concatenate([ps, np.repeat(ps, cfg.n_negatives)])
-        c = np.concatenate([pc, neg])
-        y = np.zeros(len(s), dtype=np.float32)
-        y[: len(ps)] = 1.0
-        w = None
-    else:
-        assert data.grades is not None
-        s, c, y, w = data.students, data.courses, data.grades, data.weights
-        if rows is not None:
-            s, c, y, w = s[rows], c[rows], y[rows], None if w is None else w[rows]
-    perm = local.permutation(len(s))
-    # One gather per epoch, then contiguous slices per batch.
-    s_t = torch.from_numpy(s[perm]).to(device)
-    c_t = torch.from_numpy(c[perm]).to(device)
-    y_t = torch.from_numpy(y[perm]).to(device)
-    w_t = None if w is None else torch.from_numpy(w[perm]).to(device)
-    return s_t, c_t, y_t, w_t
-
-
-def _loss_fn(cfg: TrainConfig) -> nn.Module:
-    if cfg.mode == "implicit":
-        return nn.BCEWithLogitsLoss(reduction="none")
-    if cfg.loss == "huber":
-        return nn.HuberLoss(reduction="none", delta=cfg.huber_delta)
-    if cfg.loss == "l1":
-        return nn.L1Loss(reduction="none")
-    return nn.MSELoss(reduction="none")
-
-
-@torch.no_grad()
-def _validate(model: NCFModel, cfg: TrainConfig, val: _Validation) -> tuple[float, float]:
-    """(metric, tie-breaker), larger is better: (−RMSE, 0) or (HR@10, NDCG@10) with sampled negatives."""
-    model.eval()
-    try:
-        if cfg.mode == "explicit":
-            assert val.grades is not None
-            pred = torch.cat([torch.sigmoid(model(s, c)) for s, c in _batches(val.students, val.courses)])
-            return -metrics.rmse(pred.cpu().numpy(), val.grades.cpu().numpy()), 0.0
-        n, m = val.courses.shape
-        s = val.students[:, None].expand(n, m).reshape(-1)
-        scores = torch.cat([model(a, b) for a, b in _batches(s, val.courses.reshape(-1))]).reshape(n, m)
-        ranks = metrics.sampled_ranks(scores[:, 0].cpu().numpy(), scores[:, 1:].cpu().numpy())
-        return metrics.hit_rate(ranks, 10), metrics.ndcg(ranks, 10)
-    finally:
-        model.train()
-
-
-def _batches(s: Tensor, c: Tensor, size: int = 1 << 18) -> Iterator[tuple[Tensor, Tensor]]:
-    for i in range(0, len(s), size):
-        yield s[i : i + size], c[i : i + size]
-
-
-class BestEpoch:
-    """Early stopping: keeps the weights of the epoch with the best validation score and says when ``patience``
-    epochs in a row brought no improvement. Without validation every epoch is "best" (the last one is kept)."""
-
-    def __init__(self, patience: int) -> None:
-        self.patience = patience
-        self.score: tuple[float, ...] | None = None
-        self.epoch = 0
-        self.stale = 0
-        self._state: dict[str, Tensor] | None = None
-
-    def update(self, epoch: int, score: tuple[float, ...] | None, model: nn.Module) -> bool:
-        """Record `epoch`'s score (higher is better); True when training should stop."""
-        if score is None:
-            self.epoch = epoch
-            return False
-        if self.score is None or score > self.score:
-            self.score, self.epoch, self.stale = score, epoch, 0
-            self._state = copy.deepcopy(model.state_dict())
-            return False
-        self.stale += 1
-        return self.stale >= self.patience
-
-    def restore(self, model: nn.Module) -> int:
-        """Load the best epoch's weights into `model`; returns that epoch."""
-        if self._state is not None:
-            model.load_state_dict(self._state)
-        return self.epoch
-
-
-def log_epoch(phase: str, epoch: int, train_loss: float, metric: float | None, seconds: float, name: str) -> None:
-    """One line per epoch under the progress bar."""
-    val = "" if metric is None else f", val {name} {metric:.4f}"
-    tqdm.write(f"{phase} epoch {epoch}: loss {train_loss:.4f}{val}, {seconds:.1f}s")
 
 
 class _WithL2(nn.Module):
@@ -440,83 +245,69 @@ class _WithL2(nn.Module):
         return self.model.forward_with_l2(s, c) if self.l2 else (self.model(s, c), None)
 
 
-def _train(
-    model: NCFModel,
-    phase: str,
-    cfg: TrainConfig,
-    data: _TrainData,
-    val: _Validation | None,
-    rng: np.random.Generator,
-    device: str,
-    history: list[EpochStats],
-    progress: bool,
-    init_bias: bool = True,
-    run: _Run | None = None,
-) -> int:
-    """Train one model in place with early stopping; returns the best epoch (1-based)."""
-    assert cfg.epochs is not None and cfg.batch_size is not None and cfg.lr is not None
-    run = run or _Run(progress=progress)
-    ctx = run.ctx
-    progress = run.progress
-    if init_bias and cfg.mode == "explicit" and data.grades is not None:
+def _train(model: NCFModel, loop: _Loop, *, phase: str, epochs: int, init_bias: bool = True) -> int:
+    """Train one model in place for at most `epochs` with early stopping; returns the best epoch (1-based)."""
+    cfg, ctx, device = loop.config, loop.ctx, loop.device
+    assert cfg.batch_size is not None and cfg.lr is not None and cfg.patience is not None
+    if init_bias and cfg.mode == "explicit" and loop.rows.grades is not None:
         # Start the output at the mean grade, so early epochs fit the structure rather than the offset.
-        mean = float(np.clip(data.grades.mean(), 0.01, 0.99))
+        mean = float(np.clip(loop.rows.grades.mean(), 0.01, 0.99))
         with torch.no_grad():
             model.out.bias.fill_(math.log(mean / (1.0 - mean)))
     # The fused kernel updates all parameters in one pass: ~3× faster steps on CPU, supported on CUDA too.
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay or 0.0, fused=True)
-    loss_fn = _loss_fn(cfg)
-    explicit = cfg.mode == "explicit"
-    best = BestEpoch(cfg.patience)
-    # DDP averages the gradients over ranks, so each rank takes its share of the global batch.
     net: nn.Module = _WithL2(model, bool(cfg.embedding_l2))
     batch_size = cfg.batch_size
     if ctx.distributed:
         from torch.nn.parallel import DistributedDataParallel
 
         net = DistributedDataParallel(net, device_ids=[torch.device(device).index] if "cuda" in device else None)
+        # DDP averages the gradients over ranks, so each rank takes its share of the global batch.
         batch_size = max(1, math.ceil(cfg.batch_size / ctx.world_size))
+    best = BestEpoch(cfg.patience)
     model.train()
-    for epoch in range(1, cfg.epochs + 1):
+    for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
-        s, c, y, w = _epoch_tensors(cfg, data, rng, device, ctx, run.local)
-        n_batches = math.ceil(len(s) / batch_size)
-        bar = tqdm(
-            total=n_batches, desc=f"{phase} {epoch}/{cfg.epochs}", disable=not progress, leave=False, unit="batch"
-        )
-        total = torch.zeros((), device=device)
-        for j, i in enumerate(range(0, len(s), batch_size)):
-            sb, cb, yb = s[i : i + batch_size], c[i : i + batch_size], y[i : i + batch_size]
-            out, l2 = net(sb, cb)
-            per_row = loss_fn(torch.sigmoid(out), yb) if explicit else loss_fn(out, yb)
-            if w is not None:
-                wb = w[i : i + batch_size]
-                loss = (per_row * wb).sum() / wb.sum()
-            else:
-                loss = per_row.mean()
-            if l2 is not None:
-                loss = loss + cfg.embedding_l2 * l2
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.detach() * len(sb)
-            bar.update(1)
-            if progress and j % 50 == 0:
-                bar.set_postfix(loss=f"{float(loss.detach()):.4f}", refresh=False)
-        train_loss = distributed.all_mean(float(total) / len(s), device)
+        desc = f"{phase} {epoch}/{epochs}"
+        train_loss = _run_epoch(net, opt, loop, batch_size=batch_size, desc=desc)
         score = None
-        if val is not None:
+        if loop.validation is not None:
             # One rank validates and all follow its decision, so every rank stops at the same epoch.
-            score = distributed.broadcast_object(_validate(model, cfg, val) if ctx.is_main else None)
-        metric = None if score is None else (-score[0] if explicit else score[0])
+            mine = validation_score(model, cfg, loop.validation) if ctx.is_main else None
+            score = distributed.broadcast_object(mine)
         seconds = time.perf_counter() - t0
-        history.append(EpochStats(phase, epoch, train_loss, metric, seconds))
-        if run.on_epoch is not None:
-            run.on_epoch(history[-1], model)
-        bar.set_postfix(loss=f"{train_loss:.4f}", **({} if metric is None else {"val": f"{metric:.4f}"}))
-        bar.close()
-        if progress:
-            log_epoch(phase, epoch, train_loss, metric, seconds, "rmse" if explicit else "hr@10")
+        loop.log.record(model, phase=phase, epoch=epoch, train_loss=train_loss, score=score, seconds=seconds)
         if best.update(epoch, score, model):
             break
     return best.restore(model)
+
+
+def _run_epoch(net: nn.Module, opt: torch.optim.Optimizer, loop: _Loop, *, batch_size: int, desc: str) -> float:
+    """One pass over this rank's share of an epoch's rows; returns the mean training loss over all ranks."""
+    cfg, device = loop.config, loop.device
+    explicit = cfg.mode == "explicit"
+    loss_fn = loss_function(cfg)
+    s, c, y, w = epoch_tensors(cfg, loop.rows, rng=loop.rng, device=device, ctx=loop.ctx, local=loop.local)
+    progress = loop.log.progress
+    bar = tqdm(total=math.ceil(len(s) / batch_size), desc=desc, disable=not progress, leave=False, unit="batch")
+    total = torch.zeros((), device=device)
+    for j, i in enumerate(range(0, len(s), batch_size)):
+        sb, cb, yb = s[i : i + batch_size], c[i : i + batch_size], y[i : i + batch_size]
+        out, l2 = net(sb, cb)
+        per_row = loss_fn(torch.sigmoid(out), yb) if explicit else loss_fn(out, yb)
+        if w is not None:
+            wb = w[i : i + batch_size]
+            loss = (per_row * wb).sum() / wb.sum()
+        else:
+            loss = per_row.mean()
+        if l2 is not None:
+            loss = loss + cfg.embedding_l2 * l2
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += loss.detach() * len(sb)
+        bar.update(1)
+        if progress and j % 50 == 0:
+            bar.set_postfix(loss=f"{float(loss.detach()):.4f}", refresh=False)
+    bar.close()
+    return distributed.all_mean(float(total) / len(s), device)

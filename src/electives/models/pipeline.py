@@ -1,0 +1,133 @@
+"""Training the model that goes into an artifact (what `electives train` does), callable from Python.
+
+`train_model(train, config, …)` carves the validation split from `train`, fits on the rest (plain, differentially
+private with `privacy`, or with `auto` the best on validation of NeuMF, GMF and MLP and the imbalance options), then
+measures the model validation chose on the validation rows, which it never trained on (after a refit, the
+best-epoch model before it): RMSE/MAE (explicit) or HR/NDCG (implicit), and in explicit mode a split-conformal
+prediction interval at `coverage` whose coverage is measured on held-back validation students.
+
+Under torchrun every rank calls `train_model` alike and trains; the process group is left before returning, and
+only rank 0 measures (`TrainingResult.is_main`): the caller reports and writes on rank 0 only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from electives.data.interactions import Interactions
+from electives.data.scales import GradeScale
+from electives.data.splits import validation_split
+from electives.errors import DataError, ElectivesError
+from electives.evaluation.evaluate import evaluate
+from electives.evaluation.metrics import mae, rmse, within
+from electives.models import distributed
+from electives.models.calibration import ConformalInterval, calibrate_on_validation
+from electives.models.config import TrainConfig
+from electives.models.privacy import PrivacyConfig, PrivacyReport, fit_private
+from electives.models.training import FittedNCF, fit
+from electives.models.tuning import Selection, compare
+
+__all__ = ["TrainingResult", "train_model", "validation_metrics"]
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """A trained model and what was measured on its validation rows (only on rank 0 under torchrun)."""
+
+    fitted: FittedNCF
+    fit_data: Interactions  # the rows trained on (before a refit); the artifact's index space is theirs
+    validation: Interactions
+    metrics: dict[str, Any] = field(default_factory=dict)  # empty where not is_main
+    calibration: ConformalInterval | None = None  # explicit mode
+    selection: Selection | None = None  # auto
+    privacy: PrivacyReport | None = None  # with a privacy budget
+    is_main: bool = True  # False on the ranks other than 0: nothing measured, nothing to report or write
+
+    @property
+    def config(self) -> TrainConfig:
+        """The configuration trained (the chosen candidate's with auto; DP defaults filled in with privacy)."""
+        return self.fitted.config
+
+
+def train_model(
+    train: Interactions,
+    config: TrainConfig | None = None,
+    *,
+    scale: GradeScale | None = None,
+    coverage: float = 0.8,
+    auto: bool = False,
+    try_imbalance: bool = True,
+    privacy: PrivacyConfig | None = None,
+    noise_seed: int | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> TrainingResult:
+    """Train on `train` (all the training data; the validation split is carved here) and measure on validation.
+
+    config: left-None fields take the mode's defaults (with `privacy`, DP_DEFAULTS first). scale: reports RMSE/MAE
+    in its points and the share within one letter. auto: compare models on validation (`config.model` is only
+    the starting point); try_imbalance: also compare the imbalance options (pass False when `config.imbalance`
+    was chosen). privacy: DP-SGD within this budget (not with auto, not under torchrun); noise_seed: tests and
+    benchmarks only (see electives.models.privacy). log: progress lines (e.g. each candidate's score).
+    """
+    if not 0.5 <= coverage < 1:
+        raise DataError(f"coverage {coverage}: expected a level in [0.5, 1), e.g. 0.8")
+    if privacy is not None and auto:
+        raise ElectivesError("private training cannot compare models (auto): every candidate would spend budget")
+    given = config or TrainConfig()
+    base = given.resolved()
+    ctx = distributed.init(base.device)
+    if privacy is not None and ctx.distributed:
+        raise ElectivesError("private training cannot run distributed: the accounting assumes one process")
+    fit_data, val = validation_split(train, base.validation, base.val_fraction, base.seed)  # type: ignore[arg-type]
+    start = time.perf_counter()
+    selection = report = None
+    if auto:
+        if log is not None:
+            log(f"--model auto: comparing candidates on {len(val):,} validation rows")
+        span = scale.span if scale else 1.0
+        selection = compare(fit_data, val, base, imbalance=try_imbalance, progress=progress, log=log, scale_range=span)
+        fitted = selection.best
+    elif privacy is not None:
+        # DP has its own defaults for the settings left unset, so it starts from the unresolved configuration.
+        fitted, report = fit_private(fit_data, given, privacy, validation=val, progress=progress, noise_seed=noise_seed)
+    else:
+        fitted = fit(fit_data, base, validation=val, progress=progress)
+    seconds = time.perf_counter() - start
+    distributed.shutdown()
+    if not ctx.is_main:
+        return TrainingResult(fitted, fit_data, val, selection=selection, privacy=report, is_main=False)
+
+    metrics: dict[str, Any] = {"train_seconds": round(seconds, 2), "validation_rows": len(val)}
+    # After a refit the final model has trained on the validation rows: measure (and calibrate) the model that
+    # had not, the best-epoch one validation chose.
+    checked = fitted.validated or fitted
+    metrics.update(validation_metrics(checked, fit_data, val, scale=scale))
+    calibration = None
+    if checked.predicts_grades:
+        calibration, measured = calibrate_on_validation(checked.predict, val, coverage)
+        metrics["interval_coverage_nominal"] = coverage
+        metrics["interval_coverage_measured"] = measured
+    if fitted.validated is not None:
+        metrics["refit_rows"] = len(fit_data) + len(val)
+    return TrainingResult(fitted, fit_data, val, metrics, calibration, selection, report)
+
+
+def validation_metrics(
+    fitted: FittedNCF, fit_data: Interactions, validation: Interactions, *, scale: GradeScale | None = None
+) -> dict[str, float]:
+    """`val_…` metrics of `fitted` on `validation`: RMSE, MAE (in `scale`'s points) and the share within one
+    letter (explicit); HR@10 and NDCG@10, sampled and over the catalogue (implicit)."""
+    if fitted.predicts_grades:
+        assert validation.grades is not None
+        pred = fitted.predict(validation.students, validation.courses)
+        span = scale.span if scale else 1.0
+        out = {"val_rmse": rmse(pred, validation.grades, span), "val_mae": mae(pred, validation.grades, span)}
+        if scale is not None:
+            out["val_within_one_letter"] = within(pred, validation.grades, scale.letter_step / span)
+        return out
+    result = evaluate({"model": fitted}, fit_data, validation, k=10, n_negatives=99, seed=0)
+    return {f"val_{k.replace('@', '_at_')}": v for k, v in result.metrics["model"].items()}
