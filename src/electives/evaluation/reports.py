@@ -42,18 +42,6 @@ class EpochStats(Protocol):
     def seconds(self) -> float: ...
 
 
-
-class EpochStats(Protocol):
-    """One epoch of a training history as the loss plot reads it (models.training.EpochStats has these fields);
-    a protocol, so that the report needs no part of the training stack."""
-
-    phase: str
-    epoch: int
-    train_loss: float
-    val_metric: float | None
-    seconds: float
-
-
 # Courses shown in the error-by-course plot: those with the most held-out rows (a long tail is unreadable).
 MAX_COURSES_PLOTTED = 30
 # Points drawn per predicted-vs-actual panel; beyond this a seeded random subset (the plot stays readable).
