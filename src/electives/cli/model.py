@@ -1,17 +1,14 @@
-"""Model sub-commands: `train` (fit NeuMF and save an artifact) and `score` (score student–course pairs)."""
+"""The `train` sub-command: fit a model on stored grades (or an export) and save its artifact."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import csv
 import os
 import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from electives.cli.data import add_export_arguments, read_export_from_args
@@ -23,7 +20,6 @@ from electives.models.config import FLAGS, TrainConfig, config_from_flags, numbe
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     _register_train(subparsers)
-    _register_score(subparsers)
 
 
 # ------------------------------------------------------------------------------------------------------ data
@@ -330,86 +326,3 @@ def _dp_clip(text: str) -> float:
     if value == float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r}: the clipping bound must be finite")
     return value
-
-
-# ----------------------------------------------------------------------------------------------------- score
-
-
-def _register_score(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "score",
-        help="score student–course pairs with a trained model",
-        description=(
-            "Read `student<TAB>course` lines (raw student ids, as in the registrar's export) and write them back "
-            "with a score column: the predicted grade in the scale's points (explicit mode) or the model's "
-            "interaction probability (implicit mode), so anyone can check the metrics with their own evaluator."
-        ),
-    )
-    p.add_argument("model", metavar="MODEL", help="model artifact directory (from electives train)")
-    p.add_argument("--pairs", required=True, metavar="FILE", help="tab-separated student, course lines ('-': stdin)")
-    p.add_argument("--out", metavar="FILE", help="where to write the scored lines (default: stdout)")
-    p.add_argument(
-        "--skip-unknown",
-        action="store_true",
-        help="write an empty score for students or courses the model does not know instead of failing",
-    )
-    p.set_defaults(func=run_score)
-
-
-def run_score(args: argparse.Namespace) -> int:
-    from electives.data.pseudonyms import Pseudonymiser
-    from electives.models.artifact import load_model
-
-    model = load_model(args.model)
-    pairs = _read_pairs(args.pairs)
-    pseudo = Pseudonymiser.from_environment()
-    s_index, c_index = model.student_index(), model.course_index()
-    pseudonyms = {raw: pseudo.pseudonym(raw) for raw in {s for _, s, _ in pairs}}
-    s = np.array([s_index.get(pseudonyms[raw], -1) for _, raw, _ in pairs], dtype=np.int64)
-    c = np.array([c_index.get(course, -1) for _, _, course in pairs], dtype=np.int64)
-    unknown = (s < 0) | (c < 0)
-    if unknown.any() and not args.skip_unknown:
-        i = int(np.argmax(unknown))
-        line, _, course = pairs[i]
-        what = "student" if s[i] < 0 else f"course {course!r}"
-        raise DataError(
-            f"{args.pairs}, line {line}: the model does not know this {what} "
-            f"({int(unknown.sum()):,} unknown pairs in all); use --skip-unknown to score the rest"
-        )
-    scores = np.full(len(pairs), np.nan)
-    ok = ~unknown
-    raw_scores = model.fitted.predict(s[ok], c[ok]).astype(np.float64)
-    if model.mode == "explicit" and model.scale is not None:
-        raw_scores = model.scale.low + raw_scores * model.scale.span
-    scores[ok] = raw_scores
-    target = open(args.out, "w", encoding="utf-8", newline="") if args.out else contextlib.nullcontext(sys.stdout)  # noqa: SIM115
-    with target as out:
-        writer = csv.writer(out, delimiter="\t", lineterminator="\n")
-        for (_, student, course), score in zip(pairs, scores, strict=True):
-            writer.writerow([student, course, "" if np.isnan(score) else f"{score:.6g}"])
-    if args.out:
-        print(f"scored {int(ok.sum()):,} of {len(pairs):,} pairs into {args.out}", file=sys.stderr)
-    return 0
-
-
-def _read_pairs(path: str) -> list[tuple[int, str, str]]:
-    try:
-        source = contextlib.nullcontext(sys.stdin) if path == "-" else open(path, encoding="utf-8", newline="")  # noqa: SIM115
-    except OSError as exc:
-        raise DataError(f"cannot read --pairs {path}: {exc.strerror}") from None
-    pairs = []
-    try:
-        with source as fh:
-            for line_no, line in enumerate(fh, start=1):
-                text = line.rstrip("\r\n")
-                if not text.strip():
-                    continue
-                parts = text.split("\t")
-                if len(parts) < 2 or not parts[0].strip() or not parts[1].strip():
-                    raise DataError(f"{path}, line {line_no}: expected 'student<TAB>course', got {text[:60]!r}")
-                pairs.append((line_no, parts[0].strip(), parts[1].strip()))
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not UTF-8 text") from None
-    if not pairs:
-        raise DataError(f"{path}: no pairs to score")
-    return pairs

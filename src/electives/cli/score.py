@@ -1,4 +1,5 @@
-"""Scale sub-commands: `score-all` (the top-k untaken courses of every student into a Parquet file).
+"""Scoring sub-commands: `score` (student–course pairs from a file, for anyone's own evaluator) and `score-all`
+(the top-k untaken courses of every student into a Parquet file).
 
 Distributed training needs no command of its own: `torchrun --standalone --nproc_per_node=N -m electives train …`
 runs the ordinary `train` on N processes (see electives.models.distributed).
@@ -7,6 +8,8 @@ runs the ordinary `train` on N processes (see electives.models.distributed).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import csv
 import os
 import sys
 from typing import Any
@@ -18,6 +21,11 @@ from electives.errors import DataError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    _register_score(subparsers)
+    _register_score_all(subparsers)
+
+
+def _register_score_all(subparsers: argparse._SubParsersAction) -> None:
     from electives.limits import MAX_CHUNK, MAX_SCORE_ALL_K
 
     p = subparsers.add_parser(
@@ -100,3 +108,83 @@ def _taken(url: str, model: Any) -> Any:
     known = ~np.isnan(s) & ~np.isnan(c)  # students or courses the model never saw cannot be ranked anyway
     s, c = s[known].astype(np.int64), c[known].astype(np.int64)
     return Interactions(s, c, None, np.zeros(len(s), np.int64), model.student_ids, model.course_ids).item_lookup()
+
+
+def _register_score(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "score",
+        help="score student–course pairs with a trained model",
+        description=(
+            "Read `student<TAB>course` lines (raw student ids, as in the registrar's export) and write them back "
+            "with a score column: the predicted grade in the scale's points (explicit mode) or the model's "
+            "interaction probability (implicit mode), so anyone can check the metrics with their own evaluator."
+        ),
+    )
+    p.add_argument("model", metavar="MODEL", help="model artifact directory (from electives train)")
+    p.add_argument("--pairs", required=True, metavar="FILE", help="tab-separated student, course lines ('-': stdin)")
+    p.add_argument("--out", metavar="FILE", help="where to write the scored lines (default: stdout)")
+    p.add_argument(
+        "--skip-unknown",
+        action="store_true",
+        help="write an empty score for students or courses the model does not know instead of failing",
+    )
+    p.set_defaults(func=run_score)
+
+
+def run_score(args: argparse.Namespace) -> int:
+    from electives.data.pseudonyms import Pseudonymiser
+    from electives.models.artifact import load_model
+
+    model = load_model(args.model)
+    pairs = _read_pairs(args.pairs)
+    pseudo = Pseudonymiser.from_environment()
+    s_index, c_index = model.student_index(), model.course_index()
+    pseudonyms = {raw: pseudo.pseudonym(raw) for raw in {s for _, s, _ in pairs}}
+    s = np.array([s_index.get(pseudonyms[raw], -1) for _, raw, _ in pairs], dtype=np.int64)
+    c = np.array([c_index.get(course, -1) for _, _, course in pairs], dtype=np.int64)
+    unknown = (s < 0) | (c < 0)
+    if unknown.any() and not args.skip_unknown:
+        i = int(np.argmax(unknown))
+        line, _, course = pairs[i]
+        what = "student" if s[i] < 0 else f"course {course!r}"
+        raise DataError(
+            f"{args.pairs}, line {line}: the model does not know this {what} "
+            f"({int(unknown.sum()):,} unknown pairs in all); use --skip-unknown to score the rest"
+        )
+    scores = np.full(len(pairs), np.nan)
+    ok = ~unknown
+    raw_scores = model.fitted.predict(s[ok], c[ok]).astype(np.float64)
+    if model.mode == "explicit" and model.scale is not None:
+        raw_scores = model.scale.low + raw_scores * model.scale.span
+    scores[ok] = raw_scores
+    target = open(args.out, "w", encoding="utf-8", newline="") if args.out else contextlib.nullcontext(sys.stdout)  # noqa: SIM115
+    with target as out:
+        writer = csv.writer(out, delimiter="\t", lineterminator="\n")
+        for (_, student, course), score in zip(pairs, scores, strict=True):
+            writer.writerow([student, course, "" if np.isnan(score) else f"{score:.6g}"])
+    if args.out:
+        print(f"scored {int(ok.sum()):,} of {len(pairs):,} pairs into {args.out}", file=sys.stderr)
+    return 0
+
+
+def _read_pairs(path: str) -> list[tuple[int, str, str]]:
+    try:
+        source = contextlib.nullcontext(sys.stdin) if path == "-" else open(path, encoding="utf-8", newline="")  # noqa: SIM115
+    except OSError as exc:
+        raise DataError(f"cannot read --pairs {path}: {exc.strerror}") from None
+    pairs = []
+    try:
+        with source as fh:
+            for line_no, line in enumerate(fh, start=1):
+                text = line.rstrip("\r\n")
+                if not text.strip():
+                    continue
+                parts = text.split("\t")
+                if len(parts) < 2 or not parts[0].strip() or not parts[1].strip():
+                    raise DataError(f"{path}, line {line_no}: expected 'student<TAB>course', got {text[:60]!r}")
+                pairs.append((line_no, parts[0].strip(), parts[1].strip()))
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not UTF-8 text") from None
+    if not pairs:
+        raise DataError(f"{path}: no pairs to score")
+    return pairs
