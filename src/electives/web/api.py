@@ -6,7 +6,8 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from electives.serving.recommender import GradeEntryError, Recommendations
+from electives.serving.entry import GradeEntryError
+from electives.serving.results import Recommendations
 from electives.web.app import state
 from electives.web.errors import HttpError, invalid, rate_limited
 from electives.web.inputs import (

@@ -12,7 +12,7 @@ from typing import Any
 from flask import Blueprint, Response, abort, render_template, request, send_file
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from electives.serving.recommender import Recommendations
+from electives.serving.results import Recommendations
 from electives.web.api import check_access, run_grades, run_student
 from electives.web.app import state
 from electives.web.csrf import FIELD as CSRF_FIELD
