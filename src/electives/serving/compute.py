@@ -50,7 +50,7 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def solve_spd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a⁻¹ b`` for a symmetric positive-definite ``a`` (overwritten is fine: callers pass a fresh matrix)."""
+    """``a⁻¹ b`` for a symmetric positive-definite ``a``; large systems by Cholesky in torch."""
     if len(a) < _THREADED_SYSTEM:
         return np.linalg.solve(a, b)
     chol, _ = torch.linalg.cholesky_ex(torch.from_numpy(a))

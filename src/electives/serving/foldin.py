@@ -129,7 +129,7 @@ class FoldInSolver:
         rows = np.fromiter(grades.keys(), dtype=np.int64, count=len(grades))
         y = np.fromiter(grades.values(), dtype=np.float32, count=len(grades))
         weight = np.full(len(rows), 1.0 / noise**2, dtype=np.float32)
-        return self.fit(rows, y, weight, loss="squared")
+        return self.fit(rows, y, weight, loss="squared", used=len(rows))
 
     def from_enrolments(self, taken: Collection[int], *, n_negatives: int) -> FoldIn:
         """Fold in the courses ``taken`` (course indices) against every other course, each of those weighted so
@@ -141,11 +141,12 @@ class FoldInSolver:
         if used == 0 or used == n:
             return FoldIn(self.prior.mean.copy(), 0, 0.0, used)
         weight = np.where(y > 0, 1.0, min(1.0, n_negatives * used / (n - used))).astype(np.float32)
-        return self.fit(None, y, weight, loss="log")
+        return self.fit(None, y, weight, loss="log", used=used)
 
-    def fit(self, rows: np.ndarray | None, y: np.ndarray, weight: np.ndarray, *, loss: Loss) -> FoldIn:
+    def fit(self, rows: np.ndarray | None, y: np.ndarray, weight: np.ndarray, *, loss: Loss, used: int) -> FoldIn:
         """MAP fit of the targets ``y`` of courses ``rows`` (all when None), per-course ``weight``; ``loss``:
-        ``"squared"`` (½·w·(s − y)², Gaussian grades) or ``"log"`` (w · log loss)."""
+        ``"squared"`` (½·w·(s − y)², Gaussian grades) or ``"log"`` (w · log loss); ``used``: the grades or taken
+        courses behind the targets, for the result."""
         lam = self.prior_strength
         gathered = self.gather(rows)
         z = np.zeros(self.network.d, dtype=np.float32)
@@ -170,7 +171,7 @@ class FoldInSolver:
                 z, jac, s, current = z_new, jac_new, s_new, value
             if converged:
                 break
-        return FoldIn(self.embedding(z), steps, current, len(y) if rows is not None else int((y > 0).sum()))
+        return FoldIn(self.embedding(z), steps, current, used)
 
 
 def _objective(

@@ -54,6 +54,8 @@ from electives.serving.network import Network, sigmoid
 from electives.serving.results import Basis, FoldIn, LazyRanking, Recommendations
 
 if TYPE_CHECKING:
+    import torch
+
     from electives.data.pseudonyms import Pseudonymiser
     from electives.data.storage import Store
     from electives.models.artifact import TrainedModel
@@ -260,7 +262,7 @@ class Recommender:
         with torch_threads(self.threads):
             return self._fold_in(entries)
 
-    def scores(self, embedding: np.ndarray | Any) -> np.ndarray:
+    def scores(self, embedding: np.ndarray | torch.Tensor) -> np.ndarray:
         """Model output (normalised grade or probability) of a student embedding for every course."""
         with torch_threads(self.threads):
             return self._scores(np.asarray(embedding, dtype=np.float32))
