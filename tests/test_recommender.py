@@ -26,11 +26,8 @@ from electives.limits import check_k
 from electives.models.artifact import TrainedModel, load_model, save_model
 from electives.models.calibration import fit_conformal
 from electives.models.training import FittedNCF, TrainConfig, fit
-from electives.serving.recommender import (
-    GradeEntryError,
-    Recommender,
-    UnknownStudentError,
-)
+from electives.serving.entry import GradeEntryError
+from electives.serving.recommender import Recommender, UnknownStudentError
 
 KEY = "test-secret-key-0123456789abcdef"  # = conftest.TEST_KEY, the key the `secret_key` fixture sets
 CONFIG = SynthConfig(n_students=150, n_courses=24, n_electives=12, n_departments=2, seed=5)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from electives.errors import DataError, ElectivesError
 
 if TYPE_CHECKING:
-    from electives.serving.recommender import Recommendations, WhyNot
+    from electives.serving.results import Recommendations, WhyNot
 
 DB_ENV = "ELECTIVES_DB"  # as in electives.cli.data; no default database here: recommending never creates one
 _COURSE_HEADERS = frozenset({"course", "course_id", "course id", "course code", "code", "crs code", "crs"})
@@ -66,7 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_recommend(args: argparse.Namespace) -> int:
     from electives.limits import MAX_K
-    from electives.serving.recommender import GradeEntryError, Recommender, UnknownStudentError
+    from electives.serving.entry import GradeEntryError
+    from electives.serving.recommender import Recommender, UnknownStudentError
 
     if not 1 <= args.k <= MAX_K:
         raise DataError(f"-k {args.k}: expected a number of recommendations from 1 to {MAX_K}")

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from electives.serving.recommender import Recommendations
+from electives.serving.results import Recommendations
 from electives.web.errors import HttpError, invalid
 from electives.web.inputs import (
     MAX_QUERY_CHARS,

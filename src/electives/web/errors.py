@@ -102,7 +102,8 @@ def error_response(err: HttpError) -> Response:
 def translate(exc: Exception) -> HttpError:
     """The one translation of domain exceptions into HTTP (messages are safe to show: they name fields, not
     other students)."""
-    from electives.serving.recommender import GradeEntryError, UnknownStudentError
+    from electives.serving.entry import GradeEntryError
+    from electives.serving.recommender import UnknownStudentError
 
     if isinstance(exc, HttpError):
         return exc

@@ -12,7 +12,7 @@ from typing import Any
 from flask import Blueprint, Response, abort, render_template, request, send_file
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from electives.serving.recommender import Recommendations
+from electives.serving.results import Recommendations
 from electives.web.csrf import FIELD as CSRF_FIELD
 from electives.web.errors import GradeError, HttpError
 from electives.web.inputs import (

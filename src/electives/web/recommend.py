@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from flask import request
 
-from electives.serving.recommender import GradeEntryError, Recommendations
+from electives.serving.entry import GradeEntryError
+from electives.serving.results import Recommendations
 from electives.web.errors import FieldError, GradeError, invalid, rate_limited
 from electives.web.inputs import GradesQuery, StudentQuery
 from electives.web.live_model import ServedModel

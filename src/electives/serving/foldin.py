@@ -1,0 +1,223 @@
+"""Fold-in: the embedding of a student the model was not trained on, fitted to their grades or enrolments.
+
+The student's GMF and MLP embeddings ``p`` are fitted with everything else frozen, as a MAP estimate: the data term
+plus a Gaussian prior whose mean and (shrunk) covariance are those of the trained students' embeddings
+(:class:`Prior`). Writing ``p = μ + L z`` (``Σ = L Lᵀ``) the prior term is ``½λ‖z‖²``; a few Gauss–Newton
+(Levenberg–Marquardt) steps from ``z = 0`` (the average student) converge, each solving an ``n × n`` system for
+``n`` courses (or the ``d × d`` one when ``n > d``).
+
+- Grades (:meth:`FoldInSolver.from_grades`): squared error of the predicted normalised grades over the noise
+  variance ``σ²`` (the model's validation RMSE, :func:`noise_from_model`).
+- Enrolments (:meth:`FoldInSolver.from_enrolments`, enrolment-only models, which predict no grade): log loss of
+  "taken" (1) against every other course (0, weighted like the training negatives).
+
+Both run the same steps (:meth:`FoldInSolver.fit`), in NumPy float32 on :class:`~electives.serving.network.Network`'s
+arrays, for any number of courses (:mod:`~electives.serving.compute` keeps large products on one thread). In
+whitened coordinates the course side is computed once per solver (the GMF logit ``base + (A L_g) z``, the MLP's
+first layer ``first_base + (W₁ˢ L_m) z``, and every course's logit and Jacobian at ``z = 0``), so a step is a few
+small products: no autograd, no optimiser state, deterministic.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+
+from electives.serving.compute import matmul, solve_spd
+from electives.serving.network import Network, sigmoid
+from electives.serving.results import FoldIn
+
+if TYPE_CHECKING:
+    from electives.models.artifact import TrainedModel
+
+__all__ = ["DEFAULT_NOISE", "FoldInSolver", "Prior", "noise_from_model"]
+
+# Fallback noise (normalised units) when the model records no validation RMSE: typical for grade data.
+DEFAULT_NOISE = 0.1
+_TOLERANCE = 1e-2  # fold-in stops once a step lowers the objective by less than this share
+Loss = Literal["squared", "log"]
+
+
+@dataclass(frozen=True)
+class Prior:
+    """Gaussian prior over student embeddings: ``mean`` (d,) and the Cholesky factor ``chol`` (d, d) of the
+    covariance, float32."""
+
+    mean: np.ndarray
+    chol: np.ndarray
+
+    @classmethod
+    def of_students(cls, students: np.ndarray, *, shrinkage: float) -> Prior:
+        """Mean and covariance of the trained ``students`` (n, d), the covariance shrunk by ``shrinkage`` ∈ [0, 1]
+        towards the average variance: a few hundred students do not pin down every direction."""
+        s = students.astype(np.float64)
+        d = s.shape[1]
+        cov = np.cov(s.T).reshape(d, d) if len(s) > 1 else np.eye(d) * 1e-4
+        avg = float(np.diagonal(cov).mean()) or 1e-4
+        cov = (1 - shrinkage) * cov + (shrinkage + 1e-8) * avg * np.eye(d)
+        return cls(s.mean(0).astype(np.float32), np.linalg.cholesky(cov).astype(np.float32))
+
+
+def noise_from_model(model: TrainedModel) -> float:
+    """σ of a grade around its prediction (normalised): the validation RMSE the model recorded, else the
+    calibration interval's half-width read as a normal quantile, else :data:`DEFAULT_NOISE`."""
+    metrics = model.manifest.get("metrics") or {}
+    rmse = metrics.get("val_rmse")
+    span = model.scale.span if model.scale is not None else 1.0
+    if isinstance(rmse, int | float) and math.isfinite(rmse) and rmse > 0:
+        return float(rmse) / span
+    cal = model.calibration
+    if cal is not None:
+        z = _normal_quantile(0.5 + cal.coverage / 2)
+        half = (cal.upper - cal.lower) / 2
+        if half > 0:
+            return half / z
+    return DEFAULT_NOISE
+
+
+# The per-course arrays of the courses being fitted: GMF base logits, GMF Jacobian in z, MLP course halves.
+_Gathered = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+class FoldInSolver:
+    """Folds students into one network under one prior; see the module docstring. ``prior_strength`` is ``λ``
+    (1 = the Bayesian weight), ``max_steps`` bounds the Gauss–Newton steps."""
+
+    def __init__(self, network: Network, prior: Prior, *, prior_strength: float = 1.0, max_steps: int = 8) -> None:
+        net = self.network = network
+        self.prior = prior
+        self.prior_strength = float(prior_strength)
+        self.max_steps = int(max_steps)
+        mu, chol, dg = prior.mean, prior.chol, net.dg
+        self.base = np.full(net.n_courses, net.bias, dtype=np.float32) + net.gmf_courses @ mu[:dg]
+        self.z_gmf = np.ascontiguousarray(net.gmf_courses @ chol[:dg])  # (n_courses, d)
+        self.first_base = net.first_bias + net.first_student @ mu[dg:]
+        self.z_first = np.ascontiguousarray(net.first_student @ chol[dg:])  # (h₁, d)
+        # Every fold-in starts at the average student (z = 0): its logits and Jacobian for all courses, once.
+        self.logits0, self.jac0 = self.logits_and_jacobian(np.zeros(net.d, dtype=np.float32), self.gather(None))
+
+    def gather(self, rows: np.ndarray | None) -> _Gathered:
+        """The per-course arrays of the courses ``rows`` (all when None), gathered once per fold-in."""
+        if rows is None:
+            return self.base, self.z_gmf, self.network.course_half
+        return self.base[rows], self.z_gmf[rows], self.network.course_half[rows]
+
+    def logits_and_jacobian(self, z: np.ndarray, gathered: _Gathered) -> tuple[np.ndarray, np.ndarray]:
+        """Logits of the gathered courses at whitened ``z`` and their Jacobian (n, d) in ``z``."""
+        base, jac, course_half = gathered
+        net = self.network
+        logits = base + jac @ z if net.dg else base
+        if net.dm:
+            pre = net.tower(course_half + (self.first_base + self.z_first @ z))
+            logits = logits + net.tower_logits(pre)
+            tower_jac = matmul(net.tower_gradient(pre), self.z_first)
+            jac = jac + tower_jac if net.dg else tower_jac
+        return logits, jac
+
+    def embedding(self, z: np.ndarray) -> np.ndarray:
+        """``p = μ + L z``."""
+        return (self.prior.mean + self.prior.chol @ z).astype(np.float32)
+
+    def from_grades(self, grades: Mapping[int, float], *, noise: float) -> FoldIn:
+        """Fold in normalised ``grades`` {course index: grade} with Gaussian noise ``noise``."""
+        if not grades:
+            return FoldIn(self.prior.mean.copy(), 0, 0.0, 0)
+        rows = np.fromiter(grades.keys(), dtype=np.int64, count=len(grades))
+        y = np.fromiter(grades.values(), dtype=np.float32, count=len(grades))
+        weight = np.full(len(rows), 1.0 / noise**2, dtype=np.float32)
+        return self.fit(rows, y, weight, loss="squared", used=len(rows))
+
+    def from_enrolments(self, taken: Collection[int], *, n_negatives: int) -> FoldIn:
+        """Fold in the courses ``taken`` (course indices) against every other course, each of those weighted so
+        that they add up to ``n_negatives`` per taken course, as the sampled negatives of training do."""
+        n = self.network.n_courses
+        y = np.zeros(n, dtype=np.float32)
+        y[list(taken)] = 1.0
+        used = len(taken)
+        if used == 0 or used == n:
+            return FoldIn(self.prior.mean.copy(), 0, 0.0, used)
+        weight = np.where(y > 0, 1.0, min(1.0, n_negatives * used / (n - used))).astype(np.float32)
+        return self.fit(None, y, weight, loss="log", used=used)
+
+    def fit(self, rows: np.ndarray | None, y: np.ndarray, weight: np.ndarray, *, loss: Loss, used: int) -> FoldIn:
+        """MAP fit of the targets ``y`` of courses ``rows`` (all when None), per-course ``weight``; ``loss``:
+        ``"squared"`` (½·w·(s − y)², Gaussian grades) or ``"log"`` (w · log loss); ``used``: the grades or taken
+        courses behind the targets, for the result."""
+        lam = self.prior_strength
+        gathered = self.gather(rows)
+        z = np.zeros(self.network.d, dtype=np.float32)
+        logits, jac = (self.logits0, self.jac0) if rows is None else (self.logits0[rows], self.jac0[rows])
+        current, s = _objective(z, logits, y, weight, lam, loss)
+        damping, steps = 0.0, 0
+        for _ in range(self.max_steps):
+            steps += 1
+            if loss == "squared":
+                slope = s * (1 - s)
+                g_coef = weight * (s - y) * slope  # ∂/∂logit of ½·w·(s − y)²
+                h_sqrt = np.sqrt(weight) * slope  # √ of its Gauss–Newton curvature
+            else:
+                g_coef = weight * (s - y)
+                h_sqrt = np.sqrt(weight * s * (1 - s))
+            grad = lam * z + jac.T @ g_coef
+            z_new = (z - _solve_damped(jac * h_sqrt[:, None], grad, lam + damping)).astype(np.float32, copy=False)
+            logits_new, jac_new = self.logits_and_jacobian(z_new, gathered)
+            value, s_new = _objective(z_new, logits_new, y, weight, lam, loss)
+            accepted, damping, converged = _damped_step(value, current, damping, lam)
+            if accepted:
+                z, jac, s, current = z_new, jac_new, s_new, value
+            if converged:
+                break
+        return FoldIn(self.embedding(z), steps, current, used)
+
+
+def _objective(
+    z: np.ndarray, logits: np.ndarray, y: np.ndarray, weight: np.ndarray, lam: float, loss: Loss
+) -> tuple[float, np.ndarray]:
+    """−log posterior (up to a constant) and the predicted ``s = σ(logits)``."""
+    s = sigmoid(logits)
+    if loss == "squared":
+        r = s - y
+        data = 0.5 * float(weight @ (r * r))
+    else:
+        data = float(weight @ (np.logaddexp(0, logits) - y * logits))  # log loss from the logits, stably
+    return data + 0.5 * lam * float(z @ z), s
+
+
+def _solve_damped(b: np.ndarray, grad: np.ndarray, c: float) -> np.ndarray:
+    """(BᵀB + cI)⁻¹ grad, through the n × n system when B has fewer rows than columns (push-through identity)."""
+    n, d = b.shape
+    if n < d:
+        gram = matmul(b, b.T)
+        gram[np.diag_indices(n)] += c
+        return (grad - b.T @ solve_spd(gram, b @ grad)) / c
+    gram = matmul(b.T, b)
+    gram[np.diag_indices(d)] += c
+    return solve_spd(gram, grad)
+
+
+def _damped_step(value: float, current: float, damping: float, lam: float) -> tuple[bool, float, bool]:
+    """Levenberg–Marquardt bookkeeping: (accept the step, next damping, converged).
+
+    A step that lowers the objective is kept and the damping relaxed; one that does not is undone and the damping
+    raised. Gauss–Newton converges in a handful of steps; once a step gains less than `_TOLERANCE` of the objective
+    the rest would move the scores by ~1e-4."""
+    if value <= current:
+        converged = current - value <= _TOLERANCE * max(value, 1e-12)
+        return True, (damping / 4 if damping > 1e-3 * lam else 0.0), converged
+    return False, max(4 * damping, lam), False
+
+
+def _normal_quantile(q: float) -> float:
+    """Inverse standard normal CDF (bisection on erf: called once per Recommender)."""
+    lo, hi = -10.0, 10.0
+    for _ in range(80):
+        mid = (lo + hi) / 2
+        if 0.5 * (1 + math.erf(mid / math.sqrt(2))) < q:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
