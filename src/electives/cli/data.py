@@ -23,6 +23,7 @@ from electives.data.pseudonyms import Pseudonymiser
 from electives.data.scales import BUILTIN_SCALES
 from electives.defaults import DB_ENV, DEFAULT_DB_URL
 from electives.errors import DataError, ElectivesError
+from electives.models.config import count
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -112,13 +113,13 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--min-per-student",
-        type=_count,
+        type=count,
         default=0,
         metavar="N",
         help="drop students with fewer than N kept rows (applied with --min-per-course until stable)",
     )
     p.add_argument(
-        "--min-per-course", type=_count, default=0, metavar="N", help="drop courses with fewer than N kept rows"
+        "--min-per-course", type=count, default=0, metavar="N", help="drop courses with fewer than N kept rows"
     )
     p.add_argument(
         "--max-size",
@@ -151,16 +152,6 @@ def read_export_from_args(
         max_size=args.max_size,
         pseudonymiser=pseudonymiser,
     )
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
-    return value
 
 
 def _size(text: str) -> int | None:

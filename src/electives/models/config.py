@@ -91,15 +91,24 @@ class Flag:
         return self.help.format(default="per mode" if default is None else default)
 
 
-def positive_int(text: str) -> int:
-    """argparse type: a whole number ≥ 1."""
+def _whole(text: str, minimum: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"{text!r} must be {minimum} or more")
     return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number ≥ 1."""
+    return _whole(text, 1)
+
+
+def count(text: str) -> int:
+    """argparse type: a whole number ≥ 0."""
+    return _whole(text, 0)
 
 
 def number(text: str) -> float:
