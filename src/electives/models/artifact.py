@@ -14,11 +14,12 @@ import os
 import shutil
 import tempfile
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
@@ -29,10 +30,10 @@ from electives.data.interactions import Interactions
 from electives.data.scales import GradeScale
 from electives.errors import ElectivesError, ModelError
 from electives.models.calibration import ConformalInterval
-from electives.models.ncf import build_model
-from electives.models.training import EpochStats, FittedNCF, TrainConfig
+from electives.models.interface import Model
 
-FORMAT_VERSION = 1
+# 2: any model family (kind 'model', 'family', 'params'); 1: NCF only (kind 'ncf'), still read.
+FORMAT_VERSION = 2
 WEIGHTS = "model.safetensors"
 MANIFEST = "manifest.json"
 
@@ -138,10 +139,10 @@ def load_artifact(path: Path | str) -> Artifact:
 
 @dataclass(frozen=True)
 class TrainedModel:
-    """A trained NCF model with everything needed to serve it: id maps, course names, the grade scale and the
-    calibration of its prediction intervals."""
+    """A trained model of any family (:class:`~electives.models.interface.Model`) with everything needed to serve
+    it: id maps, course names, the grade scale and the calibration of its prediction intervals."""
 
-    fitted: FittedNCF
+    fitted: Model
     student_ids: tuple[str, ...]  # pseudonyms, never raw ids
     course_ids: tuple[str, ...]
     course_names: dict[str, str]
@@ -152,7 +153,11 @@ class TrainedModel:
 
     @property
     def mode(self) -> str:
-        return self.fitted.config.mode
+        return self.fitted.mode
+
+    @property
+    def family(self) -> str:
+        return self.fitted.family
 
     def student_index(self) -> dict[str, int]:
         return {s: i for i, s in enumerate(self.student_ids)}
@@ -163,7 +168,7 @@ class TrainedModel:
 
 def save_model(
     path: Path | str,
-    fitted: FittedNCF,
+    fitted: Model,
     train: Interactions,
     *,
     scale: GradeScale | None,
@@ -172,16 +177,19 @@ def save_model(
     metrics: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Save a fitted model trained on ``train`` (whose id maps give its indices their meaning)."""
+    """Save a fitted model of any family trained on ``train`` (whose id maps give its indices their meaning)."""
     if (fitted.n_students, fitted.n_courses) != (train.n_students, train.n_courses):
         raise ModelError(
-            f"model has {fitted.n_students}×{fitted.n_courses} embeddings but the training data "
+            f"model has {fitted.n_students}×{fitted.n_courses} students × courses but the training data "
             f"{train.n_students}×{train.n_courses}"
         )
+    arrays, params = fitted.state()
     names = dict(course_names or {})
     manifest: dict[str, Any] = {
-        "kind": "ncf",
-        "config": _jsonable(fitted.config.to_dict()),
+        "kind": "model",
+        "family": fitted.family,
+        "mode": fitted.mode,
+        "params": _jsonable(dict(params)),
         "n_students": train.n_students,
         "n_courses": train.n_courses,
         "student_ids": list(train.student_ids),
@@ -189,54 +197,39 @@ def save_model(
         "course_names": {c: names[c] for c in train.course_ids if names.get(c)},
         "scale": scale.to_toml() if scale is not None else None,
         "training_data": {"fingerprint": train.fingerprint(), "rows": len(train)},
-        "best_epoch": fitted.best_epoch,
-        "validation_metric": fitted.val_metric_name,
-        "history": [_jsonable(asdict(h)) for h in fitted.history],
         "metrics": _jsonable(dict(metrics or {})),
         "calibration": calibration.to_dict() if calibration is not None else None,
     }
     manifest.update(_jsonable(dict(extra or {})))
-    return save_artifact(path, fitted.model.state_dict(), manifest)
+    tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+    return save_artifact(path, tensors, manifest)
 
 
 def load_model(path: Path | str, device: str = "cpu") -> TrainedModel:
-    """Load a model saved by :func:`save_model`, rebuilding the network from the manifest's configuration."""
+    """Load a model saved by :func:`save_model` (or a format-1 NCF artifact), rebuilding it from its family's
+    state. ``device`` is where a torch family keeps its weights."""
+    from electives.models.families import family_class
+
     art = load_artifact(path)
     m = art.manifest
-    if m.get("kind") != "ncf":
-        raise ModelError(f"{art.path / MANIFEST}: 'kind' is {m.get('kind')!r}, expected 'ncf'")
+    family, params = _family_and_params(m, art.path)
     try:
-        config = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in m["config"].items()})
         student_ids, course_ids = tuple(m["student_ids"]), tuple(m["course_ids"])
         if (len(student_ids), len(course_ids)) != (m["n_students"], m["n_courses"]):
             raise ModelError(f"{art.path / MANIFEST}: id maps do not match n_students/n_courses")
-        model = build_model(
-            config.model,
-            len(student_ids),
-            len(course_ids),
-            config.gmf_dim,
-            config.mlp_dim,
-            config.mlp_layers,
-            config.dropout,
-        )
-        model.load_state_dict(art.tensors, strict=True)
+        arrays = {k: v.numpy() for k, v in art.tensors.items()}
+        fitted = family_class(family).from_state(arrays, {**params, "device": device})
+        if (fitted.n_students, fitted.n_courses) != (len(student_ids), len(course_ids)):
+            raise ModelError(f"{art.path}: the weights are for another number of students or courses")
+        fitted.train_fingerprint = str(m.get("training_data", {}).get("fingerprint", ""))
         scale = GradeScale.from_toml(m["scale"], source=f"{art.path} scale") if m.get("scale") else None
         calibration = ConformalInterval.from_dict(m["calibration"]) if m.get("calibration") else None
-    except ModelError:
-        raise
+    except ModelError as exc:
+        if str(exc).startswith(str(art.path)):
+            raise
+        raise ModelError(f"{art.path}: {exc}") from None
     except (KeyError, TypeError, ValueError, RuntimeError, ElectivesError) as exc:
         raise ModelError(f"{art.path}: the manifest and weights do not describe a valid model ({exc})") from exc
-    model.to(device).eval()
-    history = [EpochStats(**h) for h in m.get("history", [])]
-    fitted = FittedNCF(
-        model=model,
-        config=config,
-        history=history,
-        best_epoch=int(m.get("best_epoch", 0)),
-        val_metric_name=str(m.get("validation_metric", "")),
-        train_fingerprint=str(m.get("training_data", {}).get("fingerprint", "")),
-        device=device,
-    )
     return TrainedModel(
         fitted=fitted,
         student_ids=student_ids,
@@ -247,6 +240,23 @@ def load_model(path: Path | str, device: str = "cpu") -> TrainedModel:
         manifest=m,
         path=art.path,
     )
+
+
+def _family_and_params(m: Mapping[str, Any], path: Path) -> tuple[str, dict[str, Any]]:
+    """The family and its parameters; format-1 artifacts (``kind: ncf``) kept the NCF's at the top level."""
+    kind = m.get("kind")
+    if kind == "ncf":
+        config = m.get("config")
+        if not isinstance(config, dict):
+            raise ModelError(f"{path / MANIFEST}: field 'config' is missing")
+        params = {k: m[k] for k in ("config", "best_epoch", "validation_metric", "history") if k in m}
+        return str(config.get("model", "neumf")), params
+    if kind != "model":
+        raise ModelError(f"{path / MANIFEST}: 'kind' is {kind!r}, expected 'model'")
+    family, params = m.get("family"), m.get("params")
+    if not isinstance(family, str) or not isinstance(params, dict):
+        raise ModelError(f"{path / MANIFEST}: fields 'family' (a name) and 'params' (an object) are required")
+    return family, dict(params)
 
 
 def _jsonable(value: Any) -> Any:
