@@ -15,7 +15,15 @@ from electives.cli.data import add_export_arguments, read_export_from_args
 from electives.data.scales import GradeScale
 from electives.defaults import DB_ENV, DEFAULT_DB_URL
 from electives.errors import DataError
-from electives.models.config import FLAGS, TrainConfig, config_from_flags, number, positive_float, positive_int
+from electives.models.config import (
+    FAMILY_NAMES,
+    FLAGS,
+    TrainConfig,
+    config_from_flags,
+    number,
+    positive_float,
+    positive_int,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -70,12 +78,14 @@ def load_training_data(args: argparse.Namespace) -> TrainingData:
 def _register_train(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train",
-        help="train NeuMF on the stored grades (or a grade file) and save a model artifact",
+        help="choose and train a model on the stored grades (or a grade file) and save its artifact",
         description=(
-            "Train a NeuMF model (GMF + MLP towers) on past grades (explicit mode, the default) or enrolments "
-            "(implicit mode, log loss with sampled negatives). A validation split carved from the training data "
-            "stops training early and calibrates the prediction interval. Writes MODEL_DIR with "
-            "model.safetensors and manifest.json."
+            "On past grades (explicit mode, the default) choose the model family that predicts each student's "
+            "latest term best — NeuMF, GMF, MLP, the bias model, biased MF, ItemKNN (each at a few settings), a "
+            "seed ensemble of NeuMF and a blend of the best NCF model with the best baseline — then fit the winner "
+            "again on every grade; --model NAME forces one. On enrolments (implicit mode) train NeuMF (log loss "
+            "with sampled negatives). The validation rows calibrate the prediction interval. Writes MODEL_DIR "
+            "with model.safetensors and manifest.json (with every candidate's validation RMSE)."
         ),
     )
     add_data_arguments(p)
@@ -108,7 +118,8 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
 def add_training_arguments(p: argparse.ArgumentParser, auto: bool = False) -> None:
     """The NeuMF training flags (shared by train, evaluate and tune), as TrainConfig's fields declare them
     (models.config.FLAGS). Each defaults to None, meaning "not given": `config_from_args` then takes the value
-    from a --config file, else TrainConfig's default. With `auto`, --model also takes "auto"."""
+    from a --config file, else TrainConfig's default. With `auto` (train), --model also takes "auto" and every
+    other family (models.config.FAMILY_NAMES)."""
     defaults = {f.name: f.default for f in fields(TrainConfig)}
     for name, flag in FLAGS.items():
         how: dict[str, Any] = {"default": None, "help": flag.help_text(defaults[name])}
@@ -119,8 +130,13 @@ def add_training_arguments(p: argparse.ArgumentParser, auto: bool = False) -> No
         else:
             how.update(type=flag.type, metavar=flag.metavar, choices=flag.choices)
         if name == "model" and auto:
-            how["choices"] = (*(flag.choices or ()), "auto")
-            how["help"] += "; auto: fit neumf, gmf and mlp (and the imbalance options), keep the best on validation"
+            how["choices"] = ("auto", *FAMILY_NAMES)
+            how["help"] = (
+                "the model family (default: auto with grades: the best on each student's latest term of every "
+                "family below at a few settings, then fitted again on every grade; neumf on enrolments). A name "
+                "forces that family; neumf, gmf and mlp train with the flags below, ensemble averages NeuMF seeds, "
+                "blend mixes the best NCF model and the best baseline"
+            )
         p.add_argument(flag.name, dest=flag.dest, **how)
 
 
@@ -158,19 +174,22 @@ def run_train(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     file_values = read_config_file(args.config) if args.config else {}
-    auto = (args.model or file_values.get("model")) == "auto"
+    named = args.model or file_values.get("model")
     if args.dp_epsilon is not None:
-        check_private_training(args, auto)
+        check_private_training(args, named == "auto" or (named or "neumf") not in ("neumf", "gmf", "mlp"))
     config = config_from_args(args, file_values)
     resolved = config.resolved()
+    # Grades: choose the family unless one is named (or DP, which trains the configured NCF model only).
+    # Enrolments: NeuMF, as before; "auto" there compares NeuMF, GMF and MLP.
+    family = named or ("auto" if resolved.mode == "explicit" and args.dp_epsilon is None else None)
     # Under torchrun every rank trains; only rank 0 reports and writes the artifact.
     ctx = distributed.init(resolved.device)
     data = load_training_data(args)
     train = _interactions(data, resolved.mode)
+    what = {"auto": "auto (model selection)", None: resolved.model}.get(family, family)
     print(
-        f"{f'rank {ctx.rank}/{ctx.world_size}: ' if ctx.distributed else ''}training "
-        f"{'auto: neumf, gmf, mlp' if auto else resolved.model} ({resolved.mode}) on {len(train):,} rows: "
-        f"{train.n_students:,} students × {train.n_courses:,} courses from {data.source}",
+        f"{f'rank {ctx.rank}/{ctx.world_size}: ' if ctx.distributed else ''}training {what} ({resolved.mode}) on "
+        f"{len(train):,} rows: {train.n_students:,} students × {train.n_courses:,} courses from {data.source}",
         file=sys.stderr,
     )
     result = train_model(
@@ -178,8 +197,8 @@ def run_train(args: argparse.Namespace) -> int:
         config,
         scale=data.scale,
         coverage=args.coverage,
-        auto=auto,
-        # Imbalance options join the comparison unless the user (or the config file) fixed one.
+        model=family,
+        # Imbalance options join the (implicit) comparison unless the user (or the config file) fixed one.
         try_imbalance=args.imbalance is None and "imbalance" not in file_values,
         privacy=privacy_from_args(args),
         progress=not args.quiet,
@@ -191,7 +210,7 @@ def run_train(args: argparse.Namespace) -> int:
     save_model(
         args.out,
         result.fitted,
-        result.fit_data,
+        result.trained_on or result.fit_data,
         scale=data.scale,
         course_names=data.course_names,
         calibration=result.calibration,
@@ -204,8 +223,13 @@ def run_train(args: argparse.Namespace) -> int:
     )
     if result.selection is not None:
         selection = result.selection
-        print(f"--model auto chose {selection.chosen} ({len(selection.candidates)} candidates compared)")
-    _print_summary(result.fitted, result.metrics, data.scale, args.out)
+        failed = [c for c in selection.to_dict()["candidates"] if c.get("error")]
+        print(
+            f"model selection chose {selection.chosen} ({len(selection.candidates)} candidates compared"
+            + (f"; {len(failed)} failed: " + "; ".join(f"{c['name']}: {c['error']}" for c in failed) if failed else "")
+            + ")"
+        )
+    _print_summary(result, data.scale, args.out)
     if (privacy := result.privacy) is not None:
         print(
             f"  differential privacy (per student): ε = {privacy.epsilon:.4g} spent of {privacy.target_epsilon:g}, "
@@ -229,15 +253,17 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-def _print_summary(fitted: Any, metrics: dict[str, Any], scale: GradeScale | None, out: str) -> None:
-    checked = fitted.validated or fitted
-    last = checked.history[-1] if checked.history else None
-    print(f"model written to {out}")
-    print(f"  epochs run: {last.epoch if last else 0}, best epoch: {fitted.best_epoch}, {metrics['train_seconds']} s")
-    if fitted.validated is not None:
+def _print_summary(result: Any, scale: GradeScale | None, out: str) -> None:
+    fitted, metrics = result.fitted, result.metrics
+    print(f"model written to {out}: {result.family}, {metrics['train_seconds']} s")
+    checked = result.validated or fitted
+    history = getattr(checked, "history", None)
+    if history:  # NCF: its epochs
+        print(f"  epochs run: {history[-1].epoch}, best epoch: {checked.best_epoch}")
+    if result.validated is not None:
         print(
-            f"  then refitted on training + validation ({metrics['refit_rows']:,} rows) for {fitted.best_epoch} "
-            "epochs; the validation figures below are the best-epoch model's, before the refit"
+            f"  then refitted on training + validation ({metrics['refit_rows']:,} rows); the validation "
+            "figures below are the model's before the refit"
         )
     if "val_rmse" in metrics:
         unit = f" {scale.name} points" if scale else ""
@@ -286,7 +312,11 @@ def check_private_training(args: argparse.Namespace, auto: bool) -> None:
             "one process sampling every student; run `electives train --dp-epsilon ...` without torchrun"
         )
     if auto:
-        raise ElectivesError("--dp-epsilon cannot be combined with --model auto (every candidate would spend budget)")
+        named = getattr(args, "model", None) or "auto"
+        raise ElectivesError(
+            f"--dp-epsilon cannot be combined with --model {named} (DP-SGD trains one NCF model: neumf, gmf or mlp; "
+            "with model selection every candidate would spend budget)"
+        )
     if getattr(args, "refit", None):
         raise ElectivesError(
             "--dp-epsilon cannot be combined with --refit (the second training run would spend budget)"

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from electives.errors import ElectivesError
 
 __all__ = [
+    "FAMILY_NAMES",
     "FLAGS",
     "MODE_DEFAULTS",
     "TUNABLE",
@@ -28,6 +29,10 @@ __all__ = [
 ]
 
 Mode = Literal["explicit", "implicit"]
+
+# Every family `electives train --model NAME` can force (the NCF ones first; models.selection builds them).
+NCF_NAMES = ("neumf", "gmf", "mlp")
+FAMILY_NAMES = (*NCF_NAMES, "bias", "mf", "knn", "ensemble", "blend")
 
 # Fields left None in TrainConfig take the mode's value from here (the only other place defaults live).
 MODE_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -276,10 +281,11 @@ FLAGS: dict[str, Flag] = {f.name: f.metadata["flag"] for f in fields(TrainConfig
 
 def config_from_flags(given: Any, file_values: dict[str, Any] | None = None) -> TrainConfig:
     """TrainConfig from the flags `given` (an argparse Namespace; None = not given), over `file_values` (a
-    --config file), over TrainConfig's defaults. `model="auto"` becomes neumf, the candidates' starting point."""
+    --config file), over TrainConfig's defaults. `model="auto"` or a family other than NCF's becomes neumf: the
+    configuration then only sets the NCF candidates (and an ensemble's members)."""
     flags = {name: getattr(given, flag.dest, None) for name, flag in FLAGS.items()}
     merged = {**(file_values or {}), **{k: v for k, v in flags.items() if v is not None}}
-    if merged.get("model") == "auto":
+    if merged.get("model") == "auto" or merged.get("model") in FAMILY_NAMES[len(NCF_NAMES) :]:
         merged["model"] = "neumf"
     return TrainConfig(**merged)
 

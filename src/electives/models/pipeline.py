@@ -1,10 +1,11 @@
 """Training the model that goes into an artifact (what `electives train` does), callable from Python.
 
 `train_model(train, config, …)` carves the validation split from `train`, fits on the rest (plain, differentially
-private with `privacy`, or with `auto` the best on validation of NeuMF, GMF and MLP and the imbalance options), then
-measures the model validation chose on the validation rows, which it never trained on (after a refit, the
-best-epoch model before it): RMSE/MAE (explicit) or HR/NDCG (implicit), and in explicit mode a split-conformal
-prediction interval at `coverage` whose coverage is measured on held-back validation students.
+private with `privacy`, or with `auto` the family chosen on each student's latest term — :mod:`selection`; in the
+implicit mode the best of NeuMF, GMF and MLP), then measures the model validation chose on the validation rows,
+which it never trained on (after a refit, the model as fitted before it): RMSE/MAE (explicit) or HR/NDCG
+(implicit), and in explicit mode a split-conformal prediction interval at `coverage` whose coverage is measured on
+held-back validation students. `model=NAME` forces one family (see :data:`selection.FAMILY_CHOICES`).
 
 Under torchrun every rank calls `train_model` alike and trains; the process group is left before returning, and
 only rank 0 measures (`TrainingResult.is_main`): the caller reports and writes on rank 0 only.
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from electives.data.interactions import Interactions
@@ -26,8 +27,11 @@ from electives.evaluation.metrics import mae, rmse, within
 from electives.models import distributed
 from electives.models.calibration import ConformalInterval, calibrate_on_validation
 from electives.models.config import TrainConfig
+from electives.models.interface import Model
 from electives.models.privacy import PrivacyConfig, PrivacyReport, fit_private
-from electives.models.training import FittedNCF, fit
+from electives.models.selection import FAMILY_CHOICES, NCF_FAMILIES, select
+from electives.models.selection import Selection as NextTermSelection
+from electives.models.training import fit
 from electives.models.tuning import Selection, compare
 
 __all__ = ["TrainingResult", "train_model", "validation_metrics"]
@@ -37,19 +41,28 @@ __all__ = ["TrainingResult", "train_model", "validation_metrics"]
 class TrainingResult:
     """A trained model and what was measured on its validation rows (only on rank 0 under torchrun)."""
 
-    fitted: FittedNCF
+    fitted: Model
     fit_data: Interactions  # the rows trained on (before a refit); the artifact's index space is theirs
     validation: Interactions
     metrics: dict[str, Any] = field(default_factory=dict)  # empty where not is_main
     calibration: ConformalInterval | None = None  # explicit mode
-    selection: Selection | None = None  # auto
+    selection: Selection | NextTermSelection | None = None  # auto or a forced family: every candidate tried
     privacy: PrivacyReport | None = None  # with a privacy budget
     is_main: bool = True  # False on the ranks other than 0: nothing measured, nothing to report or write
+    # The model as it stood before it was fitted again on every row (None without a refit): it has not seen the
+    # validation rows, so the validation metrics and the calibration are its.
+    validated: Model | None = None
+    trained_on: Interactions | None = None  # the rows `fitted` was fitted on, when not `fit_data` (selection)
 
     @property
-    def config(self) -> TrainConfig:
-        """The configuration trained (the chosen candidate's with auto; DP defaults filled in with privacy)."""
-        return self.fitted.config
+    def config(self) -> TrainConfig | None:
+        """The NCF configuration trained (the chosen candidate's with auto; DP defaults filled in with privacy);
+        None for a family without one (baselines)."""
+        return getattr(self.fitted, "config", None)
+
+    @property
+    def family(self) -> str:
+        return self.fitted.family or str(getattr(self.config, "model", ""))
 
 
 def train_model(
@@ -64,21 +77,36 @@ def train_model(
     noise_seed: int | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    model: str | None = None,
 ) -> TrainingResult:
     """Train on `train` (all the training data; the validation split is carved here) and measure on validation.
 
-    config: left-None fields take the mode's defaults (with `privacy`, DP_DEFAULTS first). scale: reports RMSE/MAE
-    in its points and the share within one letter. auto: compare models on validation (`config.model` is only
-    the starting point); try_imbalance: also compare the imbalance options (pass False when `config.imbalance`
-    was chosen). privacy: DP-SGD within this budget (not with auto, not under torchrun); noise_seed: tests and
-    benchmarks only (see electives.models.privacy). log: progress lines (e.g. each candidate's score).
+    config: left-None fields take the mode's defaults (with `privacy`, DP_DEFAULTS first); with selection, the NCF
+    candidates' settings. scale: reports RMSE/MAE in its points and the share within one letter. auto (or
+    model="auto"): explicit mode, choose the family on each student's latest term (models.selection); implicit
+    mode, compare NeuMF, GMF and MLP on validation; try_imbalance: implicit compare only. model: a family name
+    from selection.FAMILY_CHOICES forces it (neumf/gmf/mlp train as configured; the others go through selection
+    alone, so they are refitted on every row); None trains `config.model`. privacy: DP-SGD within this budget
+    (NCF only, not with auto, not under torchrun); noise_seed: tests and benchmarks only (see
+    electives.models.privacy). log: progress lines (e.g. each candidate's score).
     """
     if not 0.5 <= coverage < 1:
         raise DataError(f"coverage {coverage}: expected a level in [0.5, 1), e.g. 0.8")
-    if privacy is not None and auto:
+    if model == "auto":
+        auto, model = True, None
+    if model is not None and model not in FAMILY_CHOICES:
+        raise DataError(f"unknown model family {model!r}; choose from auto, {', '.join(FAMILY_CHOICES)}")
+    if privacy is not None and (auto or (model is not None and model not in NCF_FAMILIES)):
         raise ElectivesError("private training cannot compare models (auto): every candidate would spend budget")
     given = config or TrainConfig()
+    if model in NCF_FAMILIES:
+        given = replace(given, model=model)  # type: ignore[arg-type]
     base = given.resolved()
+    if base.mode == "explicit" and (auto or (model is not None and model not in NCF_FAMILIES)):
+        return _selected(train, base, families=None if auto else (model,), scale=scale, coverage=coverage,
+                         progress=progress, log=log)  # fmt: skip
+    if model is not None and model not in NCF_FAMILIES:
+        raise DataError(f"--model {model} predicts grades; the implicit mode trains neumf, gmf or mlp")
     ctx = distributed.init(base.device)
     if privacy is not None and ctx.distributed:
         raise ElectivesError("private training cannot run distributed: the accounting assumes one process")
@@ -99,25 +127,66 @@ def train_model(
     seconds = time.perf_counter() - start
     distributed.shutdown()
     if not ctx.is_main:
-        return TrainingResult(fitted, fit_data, val, selection=selection, privacy=report, is_main=False)
+        return TrainingResult(fitted, fit_data, val, selection=selection, privacy=report, is_main=False)  # type: ignore[arg-type]
 
     metrics: dict[str, Any] = {"train_seconds": round(seconds, 2), "validation_rows": len(val)}
     # After a refit the final model has trained on the validation rows: measure (and calibrate) the model that
     # had not, the best-epoch one validation chose.
     checked = fitted.validated or fitted
-    metrics.update(validation_metrics(checked, fit_data, val, scale=scale))
-    calibration = None
-    if checked.predicts_grades:
-        calibration, measured = calibrate_on_validation(checked.predict, val, coverage)
-        metrics["interval_coverage_nominal"] = coverage
-        metrics["interval_coverage_measured"] = measured
+    metrics.update(validation_metrics(checked, fit_data, val, scale=scale))  # type: ignore[arg-type]
+    calibration = _calibrate(checked, val, coverage, metrics)  # type: ignore[arg-type]
     if fitted.validated is not None:
         metrics["refit_rows"] = len(fit_data) + len(val)
-    return TrainingResult(fitted, fit_data, val, metrics, calibration, selection, report)
+    return TrainingResult(fitted, fit_data, val, metrics, calibration, selection, report, validated=fitted.validated)  # type: ignore[arg-type]
+
+
+def _selected(
+    train: Interactions,
+    base: TrainConfig,
+    *,
+    families: tuple[str, ...] | None,
+    scale: GradeScale | None,
+    coverage: float,
+    progress: bool,
+    log: Callable[[str], None] | None,
+) -> TrainingResult:
+    """Next-term selection (every family, or the one forced), then the winner's validation metrics and
+    calibration, measured with the winner as fitted on the fit part (before its refit on every row)."""
+    if distributed.init(base.device).distributed:
+        raise ElectivesError("model selection runs in one process; under torchrun force one NCF family (--model neumf)")
+    span = scale.span if scale else 1.0
+    start = time.perf_counter()
+    chosen = select(train, base, families=families or FAMILY_CHOICES, progress=progress, log=log, scale_range=span)
+    metrics: dict[str, Any] = {"train_seconds": round(time.perf_counter() - start, 2)}
+    metrics["validation_rows"] = len(chosen.validation)
+    metrics.update(validation_metrics(chosen.validated, chosen.fit_data, chosen.validation, scale=scale))
+    calibration = _calibrate(chosen.validated, chosen.validation, coverage, metrics)
+    if chosen.refit_error is None:
+        metrics["refit_rows"] = len(train)
+    fitted = chosen.model if chosen.refit_error is None else chosen.validated
+    return TrainingResult(
+        fitted,
+        chosen.fit_data,
+        chosen.validation,
+        metrics,
+        calibration,
+        chosen,
+        validated=chosen.validated,
+        trained_on=train if chosen.refit_error is None else chosen.fit_data,
+    )
+
+
+def _calibrate(checked: Model, val: Interactions, coverage: float, metrics: dict[str, Any]) -> ConformalInterval | None:
+    if not checked.predicts_grades:
+        return None
+    calibration, measured = calibrate_on_validation(checked.predict, val, coverage)
+    metrics["interval_coverage_nominal"] = coverage
+    metrics["interval_coverage_measured"] = measured
+    return calibration
 
 
 def validation_metrics(
-    fitted: FittedNCF, fit_data: Interactions, validation: Interactions, *, scale: GradeScale | None = None
+    fitted: Model, fit_data: Interactions, validation: Interactions, *, scale: GradeScale | None = None
 ) -> dict[str, float]:
     """`val_…` metrics of `fitted` on `validation`: RMSE, MAE (in `scale`'s points) and the share within one
     letter (explicit); HR@10 and NDCG@10, sampled and over the catalogue (implicit)."""
