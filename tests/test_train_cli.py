@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from pathlib import Path
 
@@ -9,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from electives.cli import main
 from electives.data.importing import read_export
 from electives.data.interactions import Interactions
 from electives.data.pseudonyms import Pseudonymiser
@@ -17,6 +20,7 @@ from electives.data.synth import EXPORT_MAPPING, SynthConfig, generate, write
 from electives.models.artifact import load_model
 from electives.models.config import TrainConfig
 
+KEY = "test-secret-key-0123456789abcdef"  # = conftest.TEST_KEY, the key the `secret_key` fixture sets
 AAST_FLAGS = [
     "--map", "student=student serial", "--map", "term=Year+term", "--map", "course=Crs Code",
     "--map", "course_name=Course Name", "--map", "grade=total", "--scale", "percent",
@@ -29,11 +33,16 @@ def university(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return write(generate(SynthConfig(n_students=150, seed=5)), tmp_path_factory.mktemp("uni"))
 
 
-@pytest.fixture
-def trained(cli, secret_key, university, tmp_path) -> Path:
-    out = tmp_path / "model"
-    code, _, err = cli("train", "--data", university["grades"], *AAST_FLAGS, *SMALL, "--out", out)
-    assert code == 0, err
+@pytest.fixture(scope="module")
+def trained(university, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One model for the module's tests (they only read it), trained under the key the `secret_key` fixture sets."""
+    out = tmp_path_factory.mktemp("trained") / "model"
+    err = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        mp.setenv("ELECTIVES_SECRET_KEY", KEY)
+        mp.setenv("ELECTIVES_KEY_FILE", str(out.parent / "unused-secret.key"))
+        code = main(["train", "--data", str(university["grades"]), *AAST_FLAGS, *SMALL, "--out", str(out)])
+    assert code == 0, err.getvalue()
     return out
 
 
@@ -96,7 +105,7 @@ def test_same_seed_same_model(cli, secret_key, university, tmp_path, trained) ->
     np.testing.assert_array_equal(a.fitted.score_all(s), b.fitted.score_all(s))
 
 
-def test_score_writes_predicted_points(cli, trained, university, tmp_path) -> None:
+def test_score_writes_predicted_points(cli, secret_key, trained, university, tmp_path) -> None:
     export = pd.read_csv(university["grades"], dtype=str)
     rows = export[pd.to_numeric(export["total"], errors="coerce").between(0, 100)].head(200)
     pairs = tmp_path / "pairs.tsv"
@@ -111,7 +120,7 @@ def test_score_writes_predicted_points(cli, trained, university, tmp_path) -> No
     assert np.corrcoef(scored["score"], rows["total"].astype(float))[0, 1] > 0.3
 
 
-def test_score_unknown_student_is_named(cli, trained, tmp_path) -> None:
+def test_score_unknown_student_is_named(cli, secret_key, trained, tmp_path) -> None:
     pairs = tmp_path / "pairs.tsv"
     pairs.write_text("nobody\tCS101\n")
     code, _, err = cli("score", trained, "--pairs", pairs)
@@ -121,7 +130,7 @@ def test_score_unknown_student_is_named(cli, trained, tmp_path) -> None:
     assert code == 0 and out == "nobody\tCS101\t\n"
 
 
-def test_bad_pairs_line(cli, trained, tmp_path) -> None:
+def test_bad_pairs_line(cli, secret_key, trained, tmp_path) -> None:
     pairs = tmp_path / "pairs.tsv"
     pairs.write_text("only-one-field\n")
     code, _, err = cli("score", trained, "--pairs", pairs)
