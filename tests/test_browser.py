@@ -26,7 +26,8 @@ UNLIMITED = RateLimit(0, 1)
 
 @pytest.fixture(scope="module", autouse=True)
 def fresh_screenshots() -> float:
-    """Screenshots of earlier runs are removed first, so the last test sees only this run's; returns the start."""
+    """Screenshots of earlier runs are removed first, so the last test sees only this run's; returns the start.
+    (The file runs in one process: the suite is run with --dist loadfile.)"""
     started = time.time()
     for old in SHOTS.glob("*.png"):
         old.unlink()
