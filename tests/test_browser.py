@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +22,16 @@ from electives.web import RateLimit
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = Path(os.environ.get("ELECTIVES_SCREENSHOTS", Path(__file__).parent / "artifacts" / "screenshots"))
 UNLIMITED = RateLimit(0, 1)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fresh_screenshots() -> float:
+    """Screenshots of earlier runs are removed first, so the last test sees only this run's; returns the start.
+    (The file runs in one process: the suite is run with --dist loadfile.)"""
+    started = time.time()
+    for old in SHOTS.glob("*.png"):
+        old.unlink()
+    return started
 
 
 @pytest.fixture(scope="module")
@@ -216,7 +227,11 @@ def test_phone_screen(browser, base_url: str, world: WebWorld) -> None:
         context.close()
 
 
-def test_screenshots_were_written() -> None:
-    names = {p.stem for p in SHOTS.glob("*.png")}
-    assert {"home", "grades-form", "results", "student-wrong-code", "student-results", "model"} <= names
-    assert all(re.fullmatch(r"[a-z-]+", n) for n in names)
+def test_screenshots_were_written(fresh_screenshots: float) -> None:
+    shots = {p.stem: p for p in SHOTS.glob("*.png")}
+    assert {"home", "grades-form", "results", "student-wrong-code", "student-results", "model"} <= set(shots)
+    assert all(re.fullmatch(r"[a-z-]+", n) for n in shots)
+    for name, path in shots.items():
+        # Written by this run (the folder was emptied when it started) and a real image.
+        assert path.stat().st_mtime >= fresh_screenshots - 1, name
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 1000, name

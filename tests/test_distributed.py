@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from electives.data.interactions import Interactions
+from electives.data.pseudonyms import Pseudonymiser
 from electives.errors import ElectivesError
 from electives.models import distributed
 from electives.models.artifact import load_model
@@ -20,6 +21,7 @@ from electives.models.distributed import Context
 from electives.models.epochs import epoch_tensors, prepare_training
 from electives.models.training import TrainConfig
 
+RANK_STATE = Path(__file__).with_name("ddp_rank_state.py")
 SMALL = ["--mode", "implicit", "--epochs", "3", "--lr", "0.02", "--batch-size", "256", "--gmf-dim", "8"]
 SMALL += ["--mlp-dim", "8", "--mlp-layers", "16,8", "--seed", "3", "--quiet", "--no-header", "--columns"]
 SMALL += ["student,course"]
@@ -42,10 +44,12 @@ def enrolments(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_torchrun_two_processes_trains_one_artifact(cli, secret_key, enrolments, tmp_path) -> None:
-    out, logs = tmp_path / "ddp", tmp_path / "logs"
+    out, logs, dumps = tmp_path / "ddp", tmp_path / "logs", tmp_path / "ranks"
+    dumps.mkdir()
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    cmd += ["--log-dir", str(logs), "--redirects", "3", "-m", "electives", "train", "--data", str(enrolments)]
+    cmd += ["--log-dir", str(logs), "--redirects", "3", str(RANK_STATE), str(dumps)]
+    cmd += ["train", "--data", str(enrolments)]
     proc = subprocess.run([*cmd, *SMALL, "--out", str(out)], env=env, capture_output=True, text=True, timeout=180)
     rank_out = {r: _rank_log(logs, r, "stdout") for r in (0, 1)}
     rank_err = {r: _rank_log(logs, r, "stderr") for r in (0, 1)}
@@ -59,6 +63,18 @@ def test_torchrun_two_processes_trains_one_artifact(cli, secret_key, enrolments,
     assert model.mode == "implicit" and len(model.student_ids) == 240
     scores = model.fitted.score_all(np.arange(len(model.student_ids)))
     assert scores.shape == (240, 60) and np.isfinite(scores).all() and ((scores >= 0) & (scores <= 1)).all()
+
+    # Both ranks end with the same parameters, bit for bit (DDP averages the gradients; each rank restores the
+    # best epoch rank 0 chose), and the artifact is that model.
+    ranks = [dict(np.load(dumps / f"rank{r}.npz")) for r in (0, 1)]
+    saved = {k: v.numpy() for k, v in model.fitted.model.state_dict().items()}
+    assert ranks[0].keys() == ranks[1].keys() == saved.keys()
+    for name in saved:
+        np.testing.assert_array_equal(ranks[0][name], ranks[1][name], err_msg=f"ranks differ in {name}")
+        np.testing.assert_array_equal(ranks[0][name], saved[name], err_msg=f"artifact differs in {name}")
+    # A trained model, not the initial weights (N(0, 0.01) embeddings score every course alike, AUC ≈ 0.5):
+    # measured here from the weights, it orders a student's untaken own-group courses above the other groups'.
+    assert _own_group_auc(model, secret_key, enrolments) > 0.9
     ddp = json.loads((out / "manifest.json").read_text())["metrics"]
     assert 0.0 <= ddp["val_ndcg_at_10_full"] <= ddp["val_hr_at_10_full"] <= 1.0
 
@@ -70,6 +86,22 @@ def test_torchrun_two_processes_trains_one_artifact(cli, secret_key, enrolments,
     # Guessing ranks the held-out course in the top 10 of the 48 untaken ones about 21% of the time.
     assert ddp["val_hr_at_10_full"] > 0.6 and one["val_hr_at_10_full"] > 0.6
     assert abs(ddp["val_hr_at_10_full"] - one["val_hr_at_10_full"]) < 0.15
+
+
+def _own_group_auc(model, key: str, enrolments: Path) -> float:
+    """Share of (own-group, other-group) pairs of untaken courses each student's scores order correctly."""
+    pseudonym = Pseudonymiser(key.encode()).pseudonym
+    taken = pd.read_csv(enrolments, header=None, names=["student", "course"])
+    index = {p: i for i, p in enumerate(model.student_ids)}
+    wins = total = 0
+    for raw, rows in taken.groupby("student"):
+        scores = model.fitted.score_all(np.array([index[pseudonym(raw)]]))[0]
+        group = np.array([int(c[1:]) // 20 for c in model.course_ids]) == int(raw[1:]) % 3
+        untaken = ~np.isin(model.course_ids, rows["course"].to_numpy())
+        own, other = scores[group & untaken], scores[~group & untaken]
+        wins += int((own[:, None] > other[None, :]).sum())
+        total += own.size * other.size
+    return wins / total
 
 
 def _rank_log(logs: Path, rank: int, stream: str) -> str:

@@ -56,13 +56,30 @@ def test_paper_initialisation():
     assert all(torch.count_nonzero(lin.bias) == 0 for lin in model.mlp.layers)
 
 
-def test_neumf_output_shape_and_dropout_only_in_training():
-    model = NeuMF(4, 6, gmf_dim=3, mlp_dim=3, layers=(4, 2), dropout=0.5)
+@pytest.mark.parametrize("kind", ["mlp", "neumf"])
+def test_dropout_only_in_training(kind):
+    model = build_model(kind, 4, 6, gmf_dim=3, mlp_dim=3, layers=(8, 4), dropout=0.5)
     _randomise(model)
-    s, c = torch.tensor([0, 1, 2]), torch.tensor([5, 4, 3])
-    assert model(s, c).shape == (3,)
-    model.eval()
-    torch.testing.assert_close(model(s, c), model(s, c))
+    s, c = torch.tensor([0, 1, 2, 3, 0, 1]), torch.tensor([5, 4, 3, 2, 1, 0])
+    with torch.no_grad():
+        assert model(s, c).shape == (6,)
+        model.eval()
+        first = model(s, c)
+        torch.testing.assert_close(model(s, c), first, rtol=0, atol=0)  # eval: deterministic
+        model.train()
+        # Seeded; p = 0.5 over 12 hidden units and 6 rows: a pass that drops no active unit is vanishingly rare.
+        a, b = model(s, c), model(s, c)
+        assert not torch.equal(a, first) and not torch.equal(a, b)
+        model.eval()
+        torch.testing.assert_close(model(s, c), first, rtol=0, atol=0)  # eval again: back to the same output
+    # Dropout 0: training mode computes exactly what eval mode does.
+    plain = build_model(kind, 4, 6, gmf_dim=3, mlp_dim=3, layers=(8, 4), dropout=0.0)
+    _randomise(plain)
+    with torch.no_grad():
+        plain.train()
+        trained_mode = plain(s, c)
+        plain.eval()
+        torch.testing.assert_close(plain(s, c), trained_mode, rtol=0, atol=0)
 
 
 def test_load_pretrained_combines_outputs_with_alpha():

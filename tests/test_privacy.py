@@ -32,6 +32,10 @@ SYNTH_FLAGS = [
 TINY = ["--gmf-dim", "4", "--mlp-dim", "4", "--mlp-layers", "8", "--quiet"]
 BUDGET = 2.0
 
+# Tiny models: threads only add overhead, and the CPU is shared (restored after each test: other files share the
+# worker process).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def run_cli(*args: object) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
@@ -58,7 +62,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object
         model = root / "model"
         # --batch-size ≥ the students: sampling rate 1, so the accounting (and this fixture) is quick.
         dp = ["--dp-epsilon", BUDGET, "--epochs", "4", "--batch-size", "200"]
-        code, out, err = run_cli("train", "--db", db, "--out", model, *dp, *TINY)
+        # A module fixture is set up before the tests' function-scoped one_torch_thread: one thread here too.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            code, out, err = run_cli("train", "--db", db, "--out", model, *dp, *TINY)
+        finally:
+            torch.set_num_threads(threads)
         assert code == 0, err
         yield {"root": root, "db": db, "model": model, "grades": uni["grades"], "summary": out}
 
@@ -255,6 +265,3 @@ def _students(rec: Recommender, grades: Path, need: int = 3, limit: int = 8) -> 
                 return found
     assert found, f"no student with {need} eligible courses in the synthetic university"
     return found
-
-
-torch.set_num_threads(1)  # tiny models: threads only add overhead, and the CPU is shared

@@ -18,11 +18,13 @@ from electives.data.catalog import Catalog, read_catalog
 from electives.data.importing import ImportResult, read_export
 from electives.data.interactions import Interactions
 from electives.data.pseudonyms import Pseudonymiser
+from electives.data.splits import validation_split
 from electives.data.storage import Store
 from electives.data.synth import EXPORT_MAPPING, SynthConfig, University, generate, write
 from electives.errors import DataError, ElectivesError, StorageError
 from electives.evaluation.ground_truth import ground_truth_lift
 from electives.limits import check_k
+from electives.models import baselines
 from electives.models.artifact import TrainedModel, load_model, save_model
 from electives.models.calibration import fit_conformal
 from electives.models.training import FittedNCF, TrainConfig, fit
@@ -31,6 +33,7 @@ from electives.serving.recommender import Recommender, UnknownStudentError
 
 KEY = "test-secret-key-0123456789abcdef"  # = conftest.TEST_KEY, the key the `secret_key` fixture sets
 CONFIG = SynthConfig(n_students=150, n_courses=24, n_electives=12, n_departments=2, seed=5)
+LARGER = SynthConfig(n_students=300, n_courses=30, n_electives=15, n_departments=2, seed=5)
 NEXT_TERM = "2023-Fall"  # the term after the synthetic export window (8 terms from 2019-Fall)
 SYNTH_MAP = EXPORT_MAPPING
 SMALL = TrainConfig(gmf_dim=8, mlp_dim=8, mlp_layers=(16, 8), lr=0.01, batch_size=128, epochs=20, seed=0)
@@ -55,11 +58,12 @@ class World:
     db_only: list[str]  # raw ids of students in the database but not in the model
 
 
-def build_world(tmp: Path, mode: str = "explicit") -> World:
+def build_world(tmp: Path, mode: str = "explicit", config: SynthConfig = CONFIG, hold_every: int = 19) -> World:
+    """Train on all students but every `hold_every`-th (from the 8th on): those are in the database only."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the 2 shared cores: one thread avoids oversubscription stalls
     try:
-        university = generate(CONFIG)
+        university = generate(config)
         paths = write(university, tmp / "synth")
         key = Pseudonymiser(KEY.encode())
         result = read_export(paths["grades"], mapping=SYNTH_MAP, scale="percent", pseudonymiser=key)
@@ -68,7 +72,7 @@ def build_world(tmp: Path, mode: str = "explicit") -> World:
         url = f"sqlite:///{db_path}"
         with Store(url) as store:
             store.save_import(result, catalog)
-        db_only = [str(s) for s in university.student_ids[7::19]]
+        db_only = [str(s) for s in university.student_ids[7::hold_every]]
         held = {key.pseudonym(s) for s in db_only}
         frame = result.frame[~result.frame["student"].isin(held)]
         df = pd.DataFrame({"student": frame["student"], "course": frame["course"], "term": frame["term_key"]})
@@ -113,6 +117,14 @@ def build_world(tmp: Path, mode: str = "explicit") -> World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     return build_world(tmp_path_factory.mktemp("world"))
+
+
+@pytest.fixture(scope="module")
+def larger_world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    """300 students and 15 electives; a quarter of the students (75) are left out of training. The 150-student world
+    leaves 29 students with a choice at k = 2, too few to tell NeuMF from matrix factorisation (0.60 against 0.59 of
+    the oracle's lift there); here 58 trained students have a choice and the models separate clearly."""
+    return build_world(tmp_path_factory.mktemp("larger"), config=LARGER, hold_every=4)
 
 
 @pytest.fixture(scope="module")
@@ -414,7 +426,8 @@ def test_no_raw_student_id_in_the_artifact(world: World) -> None:
     blobs = b"".join(p.read_bytes() for p in sorted(world.model_dir.iterdir()))
     raw_ids = [str(s) for s in world.university.student_ids]
     assert len(raw_ids) == CONFIG.n_students
-    leaked = [s for s in raw_ids if s.encode() in blobs]
+    # Whole numbers only: inside a longer run of digits (a float in the manifest's history) it is not that serial.
+    leaked = [s for s in raw_ids if re.search(rb"(?<![0-9])" + s.encode() + rb"(?![0-9])", blobs)]
     assert not leaked
     manifest = json.loads((world.model_dir / "manifest.json").read_text())
     assert all(len(s) == 32 for s in manifest["student_ids"])  # pseudonyms only
@@ -447,28 +460,105 @@ def test_enrolment_only_models_rank_without_grades(tmp_path_factory: pytest.Temp
 
 def test_ground_truth_lift(world: World) -> None:
     class Oracle:
+        def __init__(self, sign: float = 1.0) -> None:
+            self.sign = sign
+
         def score_all(self, students: np.ndarray) -> np.ndarray:
             serial = {world.key.pseudonym(str(s)): i for i, s in enumerate(world.university.student_ids)}
             rows = [serial[world.train.student_ids[u]] for u in students]
             cols = [list(world.university.course_ids).index(c) for c in world.train.course_ids]
-            return world.university.expected[np.ix_(rows, cols)]
+            return self.sign * world.university.expected[np.ix_(rows, cols)]
 
     class Flat:
         def score_all(self, students: np.ndarray) -> np.ndarray:
             return np.zeros((len(students), world.train.n_courses))
 
+    class Guess:
+        def __init__(self, seed: int) -> None:
+            self.seed = seed
+
+        def score_all(self, students: np.ndarray) -> np.ndarray:
+            return np.random.default_rng(self.seed).random((len(students), world.train.n_courses))
+
+    guesses = {f"guess{i}": Guess(i) for i in range(30)}
     lift = ground_truth_lift(
         world.university,
         world.train,
-        {"oracle": Oracle(), "neumf": world.fitted, "flat": Flat()},
+        {"oracle": Oracle(), "worst": Oracle(-1.0), "neumf": world.fitted, "flat": Flat(), **guesses},
         pseudonymiser=world.key,
         k=2,
     )
+    neumf = lift["neumf"]
     assert lift["oracle"].share == pytest.approx(1.0)
     assert lift["oracle"].students > 20
-    assert lift["neumf"].random < lift["neumf"].oracle
+    assert neumf.random < neumf.oracle
+    # Picking the worst electives loses against random: the share measures the right direction.
+    assert lift["worst"].share < 0 < neumf.share
+    assert lift["worst"].recommended < neumf.random < neumf.recommended <= neumf.oracle
     assert -1.0 < lift["flat"].share < 1.0
-    assert set(lift["neumf"].to_dict()) == {"model", "students", "k", "recommended", "random", "oracle", "share"}
+    # The bound comes from the data: 30 random rankings of the same students scatter around share 0 (measured:
+    # mean −0.00, sd 0.21, max 0.44 over these 29 students). The trained model must beat every one of them (a
+    # one-sided p < 1/31 under chance) and their mean by two sds. Measured: NeuMF 0.60 of the oracle's lift.
+    chance = np.array([lift[name].share for name in guesses])
+    assert abs(chance.mean()) < 0.15
+    assert neumf.share > max(chance.max(), chance.mean() + 2 * chance.std()), (neumf.share, chance)
+    assert set(neumf.to_dict()) == {"model", "students", "k", "recommended", "random", "oracle", "share"}
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_neumf_beats_the_bias_model_and_mf_on_ground_truth(larger_world: World) -> None:
+    w = larger_world
+    models = {
+        "neumf": w.fitted,
+        "bias": baselines.BiasModel().fit(w.train),
+        "mf": baselines.MatrixFactorization(seed=0).fit(w.train),
+    }
+    lift = ground_truth_lift(w.university, w.train, models, pseudonymiser=w.key, k=2)
+    shares = {name: r.share for name, r in lift.items()}
+    assert lift["neumf"].students > 40
+    # Measured here (fixed seeds): NeuMF 0.83 of the oracle's lift, bias 0.52, MF 0.64. Over university seeds 1–8
+    # of this size NeuMF led the better baseline by 0.10–0.28 (smallest gap 0.10); the margin is half of that.
+    assert shares["neumf"] > max(shares["bias"], shares["mf"]) + 0.05, shares
+    assert shares["neumf"] > 0.5, shares
+
+
+def test_fold_in_predicts_held_out_students_hidden_grades(larger_world: World) -> None:
+    """Students never trained on are folded in from their first half of grades (by term) through the grade-entry
+    path; their second half stays hidden and is predicted."""
+    w = larger_world
+    rec = Recommender(w.model, w.catalog)
+    course_index = w.model.course_index()
+    frame = w.result.frame
+    errors, trivial = [], []
+    course_mean = pd.Series(w.train.grades).groupby(w.train.courses).mean()
+    for raw in w.db_only:
+        rows = frame[(frame["student"] == w.key.pseudonym(raw)) & frame["grade"].notna()]
+        rows = rows.sort_values("term_key", kind="stable")
+        known, hidden = rows.iloc[: len(rows) // 2], rows.iloc[len(rows) // 2 :]
+        hidden = hidden[hidden["course"].isin(course_index) & ~hidden["course"].isin(known["course"])]
+        if known.empty or hidden.empty:
+            continue
+        fold = rec.fold_in(list(zip(known["course"], known["mark"], strict=True)))
+        assert fold.grades_used == len(set(known["course"]) & set(course_index))
+        predicted = rec.scores(fold.embedding)
+        cols = np.array([course_index[c] for c in hidden["course"]])
+        truth = hidden["grade"].to_numpy(dtype=np.float64)
+        errors.append(predicted[cols] - truth)
+        trivial.append(course_mean.reindex(cols).to_numpy() - truth)
+    assert len(errors) > 50
+    folded = float(np.sqrt(np.mean(np.concatenate(errors) ** 2))) * 100
+    course_mean_rmse = float(np.sqrt(np.mean(np.concatenate(trivial) ** 2))) * 100
+    # Trained students' unseen grades: the validation rows `fit` carved out of the training data and never trained on.
+    cfg = SMALL.resolved()
+    _, val = validation_split(w.train, cfg.validation, cfg.val_fraction, cfg.seed)  # type: ignore[arg-type]
+    trained = float(np.sqrt(np.mean((w.fitted.predict(val.students, val.courses) - val.grades) ** 2))) * 100
+    # Measured (percent points): folded-in 7.3 on ~550 hidden grades, trained students 6.7 on ~330 validation rows,
+    # course mean 10.5. The fold-in sees half a record where training saw 90% of it, so it may be somewhat worse:
+    # within 20% of the trained figure (the sampling error of each RMSE alone is about RMSE/√(2n) ≈ 0.25 points;
+    # over university seeds 1, 2 and 5 with 59–98 students held out, the ratio was 0.96–1.21). Against the course
+    # mean the ratio was 0.69–0.76: below 0.85 means the fold-in clearly uses the student's own grades.
+    assert folded < 1.2 * trained, (folded, trained)
+    assert folded < 0.85 * course_mean_rmse, (folded, course_mean_rmse)
 
 
 def test_torch_threads_are_restored(world: World) -> None:

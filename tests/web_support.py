@@ -26,6 +26,7 @@ from electives.data.catalog import Catalog, read_catalog
 from electives.data.importing import ImportResult, read_export
 from electives.data.interactions import Interactions
 from electives.data.pseudonyms import Pseudonymiser
+from electives.data.splits import validation_split
 from electives.data.storage import Store
 from electives.data.synth import EXPORT_MAPPING, SynthConfig, University, generate, write
 from electives.models.artifact import save_model
@@ -95,8 +96,16 @@ def web_world() -> WebWorld:
         )
         train = Interactions.from_frame(df[df["grade"].notna()].astype({"term": "int64"}))
         fitted = fit(train, TRAIN, progress=False)
-        residuals = train.grades - fitted.predict(train.students, train.courses)
-        metrics = {"val_rmse": float(np.sqrt(np.mean(residuals**2))) * 100, "val_mae": 4.2}
+        # The validation rows `fit` carved out of `train` and never trained on (explicit: no refit): the metrics
+        # and the interval come from them, as `electives train` does it.
+        cfg = TRAIN.resolved()
+        _, val = validation_split(train, cfg.validation, cfg.val_fraction, cfg.seed)  # type: ignore[arg-type]
+        residuals = val.grades - fitted.predict(val.students, val.courses)
+        metrics = {
+            "val_rmse": float(np.sqrt(np.mean(residuals**2))) * 100,  # percent points
+            "val_mae": float(np.mean(np.abs(residuals))) * 100,
+            "validation_rows": len(val),
+        }
         names = dict(zip(frame["course"], frame["course_name"], strict=True))
         model_dir = save_model(
             root / "model",
