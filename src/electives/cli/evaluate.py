@@ -91,6 +91,16 @@ def _register_evaluate(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help="sampled untaken courses per held-out row for the sampled HR/NDCG (default: 99; 0: none)",
     )
+    p.add_argument(
+        "--served",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help=(
+            "with grades, also report the served choice: what `electives train` would pick from the training part "
+            "alone (the same next-term selection, then fitted on the whole training part), scored on the test "
+            "part like the rest (default: on)"
+        ),
+    )
     p.add_argument("--config", metavar="FILE.json", help="NeuMF settings from a JSON file (e.g. from electives tune)")
     add_training_arguments(p)
     add_privacy_arguments(p)
@@ -187,6 +197,26 @@ def _fit_neumf(args: argparse.Namespace, config: Any, train: Any) -> tuple[Any, 
     return fit_private(train, unresolved, privacy_from_args(args), progress=not args.quiet)
 
 
+def served_label(family: str) -> str:
+    """The served choice's row in the table and report: marked apart from the family rows beside it."""
+    return f"served choice ({family})"
+
+
+def _served_choice(args: argparse.Namespace, config: Any, train: Any, span: float) -> Any:
+    """What `electives train` would serve if given only the training part: the same selection on it (its own
+    validation split is each student's latest *training* term; the test part is never seen), then refitted on
+    the whole training part. None in the implicit mode, with DP, or with --no-served."""
+    if not args.served or config.mode != "explicit" or args.dp_epsilon is not None:
+        return None
+    from electives.models.selection import select
+
+    def log(line: str) -> None:
+        if not args.quiet:
+            print(f"served choice: {line.strip()}", file=sys.stderr)
+
+    return select(train, config, progress=False, log=log, scale_range=span)
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     from electives.evaluation.evaluate import evaluate
 
@@ -215,6 +245,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
         fit_seconds[name] = time.perf_counter() - t0
     scale = data.scale
     span = scale.span if scale is not None else 1.0
+    served = _served_choice(args, config, train, span)
+    if served is not None:
+        label = served_label(served.family)
+        models[label] = served.model
+        fit_seconds[label] = served.seconds
     result = evaluate(
         models,
         train,
@@ -230,6 +265,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
     print(f"{kind} split: {len(test):,} held-out rows of {result.info['n_test_students']:,} students; errors in {unit}")
     print(result.table())
     print("fit seconds: " + ", ".join(f"{n} {s:.1f}" for n, s in fit_seconds.items()))
+    if served is not None:
+        print(
+            f"served choice: {served.chosen} — what `electives train` would pick from the training part alone "
+            f"(chosen on each student's latest training term among {len(served.candidates)} candidates)"
+        )
     if args.out:
         from electives.evaluation.reports import write_report
 
@@ -240,6 +280,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
             "scale": scale.name if scale is not None else None,
             "model": config.model,
             "best_epoch": fitted.best_epoch,
+            **({"served choice": f"{served_label(served.family)}: {served.chosen}"} if served is not None else {}),
+            **({"served_choice": served.to_dict(span)} if served is not None else {}),
             "fit_seconds": {n: round(s, 2) for n, s in fit_seconds.items()},
             "config": config.to_dict(),
             "differential privacy": "none"

@@ -162,6 +162,7 @@ def _markdown(
         "gets no ranking credit.",
         "",
     ]
+    lines += _served_lines((context or {}).get("served_choice"))
     for name, hist in histories.items():
         validated = [h for h in hist if not h.phase.endswith(" refit")]
         final = [h for h in validated if h.phase == (validated[-1].phase if validated else "")]
@@ -190,6 +191,27 @@ def _markdown(
         for r in rows:
             lines.append(f"| {r['course']} | {r['n']} | {r['rmse']:.3f} | {r['mae']:.3f} | {r['bias']:+.3f} |")
     return "\n".join(lines) + "\n"
+
+
+def _served_lines(served: Any) -> list[str]:
+    """The served choice (what `electives train` would pick from the training part): each candidate it weighed."""
+    if not isinstance(served, Mapping) or not isinstance(served.get("candidates"), list):
+        return []
+    lines = [
+        "## Served choice",
+        "",
+        f"`electives train` on the training part alone would serve **{served.get('chosen')}**, chosen by RMSE on "
+        f"{served.get('validation', 'validation rows')} of the training part (the test part unseen), then fitted "
+        "again on the whole training part; its row in the table above is marked *served choice*.",
+        "",
+        "| candidate | family | validation RMSE | seconds |",
+        "|---|---|---:|---:|",
+    ]
+    for c in served["candidates"]:
+        value = f"failed: {c.get('error')}" if c.get("error") else f"{c.get('val_rmse') or 0:.4f}"
+        mark = " (chosen)" if c.get("name") == served.get("chosen") else ""
+        lines.append(f"| {c.get('name')}{mark} | {c.get('family')} | {value} | {c.get('seconds', 0):.1f} |")
+    return [*lines, ""]
 
 
 def _worst_courses(result: EvaluationResult, n: int = 10) -> tuple[str, list[dict[str, Any]]] | None:

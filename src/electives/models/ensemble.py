@@ -34,14 +34,11 @@ WEIGHTS = tuple(round(0.1 * i, 1) for i in range(11))  # the blend's grid: coars
 
 
 def ensemble_size(rows: int) -> int:
-    """Members for ``rows`` training grades: 5 on a few thousand (where seed noise dominates and a fit takes a
-    second or two), fewer as data grows, since each member then costs minutes and one fit's seed noise shrinks
-    with the data (on ML-1M the seed sd of NeuMF is a tenth of college_grades')."""
-    if rows <= 20_000:
-        return 5
-    if rows <= 200_000:
-        return 3
-    return 2
+    """Members for ``rows`` training grades: 5 on a few thousand, where seed noise is largest (NeuMF's seed sd on
+    college_grades, 4k grades, exceeds the gap between families) and a fit takes seconds; 2 above that, where one
+    fit's seed noise has shrunk with the data and each member (fitted, then refitted) costs a whole NeuMF fit
+    against selection's budget of 5 (the demo university's 40k grades are there)."""
+    return 5 if rows <= 20_000 else 2
 
 
 def best_weight(a: np.ndarray, b: np.ndarray, actual: np.ndarray) -> tuple[float, float]:

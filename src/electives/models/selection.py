@@ -45,6 +45,7 @@ BASELINE_FAMILIES = ("bias", "mf", "knn")
 FAMILY_CHOICES = FAMILY_NAMES  # NCF, baselines, ensemble, blend
 # A NeuMF for small registrars (a few thousand grades), next to the configured sizes.
 SMALL_NEUMF = {"gmf_dim": 16, "mlp_dim": 8, "mlp_layers": (16, 8)}
+SMALL_DATA = 20_000  # training rows up to which the full grid is tried (fits take seconds there)
 
 
 @dataclass(frozen=True)
@@ -112,10 +113,13 @@ class Selection:
         return [c for c in self.candidates if c.error]
 
 
-def candidate_specs(base: TrainConfig, families: Sequence[str] = FAMILY_CHOICES) -> list[Spec]:
+def candidate_specs(base: TrainConfig, families: Sequence[str] = FAMILY_CHOICES, rows: int = 0) -> list[Spec]:
     """The single-model candidates of ``families`` (ensemble and blend are built from these by :func:`select`),
-    baselines first: they are cheap, and a tie goes to the candidate tried first."""
+    baselines first: they are cheap, and a tie goes to the candidate tried first. Above :data:`SMALL_DATA` rows
+    the grid is trimmed (one MF, no small NeuMF) to keep the whole selection near 5× one NeuMF fit: there MF's
+    SGD costs half a NeuMF fit per setting, and a small NeuMF is what small registrars need."""
     base = replace(base.resolved(), refit=False)
+    small_data = rows <= SMALL_DATA
     specs: list[Spec] = []
     if "blend" in families and not set(BASELINE_FAMILIES) & set(families):
         families = (*families, "bias")  # a blend needs a baseline to blend with
@@ -127,7 +131,7 @@ def candidate_specs(base: TrainConfig, families: Sequence[str] = FAMILY_CHOICES)
                     "bias",
                     {"reg_student": rs, "reg_course": rc},
                     make=lambda rs=rs, rc=rc: BiasModel(reg_student=rs, reg_course=rc),
-                )  # fmt: skip
+                )
             )
     if "knn" in families:
         for k, shrink in ((20, 10.0), (200, 100.0)):
@@ -137,23 +141,23 @@ def candidate_specs(base: TrainConfig, families: Sequence[str] = FAMILY_CHOICES)
                     "knn",
                     {"k": k, "shrink": shrink},
                     make=lambda k=k, shrink=shrink: ItemKNN(k=k, shrink=shrink),
-                )  # fmt: skip
+                )
             )
     if "mf" in families:
-        for reg in (0.02, 0.1):
+        for reg in (0.02, 0.1) if small_data else (0.05,):
             specs.append(
                 Spec(
                     f"mf(λ={reg:g})",
                     "mf",
                     {"factors": 32, "reg": reg, "seed": base.seed},
                     make=lambda reg=reg: MatrixFactorization(factors=32, reg=reg, seed=base.seed),
-                )  # fmt: skip
+                )
             )
     needs_neumf = "neumf" in families or "ensemble" in families or "blend" in families
     if needs_neumf:
         specs.append(Spec("neumf", "neumf", _sizes(base), config=replace(base, model="neumf")))
         small = replace(base, model="neumf", **SMALL_NEUMF)
-        if _sizes(small) != _sizes(base):
+        if small_data and _sizes(small) != _sizes(base):
             specs.append(Spec("neumf-small", "neumf", _sizes(small), config=small))
     for name in ("gmf", "mlp"):
         if name in families:
@@ -210,7 +214,7 @@ def select(
         shown = "each student's latest term" if kind == "temporal" else f"a random {cfg.val_fraction:.0%}"
         log(f"choosing a model on {len(val):,} validation rows ({shown}), fitted on {len(fit_part):,}")
 
-    for spec in candidate_specs(cfg, families):
+    for spec in candidate_specs(cfg, families, len(train)):
         run.try_spec(spec)
     if "ensemble" in families:
         run.try_ensemble(cfg, ensemble_members or ensemble_size(len(train)))
@@ -323,9 +327,14 @@ class _Run:
         settings = {"members": size, "of": first.name, "seeds": [config.seed + i for i in range(size)]}
         t0 = time.perf_counter()
         members, predictions = [self.fitted[first.name].model], [self.fitted[first.name].predictions]
+        # The other seeds train for the epochs member 0's early stopping chose: no validation pass per epoch and
+        # no patience epochs past the best, so each costs about 70% of a NeuMF fit.
+        epochs = max(1, int(getattr(members[0], "best_epoch", 0) or config.epochs or 1))
+        settings["epochs"] = epochs
         try:
             for i in range(1, size):
-                member = self.fit_ncf(replace(config, seed=config.seed + i))
+                fixed = replace(config, seed=config.seed + i, epochs=epochs, validation="none")
+                member = fit(self.fit_part, fixed, progress=self.progress)
                 members.append(member)
                 predictions.append(self.predict(member))
         except Exception as exc:  # as in try_spec

@@ -39,7 +39,13 @@ def healthz() -> Response:
 def readyz() -> Response:
     """Readiness: a model is loaded and the grade database (when configured) answers."""
     store = get_store()
-    body: dict[str, Any] = {"status": "ready", "model_version": get_served().version, "database": None}
+    served = get_served()
+    body: dict[str, Any] = {
+        "status": "ready",
+        "model_version": served.version,
+        "model_family": served.info.get("family"),
+        "database": None,
+    }
     if store is not None:
         try:
             store.scale()

@@ -206,7 +206,8 @@ def _model_info(manifest: dict[str, Any], rec: Recommender, version: str) -> dic
     metrics = {
         k: v for k, v in (manifest.get("metrics") or {}).items() if isinstance(v, int | float) and math.isfinite(v)
     }
-    config = manifest.get("config") or {}
+    params = manifest.get("params") if isinstance(manifest.get("params"), dict) else {}
+    config = manifest.get("config") or params.get("config") or {}
     calibration = manifest.get("calibration") or {}
     privacy = manifest.get("privacy") if isinstance(manifest.get("privacy"), dict) else None
     return {
@@ -217,6 +218,9 @@ def _model_info(manifest: dict[str, Any], rec: Recommender, version: str) -> dic
         "format_version": manifest.get("format_version"),
         "mode": rec.mode,
         "architecture": config.get("model"),
+        # Format 2 names the family; format-1 artifacts are NCF, their kind in config.model.
+        "family": served_family(manifest),
+        "model_selection": _selection_summary(manifest.get("model_selection")),
         "scale": None if rec.scale is None else rec.scale.name,
         "students": manifest.get("n_students"),
         "courses": manifest.get("n_courses"),
@@ -230,6 +234,33 @@ def _model_info(manifest: dict[str, Any], rec: Recommender, version: str) -> dic
         if privacy is None
         else {k: privacy.get(k) for k in ("epsilon", "delta", "target_epsilon", "max_grad_norm", "unit")},
     }
+
+
+def served_family(manifest: dict[str, Any]) -> str:
+    """The family of the model an artifact holds: ``family`` (format 2), else ``config.model`` (format 1, NCF)."""
+    family = manifest.get("family")
+    if isinstance(family, str) and family:
+        return family
+    config = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
+    return str(config.get("model") or "neumf")
+
+
+def _selection_summary(selection: Any) -> dict[str, Any] | None:
+    """What the model page shows of the selection: the choice and each candidate's validation RMSE."""
+    if not isinstance(selection, dict) or not isinstance(selection.get("candidates"), list):
+        return None
+    rows = [
+        {
+            "name": str(c.get("name")),
+            "family": c.get("family") or c.get("model"),
+            "val_rmse": c.get("val_rmse", c.get("value")),
+            "seconds": c.get("seconds"),
+            "error": c.get("error"),
+        }
+        for c in selection["candidates"]
+        if isinstance(c, dict)
+    ]
+    return {"chosen": selection.get("chosen"), "validation": selection.get("validation"), "candidates": rows}
 
 
 def _plots(model_dir: Path, report_dir: Path | None) -> tuple[Path, ...]:

@@ -223,6 +223,7 @@ def _status_schemas() -> dict[str, Any]:
             "properties": {
                 "status": {"type": "string", "enum": ["ready", "unavailable"]},
                 "model_version": {"type": "string"},
+                "model_family": {"type": "string", "description": "the served model family (e.g. neumf, bias)"},
                 "database": {"type": "string", "nullable": True, "enum": ["ok", "unavailable", None]},
             },
         },
@@ -236,6 +237,20 @@ def _model_info_schema() -> dict[str, Any]:
         "properties": {
             "version": {"type": "string"},
             "mode": {"type": "string", "enum": ["explicit", "implicit"]},
+            "family": {
+                "type": "string",
+                "description": "the served model family: neumf, gmf, mlp, bias, mf, knn, ensemble or blend",
+            },
+            "model_selection": {
+                "type": "object",
+                "nullable": True,
+                "description": "how the family was chosen: every candidate's validation RMSE (null when forced)",
+                "properties": {
+                    "chosen": _nullable("string"),
+                    "validation": _nullable("string"),
+                    "candidates": {"type": "array", "items": {"type": "object"}},
+                },
+            },
             "students": {"type": "integer"},
             "courses": {"type": "integer"},
             "training_rows": {"type": "integer", "nullable": True},
