@@ -52,7 +52,7 @@ def test_order_within_a_year_and_across_years() -> None:
         ("2021-Autumnish", "term '2021-Autumnish' is in no known form"),
         ("", "term '' is in no known form"),
         ("1234", "term '1234' is in no known form"),
-        ("2021 12", "term '2021 12' is in no known form"),
+        ("2021 1 2", "term '2021 1 2' is in no known form"),
         ("1850 Fall", "term '1850 Fall' is in no known form"),
     ],
 )
