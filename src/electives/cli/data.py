@@ -126,7 +126,7 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
         "--term-words",
         metavar="FILE.toml",
         help=(
-            "the registrar's term words, a TOML file of lines such as  \"herfstblok\" = \"first-semester\"  (word "
+            'the registrar\'s term words, a TOML file of lines such as  "herfstblok" = "first-semester"  (word '
             "= place within the academic year); adds to and overrides the built-in vocabulary"
         ),
     )

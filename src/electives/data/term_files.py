@@ -34,7 +34,7 @@ def _line_of(text: str, key: str) -> int:
     """The line a TOML key is written on (tomllib keeps no positions): the first line that starts with it."""
     for number, line in enumerate(text.splitlines(), start=1):
         stripped = line.lstrip()
-        if stripped.startswith((f'"{key}"', f"'{key}'", key)):
+        if stripped.startswith((f'"{key}"', f"'{key}'", key, f"[{key}]", f'["{key}"]')):
             return number
     return 0
 

@@ -61,8 +61,9 @@ PLACES: dict[str, Place] = {
 # Words that only say "this is a term" ("Fall Semester", "Güz Dönemi"): dropped when the phrase is not known
 # as written.
 FILLER = frozenset(
-    "term semester session period periode donem donemi yariyil yariyili semestre semestr halbjahr sem".split()
-)
+    ("term", "semester", "session", "period", "periode", "donem", "donemi", "yariyil", "yariyili", "semestre",
+     "semestr", "halbjahr", "sem")
+)  # fmt: skip
 
 
 def _numbered(place: str, words: tuple[str, ...], numbers: tuple[str, ...]) -> dict[str, str]:
@@ -143,5 +144,6 @@ for _n, _place in enumerate(("first-trimester", "second-trimester", "third-trime
 # Ordinal suffixes dropped after a number: 1st 2nd 3rd 4th, 1e 1ste 2de, 1er 1re 2e 2eme, 1o 1a 2do 1ro 3ro,
 # 1inci 2nci 3uncu (Turkish), and º/ª (read as o/a once accents are dropped).
 ORDINAL_SUFFIXES = frozenset(
-    "st nd rd th e ste de er re eme ere o a do ro to inci nci uncu ncu".split()
-)
+    ("st", "nd", "rd", "th", "e", "ste", "de", "er", "re", "eme", "ere", "o", "a", "do", "ro", "to", "inci", "nci",
+     "uncu", "ncu")
+)  # fmt: skip

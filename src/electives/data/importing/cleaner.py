@@ -253,7 +253,7 @@ class Cleaner:
             rows = self.lines[(t_codes == j) & self.alive]
             if len(rows):
                 self.report.unknown_terms[str(t_values[j])] = {
-                    "rows": int(len(rows)),
+                    "rows": len(rows),
                     "lines": [int(x) for x in rows[:5]],
                     "why": exc.why,
                     "words": list(exc.words),

@@ -148,7 +148,7 @@ def _terms_line(terms: list[dict], most: int = 24) -> str:
     """``2019-Fall 120, 2020-Spring 98, ...``; a long list keeps its first and last dozen."""
     parts = [f"{t['term']} {t['rows']:,}" for t in terms]
     if len(parts) > most:
-        parts = parts[: most // 2] + [f"... ({len(parts) - most} more)"] + parts[-most // 2 :]
+        parts = [*parts[: most // 2], f"... ({len(parts) - most} more)", *parts[-most // 2 :]]
     return ", ".join(parts)
 
 
