@@ -62,9 +62,7 @@ def read_export(
     ``scale`` (a GradeScale, a built-in name or a TOML path) is required unless the file has no grade column
     (enrolment-only). ``mapping`` maps fields to column expressions (``"dept+level"``); unmapped fields are
     guessed from the header. ``header=False`` needs ``columns``. ``pseudonymiser`` defaults to
-    :meth:`Pseudonymiser.from_environment`. ``terms`` reads the term codes (default: the built-in forms and
-    vocabulary; :func:`electives.data.term_files.term_reader` adds the registrar's files). A term code in no known
-    form refuses the import (:class:`UnknownTerms`), naming its words and the vocabulary format."""
+    :meth:`Pseudonymiser.from_environment`. ``terms`` reads term codes (default: built-in; see :func:`_check_terms`)."""
     path = Path(path)
     name = path.name
     mapping = _checked_options(name, retakes=retakes, header=header, columns=columns, mapping=mapping)
@@ -120,8 +118,7 @@ def read_export(
         )
     frame = cleaner.run(pseudonymiser if pseudonymiser is not None else Pseudonymiser.from_environment())
     report.notes = notes + report.notes
-    _check_terms(report, ordered=terms is not None and terms.order is not None)
-    _check_kept(report)
+    _check_terms(report, ordered=terms is not None and terms.order is not None)  # then _check_kept
     return ImportResult(frame=frame, report=report, scale=grade_scale, enrolment_only=enrolment_only)
 
 
@@ -136,10 +133,12 @@ def _check_kept(report: CleaningReport) -> None:
 
 
 def _check_terms(report: CleaningReport, *, ordered: bool, most: int = 10) -> None:
-    """Refuse an import with term codes in no known form: name each (rows, lines, why), the words no vocabulary
+    """``read_export(terms=)`` is a :class:`TermReader`, e.g. from :func:`electives.data.term_files.term_reader`.
+    Refuse an import with term codes in no known form: name each (rows, lines, why), the words no vocabulary
     knows, and the two ways to explain them."""
     unknown = report.unknown_terms
     if not unknown:
+        _check_kept(report)
         return
     rows = sum(u["rows"] for u in unknown.values())
     lines = [f"{report.file_name}: {len(unknown):,} term code(s) in no known form, in {rows:,} row(s); nothing was "
