@@ -9,7 +9,7 @@ DB     ?= sqlite:///$(DEMO)/electives.db
 # The demo keeps its own pseudonym key beside its data, so it never touches ~/.config.
 DEMO_ENV := ELECTIVES_KEY_FILE=$(DEMO)/secret.key
 
-.PHONY: install run demo-data demo-model test lint format bench clean postgres
+.PHONY: install run demo-data demo-model test test-deps lint format bench clean postgres
 
 install: $(STAMP)
 
@@ -37,11 +37,20 @@ run: install
 	@echo "serving the demo model at http://127.0.0.1:8000 (access codes: electives access-code ID)"
 	$(DEMO_ENV) $(BIN)/electives serve $(DEMO)/model --db $(DB) --report-dir $(DEMO)/report --host 127.0.0.1 --port 8000
 
-postgres:
+# PostgreSQL and Chromium: installed when root with apt-get, else one line naming the command to run.
+test-deps:
+	@bash scripts/test-deps
+
+postgres: test-deps
 	@bash scripts/postgres-up
 
+# The caller's ELECTIVES_* settings (a key, a database ...) never reach the tests; the suite's own settings
+# (ELECTIVES_DATA, ELECTIVES_TEST_*, ELECTIVES_SCREENSHOTS) do. tests/conftest.py scrubs them as well, for pytest
+# run without make.
+TEST_ENV = env $(foreach v,$(filter ELECTIVES_%,$(.VARIABLES)),$(if $(filter ELECTIVES_DATA ELECTIVES_SCREENSHOTS ELECTIVES_TEST_%,$(v)),,-u $(v)))
+
 test: install postgres
-	$(BIN)/python -m pytest -n 2 --dist loadfile -q
+	$(TEST_ENV) $(BIN)/python -m pytest -n 2 --dist loadfile -q
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks

@@ -11,6 +11,28 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 TEST_KEY = "test-secret-key-0123456789abcdef"
 
+# Settings of the test suite itself (where the shared data, a PostgreSQL server and screenshots are): kept.
+# Every other ELECTIVES_* variable configures the application, and the caller's (a key the README tells users to
+# set, a production database) must never change what a test sees.
+HARNESS_VARIABLES = ("ELECTIVES_DATA", "ELECTIVES_SCREENSHOTS", "ELECTIVES_TEST_")
+
+
+def caller_variables() -> list[str]:
+    """The application's ELECTIVES_* variables now in the environment."""
+    return sorted(k for k in os.environ if k.startswith("ELECTIVES_") and not k.startswith(HARNESS_VARIABLES))
+
+
+# Scrubbed at import, before any test module or session-scoped fixture reads the environment ...
+for _name in caller_variables():
+    del os.environ[_name]
+
+
+@pytest.fixture(autouse=True)
+def scrubbed_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """... and again before each test, in case an earlier one set a variable without monkeypatch."""
+    for name in caller_variables():
+        monkeypatch.delenv(name)
+
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:

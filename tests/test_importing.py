@@ -89,6 +89,7 @@ def test_aast_summary_text(aast_export: Path) -> None:
         "    no-grade                     2  mark without a grade (W, P, I ...); rows 3, 10\n"
         "    out-of-range                 1  outside the scale's range; rows 12 (values: '104')\n"
         "    retake                       1  other attempt of a retaken course; rows 9\n"
+        "  rows per term: 2019-Fall 2, 2020-Spring 2, 2020-Fall 1\n"
         "  note: not valid UTF-8 (byte 0xe7 at line 6); read as latin-1"
     )
 

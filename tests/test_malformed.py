@@ -344,15 +344,6 @@ ROW_LEVEL = [
         "ragged-row                   3  too few or too many fields; rows 3, 4, 5",
     ),
     (
-        "bad_terms.csv",
-        ["--scale", "letter-us"],
-        "bad-term",
-        5,
-        [2, 4, 5, 6, 7],
-        "bad-term                     5  term empty or in no known form; rows 2, 4, 5, 6, 7 (values: 'Fall', "
-        "'2021-Autumnish', '2019/2021 Spring')",
-    ),
-    (
         "unclosed_quote.csv",
         ["--scale", "letter-us"],
         "ragged-row",

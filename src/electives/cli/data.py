@@ -11,8 +11,8 @@ from electives.data.importing import (
     FIELDS,
     RETAKE_POLICIES,
     CleaningReport,
+    ImportRefused,
     ImportResult,
-    NothingToImport,
     ephemeral_pseudonymiser,
     parse_mapping,
     parse_placeholders,
@@ -21,6 +21,7 @@ from electives.data.importing import (
 )
 from electives.data.pseudonyms import Pseudonymiser
 from electives.data.scales import BUILTIN_SCALES
+from electives.data.term_files import term_reader
 from electives.defaults import DB_ENV, DEFAULT_DB_URL
 from electives.errors import DataError, ElectivesError
 from electives.models.config import count
@@ -122,6 +123,19 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
         "--min-per-course", type=count, default=0, metavar="N", help="drop courses with fewer than N kept rows"
     )
     p.add_argument(
+        "--term-words",
+        metavar="FILE.toml",
+        help=(
+            'the registrar\'s term words, a TOML file of lines such as  "herfstblok" = "first-semester"  (word '
+            "= place within the academic year); adds to and overrides the built-in vocabulary"
+        ),
+    )
+    p.add_argument(
+        "--term-order",
+        metavar="FILE",
+        help="every term code of the export, one per line, oldest first: for codes only the registrar can order",
+    )
+    p.add_argument(
         "--max-size",
         type=_size,
         default="100M",
@@ -151,6 +165,7 @@ def read_export_from_args(
         min_per_course=args.min_per_course,
         max_size=args.max_size,
         pseudonymiser=pseudonymiser,
+        terms=term_reader(args.term_words, args.term_order),
     )
 
 
@@ -171,7 +186,7 @@ def run_import(args: argparse.Namespace) -> int:
         try:
             # A dry run stores no pseudonym, so it needs no key (and must not create a key file).
             result = read_export_from_args(args, args.file, ephemeral_pseudonymiser() if args.dry_run else None)
-        except NothingToImport as exc:
+        except ImportRefused as exc:
             print(exc.report.summary())
             _write_report(args.report, exc.report)
             raise

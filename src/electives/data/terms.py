@@ -9,12 +9,35 @@ Accepted forms (case-insensitive, any of ``-``, ``_``, ``/``, space or nothing b
 
 Within a calendar year: winter/intersession < spring < first summer session < summer < second summer
 session < fall.
+
+The forms above keep their keys (``year * 10 + slot``). Beyond them, :class:`TermReader` reads:
+
+- an academic year alone (``2020-21``, ``2020/2021``, ``2020-2021``): the end of that academic year, where
+  year-long courses end;
+- a year (calendar or academic) with a word of the vocabulary, in any order (``2020-21 Eerste Semester``,
+  ``Wintersemester 2020/21``, ``Güz 2021``, ``2021 Tweede semester``); the words and their places are in
+  :mod:`electives.data.term_words`, and a user vocabulary (``--term-words``) adds to or overrides them;
+- a calendar year alone (``2021``): the whole year, after its other terms;
+- year + any number (``2012 95``): ordered by the number after the year's terms 0-9 (summer schools coded 91-95);
+- an "unassigned" word without a year (``Niet toegewezen``): no place in time (``key`` None).
+
+The key is stored as an integer with one digit per calendar year, so forms that need finer places (numbers 10 and
+above, year-long, unassigned-with-year) share the key of the year's slot and carry ``sub``, their order within it:
+an import orders by (key, sub); the database keeps the key.
+
+``--term-order`` (:class:`TermReader` ``order=``) is for codes only the registrar can order: it lists every term
+code, oldest first, and the position is the key (as plain term numbers are).
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import total_ordering
+
+from electives.data.term_words import BUILTIN_WORDS, FILLER, ORDINAL_SUFFIXES, PLACES, YEAR_LONG_SUB
 
 _SEASONS: dict[str, int] = {
     # winter / January intersession
@@ -37,23 +60,171 @@ _ACADEMIC_YEAR = re.compile(
 )
 _YEAR_NUMBER = re.compile(rf"^{_YEAR}{_SEP}(?P<n>\d)$")
 _PLAIN_NUMBER = re.compile(r"^(?P<n>\d{1,3})$")
+_YEAR_TOKEN = re.compile(r"^(19|20)\d\d$")
+_TOKEN = re.compile(r"[^\W\d_]+|\d+")
+_EXPECTED = "(expected e.g. 2021-Fall, FA2002, 'Spring 2020', '2021 1' or a term number)"
+# Every word the built-in vocabulary knows, so an unknown code can name the words it lacks.
+_KNOWN_WORDS = frozenset(w for phrase in BUILTIN_WORDS for w in phrase.split()) | FILLER
+
+UNASSIGNED_LABEL = "Unassigned"
 
 
-@dataclass(frozen=True, order=True)
+@total_ordering
+@dataclass(frozen=True)
 class Term:
-    """A term: ``key`` orders terms (larger is later), ``label`` is a canonical name for display."""
+    """A term: ``key`` orders terms (larger is later; None: unassigned, before every dated term), ``label`` is a
+    canonical name for display, ``sub`` orders terms that share a key (see the module's docstring)."""
 
-    key: int
+    key: int | None
     label: str
+    sub: int = 0
+
+    @property
+    def rank(self) -> tuple[float, int]:
+        """The full order: (key, sub), an unassigned term first."""
+        return (float("-inf") if self.key is None else self.key, self.sub)
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, Term):
+            return NotImplemented
+        return (self.rank, self.label) < (other.rank, other.label)
 
 
 class TermError(ValueError):
-    """A term string in none of the accepted forms."""
+    """A term string in none of the accepted forms; ``why`` says what is missing in a few words and ``words``
+    are the words no vocabulary knows."""
+
+    def __init__(self, message: str, *, why: str = "", words: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.why = why
+        self.words = tuple(words)
 
 
-def parse_term(raw: str) -> Term:
-    """Parse one term string; raises :class:`TermError` naming the value when it is in no known form."""
-    text = raw.strip()
+def normalise_words(text: str) -> list[str]:
+    """``"2ème Semestre"`` → ``["2", "semestre"]``: case-folded, accents dropped, words and numbers apart (also
+    where no separator stands between them), ordinal suffixes after a number dropped."""
+    text = text.casefold().replace("ı", "i")  # Turkish dotless i has no decomposition
+    text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    out: list[str] = []
+    for token in _TOKEN.findall(text):
+        if out and out[-1].isdigit() and len(out[-1]) <= 2 and token in ORDINAL_SUFFIXES:
+            continue
+        out.append(token)
+    return out
+
+
+def order_key(code: str) -> str:
+    """How a code is matched against a ``--term-order`` line: spaces collapsed, case ignored."""
+    return " ".join(code.split()).casefold()
+
+
+class TermReader:
+    """Reads term codes with the built-in vocabulary plus ``words`` (phrase → place name, see
+    :data:`electives.data.term_words.PLACES`), or, given ``order`` (codes oldest first), by position only."""
+
+    def __init__(self, words: Mapping[str, str] | None = None, order: Sequence[str] | None = None) -> None:
+        self.words = dict(BUILTIN_WORDS)
+        for phrase, place in (words or {}).items():
+            if place not in PLACES:
+                raise ValueError(f"place {place!r} is not one of {', '.join(PLACES)}")
+            self.words[" ".join(normalise_words(phrase))] = place
+        self.user_words = frozenset(w for phrase in self.words for w in phrase.split())
+        self.order = None if order is None else {order_key(c): i for i, c in enumerate(order, start=1)}
+
+    def read(self, raw: str) -> Term:
+        """The term of ``raw``; raises :class:`TermError` naming the value when no form or word fits."""
+        text = raw.strip()
+        if self.order is None:
+            return self._parse(text, raw)
+        position = self.order.get(order_key(text))
+        if position is not None:
+            return Term(position, " ".join(text.split()))
+        try:
+            term = self._parse(text, raw)
+        except TermError:
+            term = None
+        if term is not None and term.key is None:
+            return term  # unassigned needs no place in the order
+        raise TermError(f"term {raw!r} is in no known form {_EXPECTED}", why="not in the --term-order file")
+
+    def _parse(self, text: str, raw: str) -> Term:
+        term = _legacy(text, raw)
+        return term if term is not None else self._worded(text, raw)
+
+    def _worded(self, text: str, raw: str) -> Term:
+        tokens = normalise_words(text)
+        years, rest = _split_years(tokens, raw)
+        place = self._place(rest)
+        if years is None:
+            if place == "unassigned":
+                return Term(None, UNASSIGNED_LABEL)
+            raise self._unknown(raw, rest, why="no year" if place else "")
+        first, second = years
+        if second is None and len(rest) == 1 and rest[0].isdigit():
+            n = int(rest[0])  # year + any number: after the year's numbers 0-9, by the number
+            return Term(first * 10 + min(n, 9), f"{first}-{n}", sub=n)
+        if not rest:
+            place = "year-long"  # a year alone: the whole (academic) year
+        if place is None:
+            raise self._unknown(raw, rest)
+        spec = PLACES[place]
+        if second is None:
+            label = f"{first}-{spec.label}"
+            return Term(first * 10 + spec.calendar, label, sub=spec.sub)
+        year, slot = first + spec.academic[0], spec.academic[1]
+        if spec.sub >= YEAR_LONG_SUB:
+            label = f"{first}-{second % 100:02d} {spec.label}"
+        else:
+            label = f"{year}-{_SEASON_LABEL[slot]}"
+        return Term(year * 10 + slot, label, sub=spec.sub)
+
+    def _place(self, words: list[str]) -> str | None:
+        """The place a phrase names: as written, else without the words that only say "term"."""
+        if not words:
+            return None
+        place = self.words.get(" ".join(words))
+        if place is None:
+            core = [w for w in words if w not in FILLER]
+            place = self.words.get(" ".join(core)) if core else None
+        return place
+
+    def _unknown(self, raw: str, words: list[str], why: str = "") -> TermError:
+        unknown = [w for w in words if not w.isdigit() and w not in _KNOWN_WORDS and w not in self.user_words]
+        if not why:
+            why = "unknown word(s) " + ", ".join(map(repr, unknown)) if unknown else "no known form"
+        return TermError(f"term {raw!r} is in no known form {_EXPECTED}", why=why, words=unknown)
+
+
+def _split_years(tokens: list[str], raw: str) -> tuple[tuple[int, int | None] | None, list[str]]:
+    """((first year, second year of an academic year or None), the other tokens), or (None, tokens) without a
+    year. ``2020-21``, ``2020/2021`` and ``2020 21`` are academic years; a second year that does not follow the
+    first is an error, as in the season forms."""
+    at = next((i for i, t in enumerate(tokens) if _YEAR_TOKEN.match(t)), None)
+    if at is None:
+        return None, tokens
+    first = int(tokens[at])
+    second = None
+    rest = tokens[:at]
+    after = tokens[at + 1 :]
+    if after and after[0].isdigit() and len(after[0]) in (2, 4):
+        nxt = after[0]
+        if len(nxt) == 4 and _YEAR_TOKEN.match(nxt):
+            if int(nxt) != first + 1:
+                raise TermError(
+                    f"term {raw!r}: academic year {first}/{nxt} should span two consecutive years",
+                    why=f"academic year {first}/{nxt} should span two consecutive years",
+                )
+            second, after = first + 1, after[1:]
+        elif len(nxt) == 2 and int(nxt) == (first + 1) % 100:
+            second, after = first + 1, after[1:]
+    rest += after
+    if any(_YEAR_TOKEN.match(t) for t in rest):
+        raise TermError(f"term {raw!r} is in no known form {_EXPECTED}", why="more than one year")
+    return (first, second), rest
+
+
+def _legacy(text: str, raw: str) -> Term | None:
+    """The forms read before the vocabulary existed, with the keys they always had; None when none fits."""
     if m := _SEASON_YEAR.match(text) or _YEAR_SEASON.match(text):
         year, season = int(m["year"]), _SEASONS[m["season"].upper()]
         return Term(year * 10 + season, f"{year}-{_SEASON_LABEL[season]}")
@@ -61,7 +232,8 @@ def parse_term(raw: str) -> Term:
         first = int(m["y1"])
         second = int(m["y2"]) if len(m["y2"]) == 4 else first // 100 * 100 + int(m["y2"])
         if second != first + 1:
-            raise TermError(f"term {raw!r}: academic year {m['y1']}/{m['y2']} should span two consecutive years")
+            span = f"academic year {m['y1']}/{m['y2']} should span two consecutive years"
+            raise TermError(f"term {raw!r}: {span}", why=span)
         season = _SEASONS[m["season"].upper()]
         year = first if season == 6 else second
         return Term(year * 10 + season, f"{year}-{_SEASON_LABEL[season]}")
@@ -71,6 +243,16 @@ def parse_term(raw: str) -> Term:
     if m := _PLAIN_NUMBER.match(text):
         n = int(m["n"])
         return Term(n, str(n))
-    raise TermError(
-        f"term {raw!r} is in no known form (expected e.g. 2021-Fall, FA2002, 'Spring 2020', '2021 1' or a term number)"
-    )
+    return None
+
+
+BUILTIN_READER = TermReader()
+
+
+def parse_term(raw: str) -> Term:
+    """Parse one term string with the built-in vocabulary; raises :class:`TermError` naming the value when it is
+    in no known form, or has no place in time (an "unassigned" word without a year)."""
+    term = BUILTIN_READER.read(raw)
+    if term.key is None:
+        raise TermError(f"term {raw!r} is unassigned: it has no place in time", why="unassigned")
+    return term

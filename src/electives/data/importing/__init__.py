@@ -6,7 +6,9 @@ by keyed pseudonyms inside the reader: raw ids never reach the :class:`ImportRes
 message.
 
 Row-level problems never stop an import: each is dropped and counted in the :class:`CleaningReport` (the rules
-and their order: :mod:`~electives.data.importing.cleaner`). Whole-file problems raise before anything is
+and their order: :mod:`~electives.data.importing.cleaner`). The one exception is a term code in no known form: it
+refuses the import (:class:`UnknownTerms`), since the registrar can explain it (``--term-words``, ``--term-order``)
+and dropping its rows would lose real grades. Whole-file problems raise before anything is
 written (:mod:`~electives.data.importing.reader`).
 
 The modules, in the order a file goes through them: :mod:`.options` (the flags' parsers), :mod:`.source` (size,
@@ -33,8 +35,10 @@ from electives.data.importing.report import (
     FRAME_COLUMNS,
     REASONS,
     CleaningReport,
+    ImportRefused,
     ImportResult,
     NothingToImport,
+    UnknownTerms,
 )
 
 __all__ = [
@@ -48,9 +52,11 @@ __all__ = [
     "REQUIRED_FIELDS",
     "RETAKE_POLICIES",
     "CleaningReport",
+    "ImportRefused",
     "ImportResult",
     "NothingToImport",
     "RetakePolicy",
+    "UnknownTerms",
     "ephemeral_pseudonymiser",
     "parse_delimiter",
     "parse_mapping",

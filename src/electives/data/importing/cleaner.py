@@ -9,7 +9,8 @@ that drops it, in this order:
 ``duplicate``           an exact copy (every field) of an earlier row
 ``missing-student``     empty student id
 ``missing-course``      empty course (or an empty part of a combined ``--map course=a+b``)
-``bad-term``            empty term or one :func:`electives.data.terms.parse_term` cannot read
+``bad-term``            empty term, or a code the :class:`~electives.data.terms.TermReader` cannot read (the
+                        reader then refuses the whole import: see ``CleaningReport.unknown_terms``)
 ``placeholder``         a placeholder grade (777, 888, 999 by default; compared as text and as numbers)
 ``no-grade``            a mark that carries no grade (the scale's ``no_grade``: W, P, I, S, AU ...)
 ``missing-grade``       an empty grade cell
@@ -37,7 +38,10 @@ import pandas as pd
 from electives.data.importing.report import FRAME_COLUMNS, CleaningReport
 from electives.data.pseudonyms import Pseudonymiser
 from electives.data.scales import GradeScale, MarkError
-from electives.data.terms import TermError, parse_term
+from electives.data.terms import TermError, TermReader
+
+# A term's rank is key * RANK_SCALE + sub: exact in a float64 (keys < 10^5, subs < 10^7).
+RANK_SCALE = 10**7
 
 # Reasons whose offending values may be shown (marks and terms, never ids or names).
 _VALUE_REASONS = ("bad-term", "unknown-mark", "out-of-range")
@@ -61,8 +65,10 @@ class Cleaner:
         min_per_student: int,
         min_per_course: int,
         report: CleaningReport,
+        terms: TermReader,
     ) -> None:
         self.report = report
+        self.terms = terms
         self.scale = scale
         self.enrolment_only = enrolment_only
         self.placeholders = placeholders
@@ -168,24 +174,7 @@ class Cleaner:
         c_codes, c_values = self._field("course")
         self._drop("missing-course", (c_values == "")[c_codes])
 
-        term_key = np.full(n, np.nan)
-        term_label = np.full(n, None, dtype=object)
-        if "term" in self.fields:
-            t_codes, t_values = self._field("term")
-            keys = np.full(len(t_values), np.nan)
-            labels = np.full(len(t_values), None, dtype=object)
-            for j, raw in enumerate(t_values):
-                try:
-                    term = parse_term(raw) if raw else None
-                except TermError:
-                    term = None
-                if term is not None:
-                    keys[j], labels[j] = term.key, term.label
-            bad = np.isnan(keys)[t_codes]
-            self._values("bad-term", [t_values[j] for j in _seen_codes(t_codes[bad & self.alive]) if t_values[j]])
-            self._drop("bad-term", bad)
-            term_key, term_label = keys[t_codes], labels[t_codes]
-
+        term_key, term_rank, term_label = self._terms(n)
         points = np.full(n, np.nan)
         marks = np.full(n, None, dtype=object)
         if not self.enrolment_only:
@@ -193,10 +182,11 @@ class Cleaner:
             points, marks = self._grades(g_codes, g_values)
 
         if self.retakes != "all":
-            self._drop("retake", self._retakes(s_codes, c_codes, term_key, points))
+            self._drop("retake", self._retakes(s_codes, c_codes, term_rank, points))
         self._minimum_counts(s_codes, c_codes)
 
         keep = np.flatnonzero(self.alive)
+        report.terms = _rows_per_term(term_label[keep], term_rank[keep])
         report.rows_read = self.rows_read
         report.rows_kept = len(keep)
         if self.blank_lines:
@@ -231,6 +221,46 @@ class Cleaner:
             columns=list(FRAME_COLUMNS),
         )
 
+    def _terms(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each row's stored key, full rank (key, then the order within it) and label. Empty terms are dropped as
+        ``bad-term``; codes in no known form too, and are listed in ``report.unknown_terms`` so the reader can
+        refuse the import (a graded row is never lost to a code the registrar can explain)."""
+        term_key = np.full(n, np.nan)
+        term_rank = np.full(n, np.nan)
+        term_label = np.full(n, None, dtype=object)
+        if "term" not in self.fields:
+            return term_key, term_rank, term_label
+        t_codes, t_values = self._field("term")
+        keys, ranks = np.full(len(t_values), np.nan), np.full(len(t_values), np.nan)
+        labels = np.full(len(t_values), None, dtype=object)
+        errors: dict[int, TermError] = {}
+        for j, raw in enumerate(t_values):
+            if not raw:
+                continue
+            try:
+                term = self.terms.read(raw)
+            except TermError as exc:
+                errors[j] = exc
+                continue
+            labels[j] = term.label
+            # The rank orders attempts exactly; -1 stands for no place (older than every dated row).
+            keys[j] = np.nan if term.key is None else term.key
+            ranks[j] = -1.0 if term.key is None else term.key * RANK_SCALE + term.sub
+        bad = (labels == None)[t_codes]  # noqa: E711 (elementwise)
+        alive_codes = t_codes[bad & self.alive]
+        self._values("bad-term", [t_values[j] for j in _seen_codes(alive_codes) if t_values[j]])
+        for j, exc in errors.items():
+            rows = self.lines[(t_codes == j) & self.alive]
+            if len(rows):
+                self.report.unknown_terms[str(t_values[j])] = {
+                    "rows": len(rows),
+                    "lines": [int(x) for x in rows[:5]],
+                    "why": exc.why,
+                    "words": list(exc.words),
+                }
+        self._drop("bad-term", bad)
+        return keys[t_codes], ranks[t_codes], labels[t_codes]
+
     def _grades(self, codes: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Points per row, and the mark as written; each distinct mark is parsed once."""
         holders = set(self.placeholders)
@@ -259,7 +289,7 @@ class Cleaner:
         return pts[codes], values[codes]
 
     def _retakes(
-        self, s_codes: np.ndarray, c_codes: np.ndarray, term_key: np.ndarray, points: np.ndarray
+        self, s_codes: np.ndarray, c_codes: np.ndarray, term_rank: np.ndarray, points: np.ndarray
     ) -> np.ndarray:
         """Rows that lose to another attempt of the same (student, course): ``latest`` keeps the latest term
         (ties and missing terms: the later row), ``best`` the most points (ties: the latest)."""
@@ -267,7 +297,7 @@ class Cleaner:
         drop = np.zeros(len(self.alive), dtype=bool)
         if len(idx) < 2:
             return drop
-        keys = [self.lines[idx], np.nan_to_num(term_key[idx], nan=-np.inf)]
+        keys = [self.lines[idx], np.nan_to_num(term_rank[idx], nan=-np.inf)]
         if self.retakes == "best":
             keys.append(np.nan_to_num(points[idx], nan=-np.inf))
         keys += [c_codes[idx], s_codes[idx]]
@@ -310,6 +340,13 @@ def _combine(codes: list[np.ndarray]) -> np.ndarray:
     if len(codes) == 1:
         combined, _ = pd.factorize(combined)
     return combined.astype(np.int64)
+
+
+def _rows_per_term(labels: np.ndarray, ranks: np.ndarray) -> list[dict]:
+    """Kept rows per term, oldest first (rows without a term column are not counted)."""
+    frame = pd.DataFrame({"term": labels, "rank": ranks}).dropna(subset=["term"])
+    counts = frame.groupby(["rank", "term"], sort=True).size()
+    return [{"term": term, "rows": int(rows)} for (_, term), rows in counts.items()]
 
 
 def _seen_codes(codes: np.ndarray) -> list[int]:

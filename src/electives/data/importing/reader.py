@@ -28,11 +28,15 @@ from electives.data.importing.report import (
     CleaningReport,
     ImportResult,
     NothingToImport,
+    UnknownTerms,
     ordered_reasons,
 )
 from electives.data.importing.source import Source, check_file, file_sha256, sniff
 from electives.data.pseudonyms import Pseudonymiser
 from electives.data.scales import BUILTIN_SCALES, GradeScale, load_scale
+from electives.data.term_files import VOCABULARY_FORMAT
+from electives.data.term_words import PLACES
+from electives.data.terms import BUILTIN_READER, TermReader
 from electives.errors import DataError
 
 
@@ -51,13 +55,14 @@ def read_export(
     min_per_course: int = 0,
     max_size: int | None = DEFAULT_MAX_SIZE,
     pseudonymiser: Pseudonymiser | None = None,
+    terms: TermReader | None = None,
 ) -> ImportResult:
     """Read, map, clean and pseudonymise one grade export; the rules: :mod:`~electives.data.importing.cleaner`.
 
     ``scale`` (a GradeScale, a built-in name or a TOML path) is required unless the file has no grade column
     (enrolment-only). ``mapping`` maps fields to column expressions (``"dept+level"``); unmapped fields are
     guessed from the header. ``header=False`` needs ``columns``. ``pseudonymiser`` defaults to
-    :meth:`Pseudonymiser.from_environment`."""
+    :meth:`Pseudonymiser.from_environment`. ``terms`` reads term codes (default: built-in; see :func:`_check_terms`)."""
     path = Path(path)
     name = path.name
     mapping = _checked_options(name, retakes=retakes, header=header, columns=columns, mapping=mapping)
@@ -104,6 +109,7 @@ def read_export(
         min_per_student=min_per_student,
         min_per_course=min_per_course,
         report=report,
+        terms=terms if terms is not None else BUILTIN_READER,
     )
     del records, ends  # the cleaner holds the columns now: let a large file's split lines go
     if cleaner.rows_read == 0:
@@ -112,7 +118,7 @@ def read_export(
         )
     frame = cleaner.run(pseudonymiser if pseudonymiser is not None else Pseudonymiser.from_environment())
     report.notes = notes + report.notes
-    _check_kept(report)
+    _check_terms(report, ordered=terms is not None and terms.order is not None)  # then _check_kept
     return ImportResult(frame=frame, report=report, scale=grade_scale, enrolment_only=enrolment_only)
 
 
@@ -124,6 +130,43 @@ def _check_kept(report: CleaningReport) -> None:
             f"{report.file_name}: all {report.rows_read:,} rows were dropped ({reasons}); nothing was imported",
             report,
         )
+
+
+def _check_terms(report: CleaningReport, *, ordered: bool, most: int = 10) -> None:
+    """``read_export(terms=)`` is a :class:`TermReader`, e.g. from :func:`electives.data.term_files.term_reader`.
+    Refuse an import with term codes in no known form: name each (rows, lines, why), the words no vocabulary
+    knows, and the two ways to explain them."""
+    unknown = report.unknown_terms
+    if not unknown:
+        _check_kept(report)
+        return
+    rows = sum(u["rows"] for u in unknown.values())
+    lines = [f"{report.file_name}: {len(unknown):,} term code(s) in no known form, in {rows:,} row(s); nothing was "
+             "imported (storing the rest would lose those rows):"]  # fmt: skip
+    for code, u in sorted(unknown.items(), key=lambda item: -item[1]["rows"])[:most]:
+        at = ", ".join(map(str, u["lines"])) + (", ..." if u["rows"] > len(u["lines"]) else "")
+        lines.append(f"  {code!r}: {u['rows']:,} row(s) (line(s) {at}){': ' + u['why'] if u['why'] else ''}")
+    if len(unknown) > most:
+        lines.append(f"  ... and {len(unknown) - most:,} more code(s) (all are in the report's unknown_terms)")
+    words = list(dict.fromkeys(w for u in unknown.values() for w in u["words"]))
+    if words:
+        lines.append("unknown words: " + ", ".join(map(repr, words)))
+        example = "\n".join(f'    "{w}" = "first-semester"' for w in words[:5])
+        lines.append(
+            "Say where each falls within the academic year in a TOML file given with --term-words FILE, e.g.:\n"
+            f"    # word or phrase = place within the academic year\n{example}\n"
+            f"  places: {', '.join(PLACES)}"
+        )
+    else:
+        lines.append(
+            "Words the built-in vocabulary lacks can be given in a TOML file with --term-words FILE:\n"
+            + "\n".join("    " + line for line in VOCABULARY_FORMAT.splitlines())
+        )
+    if ordered:
+        lines.append("Or add these codes to the --term-order file (every code of the export, oldest first).")
+    else:
+        lines.append("Or list every term code of the export, oldest first, one per line, in --term-order FILE.")
+    raise UnknownTerms("\n".join(lines), report)
 
 
 def _checked_options(

@@ -58,6 +58,9 @@ class CleaningReport:
     enrolment_only: bool = False
     retakes: str = "latest"
     values: dict[str, list[str]] = field(default_factory=dict)  # reason -> up to 5 offending marks/terms
+    terms: list[dict] = field(default_factory=list)  # [{"term": label, "rows": kept rows}], oldest first
+    # term code in no known form -> {"rows": n, "lines": up to 5, "why": ..., "words": the unknown words}
+    unknown_terms: dict[str, dict] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {
@@ -75,6 +78,8 @@ class CleaningReport:
             "enrolment_only": self.enrolment_only,
             "retakes": self.retakes,
             "values": {k: list(v) for k, v in self.values.items()},
+            "terms": [dict(t) for t in self.terms],
+            "unknown_terms": {k: dict(v) for k, v in self.unknown_terms.items()},
         }
 
     def to_json(self) -> str:
@@ -107,6 +112,8 @@ class CleaningReport:
         if self.dropped:
             out.append("  dropped:")
             out.extend(f"    {self.reason_line(r)}" for r in ordered_reasons(self.dropped))
+        if self.terms:
+            out.append("  rows per term: " + _terms_line(self.terms))
         out.extend(f"  note: {n}" for n in self.notes)
         return "\n".join(out)
 
@@ -121,12 +128,28 @@ class ImportResult:
     enrolment_only: bool
 
 
-class NothingToImport(DataError):
-    """Every row of the file was dropped; ``report`` says why (so the CLI can still write it)."""
+class ImportRefused(DataError):
+    """The file was read but nothing of it may be stored; ``report`` says why (so the CLI can still write it)."""
 
     def __init__(self, message: str, report: CleaningReport) -> None:
         super().__init__(message)
         self.report = report
+
+
+class NothingToImport(ImportRefused):
+    """Every row of the file was dropped."""
+
+
+class UnknownTerms(ImportRefused):
+    """Some term codes are in no known form: storing the rest would silently lose their graded rows."""
+
+
+def _terms_line(terms: list[dict], most: int = 24) -> str:
+    """``2019-Fall 120, 2020-Spring 98, ...``; a long list keeps its first and last dozen."""
+    parts = [f"{t['term']} {t['rows']:,}" for t in terms]
+    if len(parts) > most:
+        parts = [*parts[: most // 2], f"... ({len(parts) - most} more)", *parts[-most // 2 :]]
+    return ", ".join(parts)
 
 
 def ordered_reasons(dropped: Mapping[str, int]) -> list[str]:
