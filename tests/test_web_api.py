@@ -326,6 +326,9 @@ def test_model_info(client, world: WebWorld) -> None:
     assert info["students"] == world.train.n_students and info["courses"] == world.train.n_courses
     assert info["training_rows"] == len(world.train) and info["interval_coverage"] == 0.8
     assert info["metrics"]["val_rmse"] > 0
+    # Read from the format-2 manifest's 'params', as they were from format 1's top level.
+    assert info["architecture"] == world.fitted.config.model and info["validation_metric"] == "rmse"
+    assert info["best_epoch"] == world.fitted.best_epoch
 
 
 # ------------------------------------------------------------------------------------------------ headers
