@@ -27,7 +27,7 @@ from electives.models import distributed
 from electives.models.calibration import ConformalInterval, calibrate_on_validation
 from electives.models.config import TrainConfig
 from electives.models.privacy import PrivacyConfig, PrivacyReport, fit_private
-from electives.models.training import FittedNCF, fit
+from electives.models.training import NCF, fit
 from electives.models.tuning import Selection, compare
 
 __all__ = ["TrainingResult", "train_model", "validation_metrics"]
@@ -37,7 +37,7 @@ __all__ = ["TrainingResult", "train_model", "validation_metrics"]
 class TrainingResult:
     """A trained model and what was measured on its validation rows (only on rank 0 under torchrun)."""
 
-    fitted: FittedNCF
+    fitted: NCF
     fit_data: Interactions  # the rows trained on (before a refit); the artifact's index space is theirs
     validation: Interactions
     metrics: dict[str, Any] = field(default_factory=dict)  # empty where not is_main
@@ -117,7 +117,7 @@ def train_model(
 
 
 def validation_metrics(
-    fitted: FittedNCF, fit_data: Interactions, validation: Interactions, *, scale: GradeScale | None = None
+    fitted: NCF, fit_data: Interactions, validation: Interactions, *, scale: GradeScale | None = None
 ) -> dict[str, float]:
     """`val_…` metrics of `fitted` on `validation`: RMSE, MAE (in `scale`'s points) and the share within one
     letter (explicit); HR@10 and NDCG@10, sampled and over the catalogue (implicit)."""
