@@ -9,7 +9,7 @@ from typing import Any, Self
 import numpy as np
 
 from electives.data.interactions import Interactions
-from electives.models.baselines.common import DEFAULT_OPTIONS, Baseline, graded, saved, shrunk_means
+from electives.models.baselines.base import DEFAULT_OPTIONS, Baseline, graded, saved, shrunk_means
 from electives.models.interface import FoldIn, FoldInOptions, register
 
 __all__ = ["CourseMean", "GlobalMean", "StudentMean"]

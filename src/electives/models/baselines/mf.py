@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from electives.data.interactions import Interactions
-from electives.models.baselines.common import DEFAULT_OPTIONS, Baseline, graded, saved
+from electives.models.baselines.base import DEFAULT_OPTIONS, Baseline, graded, saved
 from electives.models.interface import FoldIn, FoldInOptions, register
 
 __all__ = ["MatrixFactorization"]
