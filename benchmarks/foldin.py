@@ -36,7 +36,7 @@ from electives.data.interactions import Interactions
 from electives.data.pseudonyms import Pseudonymiser
 from electives.data.synth import EXPORT_MAPPING, SynthConfig, generate, write
 from electives.models.artifact import load_model, save_model
-from electives.models.training import FittedNCF, TrainConfig, fit
+from electives.models.training import NCF, TrainConfig, fit
 from electives.serving.recommender import Recommender
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,7 +68,7 @@ def interactions(frame: pd.DataFrame, student_ids=None, course_ids=None) -> Inte
     return Interactions.from_frame(df, student_ids=student_ids, course_ids=course_ids)
 
 
-def save_and_load(path: Path, fitted: FittedNCF, train: Interactions, result: ImportResult):
+def save_and_load(path: Path, fitted: NCF, train: Interactions, result: ImportResult):
     """Through the artifact, as in production; the validation RMSE sets the fold-in's noise level."""
     val = [h.val_metric for h in fitted.history if h.val_metric is not None]
     metrics = {"val_rmse": min(val) * result.scale.span} if val else {}

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import numpy as np
@@ -146,7 +147,39 @@ def test_weights_that_do_not_fit_the_config_are_refused(tmp_path, small_fit):
     train, fitted = small_fit
     path = save_model(tmp_path / "m", fitted, train, scale=None)
     manifest = json.loads((path / MANIFEST).read_text())
-    manifest["config"]["gmf_dim"] = 5
+    manifest["params"]["config"]["gmf_dim"] = 5
     (path / MANIFEST).write_text(json.dumps(manifest))
-    with pytest.raises(ModelError, match="do not describe a valid model"):
+    with pytest.raises(ModelError, match="do not describe a valid"):
         load_model(path)
+
+
+def test_format_1_ncf_artifacts_still_load(tmp_path, small_fit):
+    """Written as electives wrote NCF artifacts before format 2: the module's state_dict as the weights, the NCF's
+    fields at the manifest's top level (kind 'ncf'), format_version 1."""
+    train, fitted = small_fit
+    manifest = {
+        "kind": "ncf",
+        "config": fitted.config.to_dict(),
+        "n_students": train.n_students,
+        "n_courses": train.n_courses,
+        "student_ids": list(train.student_ids),
+        "course_ids": list(train.course_ids),
+        "course_names": {},
+        "scale": load_scale("percent").to_toml(),
+        "training_data": {"fingerprint": train.fingerprint(), "rows": len(train)},
+        "best_epoch": fitted.best_epoch,
+        "validation_metric": fitted.val_metric_name,
+        "history": [dataclasses.asdict(h) for h in fitted.history],
+        "metrics": {"val_rmse": 12.5},
+        "calibration": None,
+    }
+    path = save_artifact(tmp_path / "old", fitted.model.state_dict(), json.loads(json.dumps(manifest)))
+    (path / MANIFEST).write_text(json.dumps({**json.loads((path / MANIFEST).read_text()), "format_version": 1}))
+
+    loaded = load_model(path)
+    assert loaded.manifest["format_version"] == 1 and loaded.family == fitted.config.model
+    assert loaded.fitted.config == fitted.config
+    assert (loaded.fitted.best_epoch, loaded.fitted.history) == (fitted.best_epoch, fitted.history)
+    students = np.arange(train.n_students)
+    np.testing.assert_array_equal(loaded.fitted.score_all(students), fitted.score_all(students))
+    np.testing.assert_array_equal(loaded.fitted.student_vectors(), fitted.student_vectors())

@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch.func import functional_call
 
+from electives.models.compute import matmul, solve_spd
 from electives.models.ncf import GMF, MLP, NeuMF
-from electives.serving.compute import matmul, solve_spd
-from electives.serving.foldin import FoldInSolver, Prior
-from electives.serving.network import Network
+from electives.models.ncf_foldin import FoldInSolver, Prior
+from electives.models.ncf_network import Network
 
 N_STUDENTS, N_COURSES = 40, 300
 
@@ -94,9 +94,9 @@ def test_fold_in_objective_is_the_map_objective_of_the_module(kind: str, mode: s
     noise, n_negatives = 0.1, 4
     if mode == "grades":
         grades = dict(zip(picked, rng.uniform(0.3, 0.9, 20).tolist(), strict=True))
-        fold = solver.from_grades(grades, noise=noise)
+        fold = solver.from_grades(np.array(picked), np.array(list(grades.values())), noise=noise)
     else:
-        fold = solver.from_enrolments(picked, n_negatives=n_negatives)
+        fold = solver.from_enrolments(np.array(picked), n_negatives=n_negatives)
     assert fold.grades_used == 20 and fold.iterations >= 1
 
     mean = torch.from_numpy(solver.prior.mean)

@@ -19,6 +19,7 @@ from electives.errors import DataError, ModelError
 from electives.models.artifact import MANIFEST, load_model, save_model
 from electives.models.baselines import BiasModel, ItemKNN, MatrixFactorization
 from electives.models.config import TrainConfig
+from electives.models.ensemble import Blend, Ensemble
 from electives.models.interface import FoldInOptions, Model
 from electives.models.training import NCF
 
@@ -33,9 +34,14 @@ FACTORIES: dict[str, Callable[[int], Model]] = {
     "bias": lambda seed: BiasModel(),
     "mf": lambda seed: MatrixFactorization(factors=8, epochs=40, lr=0.05, seed=seed),
     "knn": lambda seed: ItemKNN(k=10, shrink=5.0),
+    # Two seeds (the product's N is chosen by data size); the blend chooses its weight on a carved latest term.
+    "ensemble": lambda seed: Ensemble(TrainConfig(model="neumf", seed=seed, **_SMALL), size=2),
+    "blend": lambda seed: Blend(
+        lambda: NCF(TrainConfig(model="neumf", seed=seed, **_SMALL)), lambda: ItemKNN(k=10, shrink=5.0)
+    ),
 }
 # Families that can learn the checkerboard's interaction (the bias model cannot, by construction).
-INTERACTION = {"neumf", "gmf", "mlp", "mf", "knn"}
+INTERACTION = {"neumf", "gmf", "mlp", "mf", "knn", "ensemble", "blend"}
 NOISE = FoldInOptions(noise=0.08)
 
 

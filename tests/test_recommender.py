@@ -27,7 +27,7 @@ from electives.limits import check_k
 from electives.models import baselines
 from electives.models.artifact import TrainedModel, load_model, save_model
 from electives.models.calibration import fit_conformal
-from electives.models.training import FittedNCF, TrainConfig, fit
+from electives.models.training import NCF, TrainConfig, fit
 from electives.serving.entry import GradeEntryError
 from electives.serving.recommender import Recommender, UnknownStudentError
 
@@ -51,7 +51,7 @@ class World:
     db_path: Path
     model_dir: Path
     model: TrainedModel
-    fitted: FittedNCF
+    fitted: NCF
     train: Interactions
     metrics: dict
     key: Pseudonymiser

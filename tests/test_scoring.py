@@ -13,19 +13,19 @@ from electives.data.interactions import Interactions
 from electives.data.synth import SynthConfig, generate, write
 from electives.errors import DataError
 from electives.models.ncf import build_model
-from electives.models.training import FittedNCF, TrainConfig
+from electives.models.training import NCF, TrainConfig
 from electives.serving.scoring import top_k, write_top_k
 
 N_STUDENTS, N_COURSES = 23, 17
 
 
-def _fitted(kind: str) -> FittedNCF:
+def _fitted(kind: str) -> NCF:
     torch.manual_seed(4)
     model = build_model(kind, N_STUDENTS, N_COURSES, 6, 5, (8, 4))
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0.0, 0.7)  # spread the scores: the paper's N(0, 0.01²) start ranks by near-ties
-    return FittedNCF(model=model.eval(), config=TrainConfig(mode="implicit", model=kind))
+    return NCF.trained(model.eval(), TrainConfig(mode="implicit", model=kind))
 
 
 def _taken() -> Interactions:
@@ -39,7 +39,7 @@ def _taken() -> Interactions:
     return Interactions(np.array(s), np.array(c), None, np.zeros(len(s), np.int64), ids_s, ids_c)
 
 
-def _brute(fitted: FittedNCF, k: int, taken: Interactions | None) -> tuple[np.ndarray, np.ndarray]:
+def _brute(fitted: NCF, k: int, taken: Interactions | None) -> tuple[np.ndarray, np.ndarray]:
     s = np.repeat(np.arange(N_STUDENTS), N_COURSES)
     c = np.tile(np.arange(N_COURSES), N_STUDENTS)
     scores = fitted.predict(s, c).reshape(N_STUDENTS, N_COURSES).astype(np.float64)

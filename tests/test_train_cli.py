@@ -165,14 +165,14 @@ def test_implicit_training_from_enrolments(cli, secret_key, tmp_path) -> None:
     metrics = model.manifest["metrics"]
     assert "val_hr_at_10_sampled" in metrics
     # Implicit default: refitted on every row; the validation figures are the pre-refit model's.
-    assert metrics["refit_rows"] == len(rows) and model.manifest["config"]["refit"] is True
+    assert metrics["refit_rows"] == len(rows) and model.manifest["params"]["config"]["refit"] is True
     assert "then refitted on training + validation" in stdout
-    phases = [h["phase"] for h in model.manifest["history"]]
-    assert phases.count("neumf refit") == model.manifest["best_epoch"]
+    phases = [h["phase"] for h in model.manifest["params"]["history"]]
+    assert phases.count("neumf refit") == model.manifest["params"]["best_epoch"]
     code, stdout, err = cli("train", "--data", pairs, *args[:-1], tmp_path / "m2", "--no-refit")
     assert code == 0, err
     off = load_model(tmp_path / "m2").manifest
-    assert "refit_rows" not in off["metrics"] and off["config"]["refit"] is False
+    assert "refit_rows" not in off["metrics"] and off["params"]["config"]["refit"] is False
     assert off["metrics"]["val_hr_at_10_sampled"] == metrics["val_hr_at_10_sampled"]  # same seed, same validation
 
 

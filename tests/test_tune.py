@@ -121,7 +121,7 @@ def test_tune_writes_a_config_that_train_accepts(cli, secret_key, university, tm
         "--out", model,
     )  # fmt: skip
     assert code == 0, err
-    config = json.loads((model / "manifest.json").read_text())["config"]
+    config = json.loads((model / "manifest.json").read_text())["params"]["config"]
     assert config["gmf_dim"] == 4
     assert config["lr"] == doc["config"]["lr"] and config["dropout"] == doc["config"]["dropout"]
     assert config["epochs"] == 4 and config["mlp_layers"] == [16, 8]
@@ -139,7 +139,7 @@ def test_train_model_auto_records_the_comparison(cli, secret_key, university, tm
     # --imbalance given: only the three models are compared.
     assert [c["name"] for c in sel["candidates"]] == ["neumf", "gmf", "mlp"]
     best = min(sel["candidates"], key=lambda c: c["value"])
-    assert sel["chosen"] == best["name"] == manifest["config"]["model"]
+    assert sel["chosen"] == best["name"] == manifest["params"]["config"]["model"]
     # Candidates are reported in percent points, like the artifact's own validation RMSE.
     assert best["value"] == pytest.approx(manifest["metrics"]["val_rmse"], rel=1e-4)
     assert f"--model auto chose {best['name']}" in out

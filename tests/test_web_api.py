@@ -337,6 +337,9 @@ def test_model_info(client, world: WebWorld) -> None:
     assert info["metrics"]["validation_rows"] == len(val)
     constant = float(np.sqrt(np.mean((val.grades - fit_rows.grades.mean()) ** 2))) * 100
     assert 0 < info["metrics"]["val_mae"] <= info["metrics"]["val_rmse"] < 0.9 * constant
+    # Read from the format-2 manifest's 'params', as they were from format 1's top level.
+    assert info["architecture"] == world.fitted.config.model and info["validation_metric"] == "rmse"
+    assert info["best_epoch"] == world.fitted.best_epoch
 
 
 # ------------------------------------------------------------------------------------------------ headers

@@ -31,7 +31,7 @@ from electives.data.storage import Store
 from electives.data.synth import EXPORT_MAPPING, SynthConfig, University, generate, write
 from electives.models.artifact import save_model
 from electives.models.calibration import fit_conformal
-from electives.models.training import FittedNCF, TrainConfig, fit
+from electives.models.training import NCF, TrainConfig, fit
 
 KEY = "test-secret-key-0123456789abcdef"  # the pseudonym key (= conftest.TEST_KEY)
 WEB_SECRET = "web-test-secret-" + "0" * 32
@@ -49,7 +49,7 @@ class WebWorld:
     catalog_path: Path
     db_url: str
     model_dir: Path
-    fitted: FittedNCF
+    fitted: NCF
     train: Interactions
     key: Pseudonymiser
 

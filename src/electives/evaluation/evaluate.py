@@ -32,7 +32,7 @@ __all__ = ["EvaluationResult", "Recommender", "evaluate"]
 
 
 class Recommender(Protocol):
-    """What `evaluate` needs of a fitted model (FittedNCF and every baseline provide it)."""
+    """What `evaluate` needs of a fitted model (NCF and every baseline provide it)."""
 
     @property
     def predicts_grades(self) -> bool: ...

@@ -67,7 +67,7 @@ def ground_truth_lift(
 
     ``train`` holds the grades the models were fitted on (student ids = pseudonyms of the university's serials
     under ``pseudonymiser``, normalised grades of ``scale``, default percent); each model has
-    ``score_all(student indices) → (n, n_courses)`` over ``train``'s index space (FittedNCF and the baselines do).
+    ``score_all(student indices) → (n, n_courses)`` over ``train``'s index space (NCF and the baselines do).
     For every student still enrolled in ``target_term`` (default: the term after the export window) the eligible
     electives that term (catalogue rules, the student's grades in ``train``) are ranked; students with at most
     ``k`` eligible electives are skipped (there is nothing to choose). The random figure is the exact mean over

@@ -147,11 +147,12 @@ class Model(ABC):
 
     def check_entries(self, entries: Mapping[int, float]) -> tuple[np.ndarray, np.ndarray]:
         """Course indices and (explicit) normalised grades of a fold-in, checked."""
-        c = np.fromiter((int(k) for k in entries), dtype=np.int64, count=len(entries))
-        g = np.fromiter((float(v) for v in entries.values()), dtype=np.float64, count=len(entries))
-        if len(c) and (c.min() < 0 or c.max() >= self.n_courses):
+        c = np.fromiter(entries, dtype=np.int64, count=len(entries))
+        g = np.fromiter(entries.values(), dtype=np.float64, count=len(entries))
+        # Checked in Python: a fold-in has tens of entries, where five NumPy reductions cost a request ~25 µs.
+        if len(c) and (min(entries) < 0 or max(entries) >= self.n_courses):
             raise DataError(f"fold-in course index out of range: expected 0..{self.n_courses - 1}")
-        if self.mode == "explicit" and len(g) and not (np.isfinite(g).all() and g.min() >= 0 and g.max() <= 1):
+        if self.mode == "explicit" and not all(0.0 <= v <= 1.0 for v in entries.values()):  # NaN fails too
             raise DataError("fold-in grades must be normalised grades in [0, 1]")
         return c, g
 

@@ -57,7 +57,7 @@ from electives.models.epochs import (
     validation_score,
 )
 from electives.models.ncf import NCFModel, build_model
-from electives.models.training import FittedNCF, TrainConfig
+from electives.models.training import NCF, TrainConfig
 
 __all__ = ["DP_DEFAULTS", "PrivacyConfig", "PrivacyReport", "default_delta", "fit_private", "private_config"]
 
@@ -143,7 +143,7 @@ def fit_private(
     validation: Interactions | None = None,
     progress: bool = True,
     noise_seed: int | None = None,
-) -> tuple[FittedNCF, PrivacyReport]:
+) -> tuple[NCF, PrivacyReport]:
     """DP-SGD counterpart of :func:`electives.models.training.fit` (same validation and early stopping); see the module
     docstring. Returns the fitted model (save/load/recommend as any other) and what the run spent."""
     cfg = private_config(config)
@@ -182,9 +182,9 @@ def fit_private(
         mean_noise_multiplier=MEAN_NOISE if plan.prefix else None,
         noise_source="os-entropy" if noise_seed is None else "seeded",
     )
-    fitted = FittedNCF(
-        model=model,
-        config=cfg,
+    fitted = NCF.trained(
+        model,
+        cfg,
         history=log.history,
         best_epoch=best,
         val_metric_name=validation_metric_name(cfg.mode),

@@ -1,16 +1,21 @@
 """Training NCF models on `Interactions`: explicit (grade regression) and implicit (log loss with negatives).
 
-`fit(train, TrainConfig(...))` carves a validation split out of the TRAINING data for early stopping, trains
-with Adam (AdamW when weight_decay > 0) on shuffled in-memory tensors, restores the best epoch's weights and returns a `FittedNCF` with
-`predict` and `score_all`. All randomness comes from `TrainConfig.seed`.
+`NCF(TrainConfig(...)).fit(train)` (or `fit(train, config)`) carves a validation split out of the TRAINING data for
+early stopping, trains with Adam (AdamW when weight_decay > 0) on shuffled in-memory tensors and restores the best
+epoch's weights. The fitted `NCF` is a :class:`~electives.models.interface.Model` (families "neumf", "gmf", "mlp"):
+its torch module predicts and scores in batches, and for one student at a time (serving) it reads a NumPy copy of
+its weights (:mod:`~electives.models.ncf_network`) and folds new students in with
+:mod:`~electives.models.ncf_foldin`. All randomness comes from `TrainConfig.seed`.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Self
 
 import numpy as np
 import torch
@@ -19,7 +24,7 @@ from tqdm.auto import tqdm
 
 from electives.data.interactions import Interactions
 from electives.data.splits import check_no_overlap
-from electives.errors import DataError
+from electives.errors import DataError, ModelError
 from electives.models import distributed
 from electives.models.config import MODE_DEFAULTS, TrainConfig
 from electives.models.distributed import Context
@@ -39,58 +44,234 @@ from electives.models.epochs import (
     validation_metric_name,
     validation_score,
 )
+from electives.models.interface import FoldIn, FoldInOptions, Model, register
 from electives.models.ncf import GMF, MLP, NCFModel, NeuMF, build_model
+from electives.models.ncf_foldin import FoldInSolver, Prior
+from electives.models.ncf_network import Network, sigmoid
 
-__all__ = ["MODE_DEFAULTS", "EpochStats", "FittedNCF", "TrainConfig", "fit"]
+__all__ = ["MODE_DEFAULTS", "NCF", "EpochStats", "TrainConfig", "fit", "refit"]
+
+_DEFAULT_OPTIONS = FoldInOptions()
 
 
-@dataclass
-class FittedNCF:
-    """A trained model with the same fit/predict interface as the baselines."""
+@register("neumf", "gmf", "mlp")
+class NCF(Model):
+    """GMF, MLP or NeuMF (``config.model``) as a :class:`Model`. ``NCF(config, validation=..., progress=...)``
+    is unfitted; :meth:`fit` trains it (as :func:`fit` does). ``validated``: after a refit, the model as it stood at
+    its best validation epoch, before training again on training + validation (validation metrics and calibration
+    come from that one: the refitted model saw those rows). ``best_epochs``: per phase (gmf, mlp, neumf with
+    pre-training). The weights are frozen once fitted: the NumPy copy serving reads is made on first use."""
 
-    model: NCFModel
-    config: TrainConfig
-    history: list[EpochStats] = field(default_factory=list)
-    best_epoch: int = 0
-    val_metric_name: str = ""
-    train_fingerprint: str = ""
-    device: str = "cpu"
-    # With `refit`: the model as it stood at its best validation epoch, before training again on training +
-    # validation. Validation metrics and calibration must come from this one; the refitted model saw those rows.
-    validated: FittedNCF | None = None
-    best_epochs: dict[str, int] = field(default_factory=dict)  # per phase (gmf, mlp, neumf with pre-training)
+    def __init__(
+        self, config: TrainConfig | None = None, *, validation: Interactions | None = None, progress: bool = False
+    ) -> None:
+        self.config = config or TrainConfig()
+        self.model: NCFModel | None = None
+        self.history: list[EpochStats] = []
+        self.best_epoch = 0
+        self.val_metric_name = ""
+        self.train_fingerprint = ""
+        self.device = "cpu"
+        self.validated: NCF | None = None
+        self.best_epochs: dict[str, int] = {}
+        self._validation, self._progress = validation, progress
+        self._serving: _Serving | None = None
+
+    @classmethod
+    def trained(cls, model: NCFModel, config: TrainConfig, **fields: Any) -> NCF:
+        """A fitted NCF around a trained ``model`` (``fields``: history, best_epoch, … as attributes)."""
+        out = cls(config)
+        out.model = model
+        for name, value in fields.items():
+            if not hasattr(out, name) or name.startswith("_"):
+                raise TypeError(f"NCF has no attribute {name!r}")
+            setattr(out, name, value)
+        return out
+
+    def replaced(self, **changes: Any) -> NCF:
+        """A copy with ``changes`` to its attributes (as :func:`dataclasses.replace`), sharing the module."""
+        out = copy.copy(self)
+        vars(out).update(changes)
+        out._serving = None  # built from the weights it will hold
+        return out
 
     @property
-    def predicts_grades(self) -> bool:
-        return self.config.mode == "explicit"
+    def family(self) -> str:  # type: ignore[override]  # one class, three families
+        return self.config.model
 
     @property
-    def n_students(self) -> int:
-        return self.model.n_students
+    def mode(self) -> str:  # type: ignore[override]
+        return self.config.mode
 
     @property
-    def n_courses(self) -> int:
-        return self.model.n_courses
+    def n_students(self) -> int:  # type: ignore[override]
+        return self.model.n_students if self.model is not None else 0
 
+    @property
+    def n_courses(self) -> int:  # type: ignore[override]
+        return self.model.n_courses if self.model is not None else 0
+
+    def fit(self, train: Interactions, *, on_epoch: Callable[[EpochStats, NCFModel], None] | None = None) -> Self:
+        """Train on ``train`` as :func:`fit` does (with the constructor's validation and progress); returns self."""
+        done = _fit(train, self.config, validation=self._validation, progress=self._progress, on_epoch=on_epoch)
+        for name in ("model", "config", "history", "best_epoch", "val_metric_name", "train_fingerprint", "device"):
+            setattr(self, name, getattr(done, name))
+        self.validated, self.best_epochs, self._serving = done.validated, done.best_epochs, None
+        return self
+
+    # -- batch outputs: the torch module ---------------------------------------------------------------------
     @torch.no_grad()
     def predict(self, students: np.ndarray, courses: np.ndarray) -> np.ndarray:
         """Sigmoid of the logit: the normalised grade (explicit) or an interaction score (implicit)."""
-        self.model.eval()
-        s, c = np.asarray(students, dtype=np.int64), np.asarray(courses, dtype=np.int64)
+        s, c = self.check_pairs(students, courses)
+        net = self._module()
         out = np.empty(len(s), dtype=np.float32)
         step = 1 << 18
         for i in range(0, len(s), step):
-            st = torch.tensor(s[i : i + step], device=self.device)
-            ct = torch.tensor(c[i : i + step], device=self.device)
-            out[i : i + step] = torch.sigmoid(self.model(st, ct)).float().cpu().numpy()
+            st = torch.from_numpy(s[i : i + step]).to(self.device)
+            ct = torch.from_numpy(c[i : i + step]).to(self.device)
+            out[i : i + step] = torch.sigmoid(net(st, ct)).float().cpu().numpy()
         return out
 
     @torch.no_grad()
     def score_all(self, students: np.ndarray) -> np.ndarray:
         """(len(students), n_courses) scores on the same scale as `predict`."""
-        self.model.eval()
-        st = torch.as_tensor(np.asarray(students, dtype=np.int64), device=self.device)
-        return torch.sigmoid(self.model.score_all(st)).float().cpu().numpy()
+        st = torch.from_numpy(self.check_students(students)).to(self.device)
+        return torch.sigmoid(self._module().score_all(st)).float().cpu().numpy()
+
+    def _module(self) -> NCFModel:
+        if self.model is None:
+            raise ModelError("this NCF is not fitted yet: call fit first")
+        return self.model.eval()
+
+    # -- one student at a time: the NumPy copy -----------------------------------------------------------------
+    def student_vectors(self) -> np.ndarray:
+        """The trained student embeddings, GMF part first, then MLP (n_students, d); not to be modified."""
+        return self._network().students
+
+    def scores(self, vector: np.ndarray) -> np.ndarray:
+        return sigmoid(self._network().logits(np.asarray(vector, dtype=np.float32))).astype(np.float64)
+
+    def fold_in(self, entries: Mapping[int, float], options: FoldInOptions = _DEFAULT_OPTIONS) -> FoldIn:
+        """MAP fit of a new student's embedding under a Gaussian prior fitted to the trained students
+        (:mod:`~electives.models.ncf_foldin`): grades with noise ``options.noise`` (explicit), or the courses taken
+        against every other course (implicit, ``options.n_negatives``)."""
+        courses, grades = self.check_entries(entries)
+        solver = self._solver(options)
+        if self.mode == "explicit":
+            return solver.from_grades(courses, grades, noise=options.noise)
+        return solver.from_enrolments(courses, n_negatives=options.n_negatives)
+
+    def course_vectors(self) -> np.ndarray:
+        """Per course, what the network sees of it: the GMF vector ⊙ output weights next to the MLP first-layer
+        projection, each block centred and scaled to equal weight (so that neither half's scale decides a
+        similarity), float64."""
+        net = self._network()
+        blocks = []
+        for block in (net.gmf_courses, net.course_half):
+            if not block.shape[1]:
+                continue
+            b = block.astype(np.float64)
+            b = b - b.mean(0)
+            blocks.append(b / (float(np.sqrt((b**2).sum(1).mean())) or 1.0))
+        return np.ascontiguousarray(np.hstack(blocks))
+
+    def _network(self) -> Network:
+        if self._serving is None:
+            self._serving = _Serving(Network(self._module()))
+        return self._serving.network
+
+    def _solver(self, options: FoldInOptions) -> FoldInSolver:
+        """The solver for ``options``, built once: a request then does no set-up."""
+        network = self._network()
+        serving = self._serving
+        assert serving is not None
+        key = (options.shrinkage, options.prior_strength, options.max_steps)
+        solver = serving.solvers.get(key)
+        if solver is None:
+            prior = serving.priors.get(options.shrinkage)
+            if prior is None:
+                prior = serving.priors[options.shrinkage] = Prior.of_students(
+                    network.students, shrinkage=options.shrinkage
+                )
+            solver = serving.solvers[key] = FoldInSolver(
+                network, prior, prior_strength=options.prior_strength, max_steps=options.max_steps
+            )
+        return solver
+
+    # -- persistence -----------------------------------------------------------------------------------------
+    def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        arrays = {k: v.detach().cpu().numpy().copy() for k, v in self._module().state_dict().items()}
+        params = {
+            "config": self.config.to_dict(),
+            "best_epoch": self.best_epoch,
+            "validation_metric": self.val_metric_name,
+            "history": [asdict(h) for h in self.history],
+            "best_epochs": dict(self.best_epochs),
+        }
+        return arrays, params
+
+    @classmethod
+    def from_state(cls, arrays: Mapping[str, np.ndarray], params: Mapping[str, Any]) -> Self:
+        """The fitted NCF saved by :meth:`state` (or a format-1 artifact's manifest fields); ``params`` may name
+        the ``device`` to load onto."""
+        try:
+            raw = params["config"]
+            config = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+            history = [EpochStats(**h) for h in params.get("history") or []]
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ModelError(f"the NCF parameters do not describe a valid model ({exc!r})") from exc
+        model = _module_for(config, arrays)
+        device = str(params.get("device") or "cpu")
+        return cls.trained(
+            model.to(device).eval(),
+            config,
+            history=history,
+            best_epoch=int(params.get("best_epoch") or 0),
+            val_metric_name=str(params.get("validation_metric") or ""),
+            best_epochs={str(k): int(v) for k, v in (params.get("best_epochs") or {}).items()},
+            device=device,
+        )  # type: ignore[return-value]
+
+
+@dataclass
+class _Serving:
+    """An NCF's weights as NumPy (built on first use) and its fold-in priors and solvers per option."""
+
+    network: Network
+    priors: dict[float, Prior] = field(default_factory=dict)
+    solvers: dict[tuple[float, float, int], FoldInSolver] = field(default_factory=dict)
+
+
+def _module_for(config: TrainConfig, arrays: Mapping[str, np.ndarray]) -> NCFModel:
+    """The configured module with ``arrays`` as its weights; a ModelError naming what does not fit."""
+    embedding = arrays.get("gmf.student.weight", arrays.get("mlp.student.weight"))
+    courses = arrays.get("gmf.course.weight", arrays.get("mlp.course.weight"))
+    if embedding is None or courses is None or embedding.ndim != 2 or courses.ndim != 2:
+        raise ModelError("the NCF weights do not describe a valid model: the student or course embeddings are missing")
+    try:
+        model = build_model(
+            config.model,
+            embedding.shape[0],
+            courses.shape[0],
+            config.gmf_dim,
+            config.mlp_dim,
+            config.mlp_layers,
+            config.dropout,
+        )
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"the NCF parameters do not describe a valid model ({exc})") from exc
+    expected = model.state_dict()
+    missing, extra = sorted(set(expected) - set(arrays)), sorted(set(arrays) - set(expected))
+    wrong = [k for k in expected if k in arrays and tuple(arrays[k].shape) != tuple(expected[k].shape)]
+    if missing or extra or wrong:
+        raise ModelError(
+            f"the NCF weights do not describe a valid {config.model} model: missing {missing}, unexpected {extra}, "
+            f"wrong shape {wrong}"
+        )
+    # np.require copies read-only arrays (torch will not wrap them); load_state_dict copies into the parameters.
+    model.load_state_dict({k: torch.from_numpy(np.require(arrays[k], requirements="W")) for k in expected})
+    return model
 
 
 # -- training -------------------------------------------------------------------------------------------------
@@ -103,7 +284,19 @@ def fit(
     validation: Interactions | None = None,
     progress: bool = True,
     on_epoch: Callable[[EpochStats, NCFModel], None] | None = None,
-) -> FittedNCF:
+) -> NCF:
+    """``NCF(config, validation=validation, progress=progress).fit(train)``; see :func:`_fit`."""
+    return NCF(config, validation=validation, progress=progress).fit(train, on_epoch=on_epoch)
+
+
+def _fit(
+    train: Interactions,
+    config: TrainConfig | None,
+    *,
+    validation: Interactions | None,
+    progress: bool,
+    on_epoch: Callable[[EpochStats, NCFModel], None] | None,
+) -> NCF:
     """Train the configured model on `train` (the training split only).
 
     Unless `validation` is given or `config.validation == "none"`, a validation split of the configured kind
@@ -137,9 +330,9 @@ def fit(
             local=np.random.default_rng([cfg.seed, ctx.rank]) if ctx.distributed else rng,
         )
         model, best = _fit_phases(loop, shape=train)
-        fitted = FittedNCF(
-            model=model.eval(),
-            config=cfg,
+        fitted = NCF.trained(
+            model.eval(),
+            cfg,
             history=loop.log.history,
             best_epoch=best[cfg.model],
             val_metric_name=validation_metric_name(cfg.mode),
@@ -155,13 +348,13 @@ def fit(
 
 
 def refit(
-    fitted: FittedNCF,
+    fitted: NCF,
     fit_data: Interactions,
     validation: Interactions,
     *,
     progress: bool = True,
     on_epoch: Callable[[EpochStats, NCFModel], None] | None = None,
-) -> FittedNCF:
+) -> NCF:
     """Train `fitted`'s configuration again from scratch on `fit_data` ∪ `validation` for the epochs validation
     chose (per phase). The validation rows are the newest of each student's history (loo/temporal), the most
     telling for what comes next: on ML-1M this lifts test HR@10 from 0.684 to 0.704 at the same settings.
@@ -185,8 +378,8 @@ def refit(
         )
         model, _ = _fit_phases(loop, shape=everything, epochs=fitted.best_epochs)
         history = loop.log.history
-    return replace(
-        fitted, model=model.eval(), history=history, train_fingerprint=everything.fingerprint(), validated=fitted
+    return fitted.replaced(
+        model=model.eval(), history=history, train_fingerprint=everything.fingerprint(), validated=fitted
     )
 
 

@@ -21,7 +21,7 @@ from electives.data.interactions import Interactions
 from electives.data.splits import validation_split
 from electives.errors import DataError
 from electives.models.config import TUNABLE
-from electives.models.training import FittedNCF, TrainConfig, fit, refit
+from electives.models.training import NCF, TrainConfig, fit, refit
 
 __all__ = [
     "SEARCH_SPACE",
@@ -41,7 +41,7 @@ SEARCH_SPACE = TUNABLE
 CONFIG_FILE_KIND = "electives-train-config"
 
 
-def validation_value(fitted: FittedNCF) -> float:
+def validation_value(fitted: NCF) -> float:
     """The validation metric at the restored best epoch of the final phase (RMSE or HR@10)."""
     for h in fitted.history:
         if h.phase == fitted.config.model and h.epoch == fitted.best_epoch and h.val_metric is not None:
@@ -83,7 +83,7 @@ class Candidate:
 class Selection:
     """The fitted winner and every candidate's validation score (in the order tried)."""
 
-    best: FittedNCF
+    best: NCF
     chosen: str
     metric: str
     candidates: list[Candidate] = field(default_factory=list)
@@ -121,7 +121,7 @@ def compare(
     base = replace(base, refit=False)
     better = _better(base.mode)
     candidates: list[Candidate] = []
-    best: tuple[FittedNCF, Candidate] | None = None
+    best: tuple[NCF, Candidate] | None = None
 
     def run(name: str, cfg: TrainConfig) -> None:
         nonlocal best
@@ -144,7 +144,7 @@ def compare(
             run(f"{winner.model}+{option}", replace(winner, imbalance=option))
     fitted, cand = best
     if final_refit:
-        fitted = refit(replace(fitted, config=replace(fitted.config, refit=True)), fit_data, val, progress=progress)
+        fitted = refit(fitted.replaced(config=replace(fitted.config, refit=True)), fit_data, val, progress=progress)
     return Selection(fitted, cand.name, metric_name(base.mode), candidates)
 
 

@@ -4,8 +4,9 @@
 cards for one model. "Similar courses" follow
 :func:`~electives.serving.explanations.similar_taken_courses` (taken courses graded at least the student's own
 average and passing, never the target itself, positive cosine, most similar first), computed for every card at
-once over the course side's learned vectors (:func:`course_unit_vectors`). Intervals are the model's conformal
-calibration at its coverage, in points; enrolment-only models get neither grades nor intervals.
+once over the model's course vectors (:func:`course_unit_vectors`; a model without them names no similar courses).
+Intervals are the model's conformal calibration at its coverage, in points; enrolment-only models get neither
+grades nor intervals.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from electives.serving.explanations import CohortStatistic, explanation_sentence
-from electives.serving.network import Network
 from electives.serving.results import Recommendation, SimilarCourse
 
 if TYPE_CHECKING:
@@ -28,25 +28,19 @@ __all__ = ["CardMaker", "course_unit_vectors"]
 _SIMILAR_PER_CARD = 2
 
 
-def course_unit_vectors(network: Network) -> np.ndarray:
-    """Per course, what the network sees of it at unit length: the GMF vector ⊙ output weights next to the MLP
-    first-layer projection, each block centred (cosine of uncentred vectors mostly measures the common offset) and
-    scaled to equal weight. Unit rows, once: every card's cosines are then one matrix product per request."""
-    blocks = []
-    for block in (network.gmf_courses, network.course_half):
-        if not block.shape[1]:
-            continue
-        b = block.astype(np.float64)
-        b = b - b.mean(0)
-        scale = float(np.sqrt((b**2).sum(1).mean())) or 1.0
-        blocks.append(b / scale)
-    vectors = np.ascontiguousarray(np.hstack(blocks))
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
+def course_unit_vectors(vectors: np.ndarray) -> np.ndarray:
+    """A model's course vectors (``Model.course_vectors()``, (n_courses, d')) centred and at unit length: cosine of
+    uncentred vectors mostly measures their common offset. Unit rows, once: every card's cosines are then one
+    matrix product per request."""
+    v = np.asarray(vectors, dtype=np.float64)
+    v = np.ascontiguousarray(v - v.mean(0))
+    norms = np.linalg.norm(v, axis=1, keepdims=True)
+    return np.divide(v, norms, out=np.zeros_like(v), where=norms > 0)
 
 
 class CardMaker:
     """Cards for one model's courses (``course_ids``, with display ``names`` and ``descriptions`` in model order).
+    ``unit_vectors``: :func:`course_unit_vectors` of the model's course vectors (None: the model has none).
     ``scale`` is the scale grades are shown on (explicit models), ``calibration`` the interval, if any."""
 
     def __init__(
@@ -55,7 +49,7 @@ class CardMaker:
         course_ids: Sequence[str],
         names: Sequence[str],
         descriptions: Sequence[str | None],
-        unit_vectors: np.ndarray,
+        unit_vectors: np.ndarray | None,
         explicit: bool,
         scale: GradeScale | None,
         calibration: ConformalInterval | None,
@@ -92,7 +86,7 @@ class CardMaker:
         self, targets: np.ndarray, grades: Mapping[int, float], good: float
     ) -> list[list[tuple[int, float]]]:
         good_idx = np.fromiter((i for i, g in grades.items() if g >= good), dtype=np.int64)
-        if not len(targets) or not good_idx.size:
+        if self.unit_vectors is None or not len(targets) or not good_idx.size:
             return [[] for _ in range(len(targets))]
         sims = self.unit_vectors[targets] @ self.unit_vectors[good_idx].T  # (cards, good courses)
         sims[targets[:, None] == good_idx[None, :]] = -np.inf

@@ -1,6 +1,8 @@
-"""Top-k elective recommendations from a trained NCF model, with intervals, reasons and "why not X?".
+"""Top-k elective recommendations from a trained model, with intervals, reasons and "why not X?".
 
-:class:`Recommender` serves one model. Two entry points:
+:class:`Recommender` serves one model of any family, through the :class:`~electives.models.interface.Model`
+interface alone: a student is a vector (``student_vectors()`` for the trained ones, ``fold_in`` for anyone else),
+ranked by ``scores(vector)``; "similar courses" come from ``course_vectors()``. Two entry points:
 
 - :meth:`Recommender.recommend` for a student in the data, by raw id (pseudonymised here with the same key as at
   import). The model stores no grades, so the student's record comes from the grade database: it decides
@@ -13,19 +15,20 @@
 - :meth:`Recommender.recommend_for_grades` for anyone else: grades typed in as ``(course, mark)`` are folded in
   (below). Nothing is stored and nothing is logged.
 
-Fold-in (:mod:`~electives.serving.foldin`): the student's embedding is the MAP fit of the entered grades under a
-Gaussian prior fitted to the trained students' embeddings, with the noise level the model's validation RMSE.
-Measured (``benchmarks/foldin.py``): students held out of training entirely, folded in, are predicted as well as
-students trained on (held-out / in-training RMSE 0.98 on the synthetic university, 0.99 on college_grades), in
-~2 ms. The course side of the network is computed once per Recommender, so a request is a few small matrix
-products: no autograd, no optimiser state, deterministic.
+Fold-in (``Model.fold_in``; for NCF :mod:`~electives.models.ncf_foldin`): the student's vector is fitted to the
+entered grades, with the noise level the model's validation RMSE (:mod:`~electives.serving.options`) and the
+Recommender's prior strength, shrinkage and step bound. For NCF it is the MAP fit under a Gaussian prior fitted to
+the trained students' embeddings. Measured (``benchmarks/foldin.py``): students held out of training entirely,
+folded in, are predicted as well as students trained on (held-out / in-training RMSE 0.98 on the synthetic
+university, 0.99 on college_grades), in ~2 ms. The model prepares its fold-in once per Recommender (warmed up
+here), so a request is a few small matrix products: no autograd, no optimiser state, deterministic.
 
 Implicit (enrolment-only) models predict no grade: courses are ranked by the model's interaction probability and
 no interval is given; folding in then fits "taken" (1) against every other course (0, weighted like the training
 negatives) with log loss.
 
-Explanations: similar courses the student did well in (:mod:`~electives.serving.cards`, over the course side's
-learned vectors), and :func:`~electives.serving.explanations.cohort_from_similarities` over the trained students
+Explanations: similar courses the student did well in (:mod:`~electives.serving.cards`, over the model's course
+vectors), and :func:`~electives.serving.explanations.cohort_from_similarities` over the trained students
 who graded the course (:mod:`~electives.serving.cohorts`). Those per-course graders come from the database
 (``Store.load_grades``, read once per Recommender), so without a database there is no cohort figure; a cohort
 under ``min_cohort`` students (default 10, never below 5: k-anonymity) is never reported.
@@ -44,14 +47,14 @@ from electives.data.eligibility import EligibilityIndex, EligibilityRules
 from electives.data.scales import GradeScale
 from electives.errors import DataError, ElectivesError
 from electives.limits import DEFAULT_K, check_k
+from electives.models.compute import torch_threads
+from electives.models.interface import FoldIn, FoldInOptions
 from electives.serving.cards import CardMaker, course_unit_vectors
 from electives.serving.cohorts import Graders
-from electives.serving.compute import torch_threads
 from electives.serving.entry import EligibilityRow, GradeReader
 from electives.serving.explanations import MIN_COHORT, CohortStatistic, check_min_cohort
-from electives.serving.foldin import FoldInSolver, Prior, noise_from_model
-from electives.serving.network import Network, sigmoid
-from electives.serving.results import Basis, FoldIn, LazyRanking, Recommendations
+from electives.serving.options import n_negatives_from_model, noise_from_model
+from electives.serving.results import Basis, LazyRanking, Recommendations
 
 if TYPE_CHECKING:
     import torch
@@ -133,14 +136,22 @@ class Recommender:
             course_index=self._course_index, catalog_codes=catalog_codes, scale=self.scale, explicit=self.explicit
         )
         self._eligibility = self._eligibility_index(rules, db_scale)
-        with torch_threads(threads):
-            self._net = Network(model.fitted.model)
-            self._prior = Prior.of_students(self._net.students, shrinkage=shrinkage)
-            self._solver = FoldInSolver(
-                self._net, self._prior, prior_strength=self.prior_strength, max_steps=self.fold_in_steps
-            )
-            self._cards = self._card_maker()
         self.noise = float(noise) if noise is not None else noise_from_model(model)
+        # Built once: the model keeps what it prepared for these options, so a request does no set-up.
+        self._options = FoldInOptions(
+            noise=self.noise,
+            prior_strength=self.prior_strength,
+            shrinkage=float(shrinkage),
+            max_steps=self.fold_in_steps,
+            n_negatives=FoldInOptions.n_negatives if self.explicit else n_negatives_from_model(model),
+        )
+        fitted = self._fitted = model.fitted
+        with torch_threads(threads):
+            self._vectors = fitted.student_vectors()
+            # The trained students' average: cohorts compare students by their offsets from it.
+            self._mean = self._vectors.astype(np.float64).mean(0).astype(np.float32)
+            fitted.fold_in({}, self._options)  # warm-up: the model prepares its fold-in now, not in a request
+            self._cards = self._card_maker()
         self._graders: Graders | None = None
         self._note = None if self.explicit else _IMPLICIT_NOTE
 
@@ -201,7 +212,7 @@ class Recommender:
         return EligibilityIndex(self.catalog, self.course_ids, scale, rules)
 
     def _card_maker(self) -> CardMaker:
-        catalog = self.catalog
+        catalog, course_vectors = self.catalog, self._fitted.course_vectors()
         entries = [catalog.get(c) if catalog is not None else None for c in self.course_ids]
         names = [
             (course.name if course is not None and course.name else None) or self.model.course_names.get(code) or code
@@ -211,7 +222,7 @@ class Recommender:
             course_ids=self.course_ids,
             names=names,
             descriptions=[course.description if course is not None else None for course in entries],
-            unit_vectors=course_unit_vectors(self._net),
+            unit_vectors=None if course_vectors is None else course_unit_vectors(course_vectors),
             explicit=self.explicit,
             scale=self.scale,
             calibration=self.model.calibration,
@@ -237,7 +248,7 @@ class Recommender:
         index = self._student_index.get(pseudonym)
         with torch_threads(self.threads):
             if index is not None:
-                p, basis, used = self._net.students[index], "trained", 0
+                p, basis, used = self._vectors[index], "trained", 0
             else:
                 fold = self._fold_in(entries)
                 p, basis, used = fold.embedding, "folded-in", fold.grades_used
@@ -271,7 +282,7 @@ class Recommender:
     def student_embedding(self, pseudonym: str) -> np.ndarray | None:
         """The trained embedding of a student in the model (by pseudonym), else None."""
         index = self._student_index.get(pseudonym)
-        return None if index is None else self._net.students[index].copy()
+        return None if index is None else self._vectors[index].copy()
 
     # ------------------------------------------------------------------ internals
     def _pseudonymiser_or_env(self) -> Pseudonymiser:
@@ -282,12 +293,10 @@ class Recommender:
         return self._pseudonymiser
 
     def _fold_in(self, entries: Mapping[int, float]) -> FoldIn:
-        if self.explicit:
-            return self._solver.from_grades(entries, noise=self.noise)
-        return self._solver.from_enrolments(entries.keys(), n_negatives=self.model.fitted.config.n_negatives)
+        return self._fitted.fold_in(entries, self._options)
 
     def _scores(self, p: np.ndarray) -> np.ndarray:
-        return sigmoid(self._net.logits(p)).astype(np.float64)
+        return self._fitted.scores(p)
 
     def _build(
         self,
@@ -335,7 +344,7 @@ class Recommender:
                 self.store,
                 student_index=self._student_index,
                 course_index=self._course_index,
-                embeddings=self._net.students,
-                mean=self._prior.mean,
+                embeddings=self._vectors,
+                mean=self._mean,
             )
-        return self._graders.cohorts(courses, p - self._prior.mean, exclude=exclude, min_cohort=self.min_cohort)
+        return self._graders.cohorts(courses, p - self._mean, exclude=exclude, min_cohort=self.min_cohort)

@@ -15,6 +15,7 @@ import numpy as np
 
 from electives.data.eligibility import Exclusion, Reason
 from electives.data.scales import GradeScale
+from electives.models.interface import FoldIn  # a folded-in student, as every model family returns it
 from electives.serving.explanations import CohortStatistic
 
 __all__ = [
@@ -181,16 +182,6 @@ class Recommendations:
             "excluded": {code: {"reason": e.reason, "message": e.message} for code, e in self.excluded.items()},
             "ignored_courses": list(self.ignored),
         }
-
-
-@dataclass(frozen=True)
-class FoldIn:
-    """A folded-in student: the embedding (GMF part first) and the optimisation's trace."""
-
-    embedding: np.ndarray
-    iterations: int
-    objective: float
-    grades_used: int
 
 
 class LazyRanking(Mapping[str, tuple[int, float]]):

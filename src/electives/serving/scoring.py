@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from electives.data.interactions import ItemLookup
 from electives.errors import DataError
 from electives.limits import MAX_CHUNK, MAX_SCORE_ALL_K
-from electives.models.training import FittedNCF
+from electives.models.training import NCF
 
 __all__ = ["ScoringReport", "TopK", "top_k", "write_top_k"]
 
@@ -57,7 +57,7 @@ def _check(k: int, chunk_size: int) -> None:
 
 @torch.no_grad()
 def top_k(
-    fitted: FittedNCF,
+    fitted: NCF,
     k: int = 10,
     *,
     students: np.ndarray | None = None,
@@ -109,7 +109,7 @@ def top_k(
 
 
 def write_top_k(
-    fitted: FittedNCF,
+    fitted: NCF,
     out: Path | str,
     student_ids: tuple[str, ...] | list[str],
     course_ids: tuple[str, ...] | list[str],

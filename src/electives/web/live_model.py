@@ -206,8 +206,9 @@ def _model_info(manifest: dict[str, Any], rec: Recommender, version: str) -> dic
     metrics = {
         k: v for k, v in (manifest.get("metrics") or {}).items() if isinstance(v, int | float) and math.isfinite(v)
     }
-    params = manifest.get("params") if isinstance(manifest.get("params"), dict) else {}
-    config = manifest.get("config") or params.get("config") or {}
+    # Format 2 keeps the family's parameters under 'params'; format 1 (NCF only) kept them at the top level.
+    params = manifest.get("params") if isinstance(manifest.get("params"), dict) else manifest
+    config = params.get("config") or {}
     calibration = manifest.get("calibration") or {}
     privacy = manifest.get("privacy") if isinstance(manifest.get("privacy"), dict) else None
     return {
@@ -217,7 +218,7 @@ def _model_info(manifest: dict[str, Any], rec: Recommender, version: str) -> dic
         "package_version": manifest.get("package_version"),
         "format_version": manifest.get("format_version"),
         "mode": rec.mode,
-        "architecture": config.get("model"),
+        "architecture": config.get("model") or manifest.get("family"),
         # Format 2 names the family; format-1 artifacts are NCF, their kind in config.model.
         "family": served_family(manifest),
         "model_selection": _selection_summary(manifest.get("model_selection")),
@@ -225,8 +226,8 @@ def _model_info(manifest: dict[str, Any], rec: Recommender, version: str) -> dic
         "students": manifest.get("n_students"),
         "courses": manifest.get("n_courses"),
         "training_rows": training.get("rows"),
-        "best_epoch": manifest.get("best_epoch"),
-        "validation_metric": manifest.get("validation_metric"),
+        "best_epoch": params.get("best_epoch"),
+        "validation_metric": params.get("validation_metric"),
         "metrics": metrics,
         "interval_coverage": calibration.get("coverage") if isinstance(calibration, dict) else None,
         # Differentially private training: the spent budget (None for a model trained without DP).

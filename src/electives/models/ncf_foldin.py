@@ -7,12 +7,12 @@ plus a Gaussian prior whose mean and (shrunk) covariance are those of the traine
 ``n`` courses (or the ``d × d`` one when ``n > d``).
 
 - Grades (:meth:`FoldInSolver.from_grades`): squared error of the predicted normalised grades over the noise
-  variance ``σ²`` (the model's validation RMSE, :func:`noise_from_model`).
+  variance ``σ²`` (serving passes the model's validation RMSE).
 - Enrolments (:meth:`FoldInSolver.from_enrolments`, enrolment-only models, which predict no grade): log loss of
   "taken" (1) against every other course (0, weighted like the training negatives).
 
-Both run the same steps (:meth:`FoldInSolver.fit`), in NumPy float32 on :class:`~electives.serving.network.Network`'s
-arrays, for any number of courses (:mod:`~electives.serving.compute` keeps large products on one thread). In
+Both run the same steps (:meth:`FoldInSolver.fit`), in NumPy float32 on :class:`~electives.models.ncf_network.Network`'s
+arrays, for any number of courses (:mod:`~electives.models.compute` keeps large products on one thread). In
 whitened coordinates the course side is computed once per solver (the GMF logit ``base + (A L_g) z``, the MLP's
 first layer ``first_base + (W₁ˢ L_m) z``, and every course's logit and Jacobian at ``z = 0``), so a step is a few
 small products: no autograd, no optimiser state, deterministic.
@@ -20,24 +20,17 @@ small products: no autograd, no optimiser state, deterministic.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 
-from electives.serving.compute import matmul, solve_spd
-from electives.serving.network import Network, sigmoid
-from electives.serving.results import FoldIn
+from electives.models.compute import matmul, solve_spd
+from electives.models.interface import FoldIn
+from electives.models.ncf_network import Network, sigmoid
 
-if TYPE_CHECKING:
-    from electives.models.artifact import TrainedModel
+__all__ = ["FoldInSolver", "Prior"]
 
-__all__ = ["DEFAULT_NOISE", "FoldInSolver", "Prior", "noise_from_model"]
-
-# Fallback noise (normalised units) when the model records no validation RMSE: typical for grade data.
-DEFAULT_NOISE = 0.1
 _TOLERANCE = 1e-2  # fold-in stops once a step lowers the objective by less than this share
 Loss = Literal["squared", "log"]
 
@@ -60,23 +53,6 @@ class Prior:
         avg = float(np.diagonal(cov).mean()) or 1e-4
         cov = (1 - shrinkage) * cov + (shrinkage + 1e-8) * avg * np.eye(d)
         return cls(s.mean(0).astype(np.float32), np.linalg.cholesky(cov).astype(np.float32))
-
-
-def noise_from_model(model: TrainedModel) -> float:
-    """σ of a grade around its prediction (normalised): the validation RMSE the model recorded, else the
-    calibration interval's half-width read as a normal quantile, else :data:`DEFAULT_NOISE`."""
-    metrics = model.manifest.get("metrics") or {}
-    rmse = metrics.get("val_rmse")
-    span = model.scale.span if model.scale is not None else 1.0
-    if isinstance(rmse, int | float) and math.isfinite(rmse) and rmse > 0:
-        return float(rmse) / span
-    cal = model.calibration
-    if cal is not None:
-        z = _normal_quantile(0.5 + cal.coverage / 2)
-        half = (cal.upper - cal.lower) / 2
-        if half > 0:
-            return half / z
-    return DEFAULT_NOISE
 
 
 # The per-course arrays of the courses being fitted: GMF base logits, GMF Jacobian in z, MLP course halves.
@@ -122,21 +98,20 @@ class FoldInSolver:
         """``p = μ + L z``."""
         return (self.prior.mean + self.prior.chol @ z).astype(np.float32)
 
-    def from_grades(self, grades: Mapping[int, float], *, noise: float) -> FoldIn:
-        """Fold in normalised ``grades`` {course index: grade} with Gaussian noise ``noise``."""
-        if not grades:
+    def from_grades(self, rows: np.ndarray, grades: np.ndarray, *, noise: float) -> FoldIn:
+        """Fold in the normalised ``grades`` of the courses ``rows`` (indices) with Gaussian noise ``noise``."""
+        if not len(rows):
             return FoldIn(self.prior.mean.copy(), 0, 0.0, 0)
-        rows = np.fromiter(grades.keys(), dtype=np.int64, count=len(grades))
-        y = np.fromiter(grades.values(), dtype=np.float32, count=len(grades))
+        y = np.asarray(grades, dtype=np.float32)
         weight = np.full(len(rows), 1.0 / noise**2, dtype=np.float32)
         return self.fit(rows, y, weight, loss="squared", used=len(rows))
 
-    def from_enrolments(self, taken: Collection[int], *, n_negatives: int) -> FoldIn:
-        """Fold in the courses ``taken`` (course indices) against every other course, each of those weighted so
+    def from_enrolments(self, taken: np.ndarray, *, n_negatives: int) -> FoldIn:
+        """Fold in the courses ``taken`` (distinct course indices) against every other course, each of those weighted so
         that they add up to ``n_negatives`` per taken course, as the sampled negatives of training do."""
         n = self.network.n_courses
         y = np.zeros(n, dtype=np.float32)
-        y[list(taken)] = 1.0
+        y[taken] = 1.0
         used = len(taken)
         if used == 0 or used == n:
             return FoldIn(self.prior.mean.copy(), 0, 0.0, used)
@@ -209,15 +184,3 @@ def _damped_step(value: float, current: float, damping: float, lam: float) -> tu
         converged = current - value <= _TOLERANCE * max(value, 1e-12)
         return True, (damping / 4 if damping > 1e-3 * lam else 0.0), converged
     return False, max(4 * damping, lam), False
-
-
-def _normal_quantile(q: float) -> float:
-    """Inverse standard normal CDF (bisection on erf: called once per Recommender)."""
-    lo, hi = -10.0, 10.0
-    for _ in range(80):
-        mid = (lo + hi) / 2
-        if 0.5 * (1 + math.erf(mid / math.sqrt(2))) < q:
-            lo = mid
-        else:
-            hi = mid
-    return (lo + hi) / 2

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from electives.serving.compute import matmul
+from electives.models.compute import matmul
 
 __all__ = ["Network", "sigmoid"]
 
