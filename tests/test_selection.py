@@ -29,14 +29,15 @@ AAST_FLAGS = [
 SMALL = ["--epochs", "4", "--lr", "0.01", "--gmf-dim", "8", "--mlp-dim", "8", "--mlp-layers", "16,8", "--quiet"]
 
 
-def biases_only(n_students: int = 150, n_courses: int = 24, seed: int = 0) -> Interactions:
-    """Grades that are a student effect plus a course effect plus noise: nothing for an interaction to find."""
+def biases_only(n_students: int = 150, n_courses: int = 30, seed: int = 0) -> Interactions:
+    """Grades that are a student effect plus a course effect plus noise: nothing for an interaction to find.
+    16 grades a student over 4 terms."""
     rng = np.random.default_rng(seed)
     b_u, b_i = rng.normal(0, 0.1, n_students), rng.normal(0, 0.1, n_courses)
     rows = []
     for s in range(n_students):
-        for j, c in enumerate(rng.choice(n_courses, 10, replace=False)):
-            grade = float(np.clip(0.6 + b_u[s] + b_i[c] + rng.normal(0, 0.06), 0, 1))
+        for j, c in enumerate(rng.choice(n_courses, 16, replace=False)):
+            grade = float(np.clip(0.6 + b_u[s] + b_i[c] + rng.normal(0, 0.08), 0, 1))
             rows.append((f"s{s:03d}", f"c{c:02d}", 1 + j // 4, grade))
     return Interactions.from_frame(pd.DataFrame(rows, columns=["student", "course", "term", "grade"]))
 

@@ -124,7 +124,7 @@ def candidate_specs(base: TrainConfig, families: Sequence[str] = FAMILY_CHOICES,
     if "blend" in families and not set(BASELINE_FAMILIES) & set(families):
         families = (*families, "bias")  # a blend needs a baseline to blend with
     if "bias" in families:
-        for rs, rc in ((5.0, 3.0), (15.0, 10.0), (40.0, 25.0)):
+        for rs, rc in ((2.0, 2.0), (5.0, 3.0), (15.0, 10.0), (40.0, 25.0)):
             specs.append(
                 Spec(
                     f"bias(λu={rs:g},λc={rc:g})",
