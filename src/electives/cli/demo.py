@@ -24,8 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "demo",
         help="run the whole path on the synthetic university (generate, import, train, evaluate, recommend)",
         description=(
-            "Generate the synthetic university, import it through the real importer, train NeuMF, evaluate it "
-            "against the baselines on each student's latest term, and recommend electives for one student on "
+            "Generate the synthetic university, import it through the real importer, choose and train a model, "
+            "evaluate it against the baselines on each student's latest term, and recommend electives for one student on "
             "record and one new student who types their grades. The synthetic university knows every student's "
             "true expected grade, so the demo prints it beside each prediction."
         ),
@@ -81,10 +81,10 @@ def run_demo(args: argparse.Namespace) -> int:
             report_file,
         ]
     )
-    _step(3, "train NeuMF on every grade (validation carved from them for early stopping and calibration)")
+    _step(3, "train: choose the family on each student's latest term, then fit it on every grade")
     _run(["train", "--db", db, "--out", str(model), "--seed", str(args.seed), *epochs, *quiet])
     if not args.skip_evaluate:
-        _step(4, "evaluate: each student's latest term held out, NeuMF against the baselines")
+        _step(4, "evaluate: each student's latest term held out; NeuMF, the baselines and the served choice")
         _run(["evaluate", "--db", db, "--out", str(report), "--seed", str(args.seed), *epochs, *quiet])
 
     truth = _truth(university / "truth.csv")
