@@ -59,7 +59,8 @@ def test_evaluate_prints_every_model_and_writes_the_report(cli, secret_key, univ
     code, stdout, err = cli("evaluate", "--data", university["grades"], *AAST_FLAGS, *SMALL, "--out", out)
     assert code == 0, err
     table = _table(stdout)
-    assert list(table)[1:] == ["neumf", *EXPLICIT_BASELINES]
+    # The last row is the served choice: what `electives train` would pick from the training part alone.
+    assert list(table)[1:] == ["neumf", *EXPLICIT_BASELINES, "served"]
     assert table["__header__"][:2] == ["rmse", "mae"]
     assert "hr@10_full" in table["__header__"] and "ndcg@10_sampled" in table["__header__"]
     assert len(table["popularity"]) == 4  # ranking metrics only: no grade columns for a popularity count
@@ -78,7 +79,8 @@ def test_evaluate_prints_every_model_and_writes_the_report(cli, secret_key, univ
     assert rmse["neumf"] < rmse["global-mean"] * (1 - 4 / np.sqrt(2 * n_test)), rmse
     assert doc["metrics"]["global-mean"]["spearman"] == 0 and doc["metrics"]["neumf"]["spearman"] > 0.2
     assert len(doc["histories"]["neumf"]) == 5
-    assert set(doc["curves"]) == {"neumf", *EXPLICIT_BASELINES}
+    served = next(name for name in doc["metrics"] if name.startswith("served choice ("))
+    assert set(doc["curves"]) == {"neumf", *EXPLICIT_BASELINES, served}
     for name in ("loss", "hr_at_k", "ndcg_at_k", "predicted_vs_actual", "error_by_course"):
         assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (out / "report.md").read_text()
@@ -92,7 +94,7 @@ def test_evaluate_chosen_baselines_and_split(cli, secret_key, university) -> Non
     )  # fmt: skip
     assert code == 0, err
     table = _table(stdout)
-    assert list(table)[1:] == ["gmf", "bias", "ease"]
+    assert list(table)[1:] == ["gmf", "bias", "ease", "served"]
     assert "random split" in stdout
     assert "report written" not in stdout  # no --out: the table only
 

@@ -30,11 +30,17 @@ def test_explicit_model_is_calibrated_on_held_back_validation_students() -> None
 
 def test_auto_returns_the_selection_and_trains_its_choice() -> None:
     logged: list[str] = []
-    result = train_model(checkerboard(), SMALL, auto=True, try_imbalance=False, progress=False, log=logged.append)
+    implicit = TrainConfig(mode="implicit", epochs=2, gmf_dim=8, mlp_dim=8, mlp_layers=(16, 8))
+    result = train_model(checkerboard(implicit=True), implicit, auto=True, progress=False, log=logged.append)
     assert result.selection is not None
-    assert [c.name for c in result.selection.candidates] == ["neumf", "gmf", "mlp"]
-    assert result.config.model == result.selection.chosen
+    assert [c.name for c in result.selection.candidates] == ["neumf", "gmf", "mlp"]  # implicit: NCF compared
+    assert result.config is not None and result.config.model == result.selection.chosen
     assert any("comparing candidates" in line for line in logged)
+    # Explicit: next-term selection among every family; the winner is fitted again on every row.
+    result = train_model(checkerboard(), SMALL, model="auto", progress=False, log=logged.append)
+    assert result.selection is not None and result.family == result.selection.family
+    assert result.trained_on is not None and result.metrics["refit_rows"] == len(checkerboard())
+    assert any("choosing a model on" in line for line in logged)
 
 
 def test_implicit_model_has_ranking_metrics_and_no_interval() -> None:

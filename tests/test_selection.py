@@ -108,6 +108,13 @@ def test_ensemble_and_blend_are_built_from_the_neumf_candidate() -> None:
     assert out.shape == (5, data.n_courses) and np.isfinite(out).all()
 
 
+def test_same_seed_same_choice_and_model() -> None:
+    data = checkerboard(n_students=60)
+    a, b = (select(data, TINY, families=("knn", "gmf", "ensemble"), ensemble_members=2) for _ in range(2))
+    assert a.chosen == b.chosen and [c.rmse for c in a.candidates] == [c.rmse for c in b.candidates]
+    np.testing.assert_array_equal(a.model.score_all(np.arange(10)), b.model.score_all(np.arange(10)))
+
+
 def test_train_model_selects_and_calibrates_the_winner_before_its_refit() -> None:
     data = biases_only(100)
     result = train_model(data, TINY, model="bias", progress=False)

@@ -131,18 +131,20 @@ def test_train_model_auto_records_the_comparison(cli, secret_key, university, tm
     model = tmp_path / "auto"
     code, out, err = cli(
         "train", "--data", university["grades"], *AAST_FLAGS, *SMALL_FLAGS, "--model", "auto", "--quiet",
-        "--imbalance", "none", "--out", model,
+        "--out", model,
     )  # fmt: skip
     assert code == 0, err
     manifest = json.loads((model / "manifest.json").read_text())
     sel = manifest["model_selection"]
-    # --imbalance given: only the three models are compared.
-    assert [c["name"] for c in sel["candidates"]] == ["neumf", "gmf", "mlp"]
-    best = min(sel["candidates"], key=lambda c: c["value"])
-    assert sel["chosen"] == best["name"] == manifest["params"]["config"]["model"]
-    # Candidates are reported in percent points, like the artifact's own validation RMSE.
-    assert best["value"] == pytest.approx(manifest["metrics"]["val_rmse"], rel=1e-4)
-    assert f"--model auto chose {best['name']}" in out
+    # With grades, auto is next-term selection over every family (models/selection.py).
+    assert {c["family"] for c in sel["candidates"]} >= {"neumf", "gmf", "mlp", "bias", "mf", "knn", "ensemble"}
+    competing = [c for c in sel["candidates"] if c["val_rmse"] is not None and "same_as" not in c["settings"]]
+    best = min(competing, key=lambda c: c["val_rmse"])
+    assert sel["chosen"] == best["name"] and manifest["family"] == best["family"]
+    # Candidates are reported in percent points, like the artifact's own validation RMSE (the winner's before
+    # its refit on every row).
+    assert best["val_rmse"] == pytest.approx(manifest["metrics"]["val_rmse"], rel=1e-4)
+    assert f"model selection chose {best['name']}" in out
 
 
 @pytest.mark.parametrize(

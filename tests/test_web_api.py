@@ -84,7 +84,12 @@ def test_health_and_readiness(client, world: WebWorld) -> None:
     r = client.get("/readyz")
     manifest = json.loads((world.model_dir / "manifest.json").read_text())
     assert r.status_code == 200
-    assert r.json == {"status": "ready", "model_version": manifest["weights_sha256"][:12], "database": "ok"}
+    assert r.json == {
+        "status": "ready",
+        "model_version": manifest["weights_sha256"][:12],
+        "model_family": manifest["family"],
+        "database": "ok",
+    }
 
 
 def test_not_ready_when_the_database_fails(world: WebWorld, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -488,6 +493,42 @@ def test_model_page_and_api_show_the_privacy_budget(world: WebWorld, tmp_path: P
     assert client.get("/api/v1/model").json["privacy"] == privacy
     html = client.get("/model").get_data(as_text=True)
     assert "ε = 2.71 spent of 3.00" in html and "δ = 1.0e-05" in html
+
+
+def test_model_page_readyz_and_api_say_which_family_is_served(world: WebWorld, tmp_path: Path) -> None:
+    from electives.models.artifact import save_model
+    from electives.models.baselines import BiasModel
+    from electives.web.live_model import served_family
+
+    selection = {
+        "chosen": "bias(λu=15,λc=10)",
+        "family": "bias",
+        "validation": "each student's latest term",
+        "candidates": [
+            {"name": "bias(λu=15,λc=10)", "family": "bias", "val_rmse": 8.91, "seconds": 0.01},
+            {
+                "name": "knn(k=20,shrink=10)",
+                "family": "knn",
+                "val_rmse": None,
+                "seconds": 0.2,
+                "error": "MemoryError: x",
+            },
+        ],
+    }
+    bias = BiasModel().fit(world.train)
+    model_dir = save_model(
+        tmp_path / "bias-model", bias, world.train, scale=world.result.scale, extra={"model_selection": selection}
+    )
+    client = make_app(world, model_dir=model_dir).test_client()
+    assert client.get("/readyz").json["model_family"] == "bias"
+    info = client.get("/api/v1/model").json
+    assert info["family"] == "bias" and info["model_selection"]["chosen"] == "bias(λu=15,λc=10)"
+    html = client.get("/model").get_data(as_text=True)
+    assert "<code>bias</code>" in html and "Model selection" in html
+    assert "bias(λu=15,λc=10) (served)" in html and "failed: MemoryError: x" in html
+    # Format-1 artifacts hold an NCF model, named in config.model.
+    assert served_family({"format_version": 1, "kind": "ncf", "config": {"model": "gmf"}}) == "gmf"
+    assert served_family({"format_version": 2, "kind": "model", "family": "blend"}) == "blend"
 
 
 def test_form_size_caps(client, world: WebWorld) -> None:

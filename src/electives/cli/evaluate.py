@@ -247,9 +247,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     span = scale.span if scale is not None else 1.0
     served = _served_choice(args, config, train, span)
     if served is not None:
-        label = served_label(served.family)
-        models[label] = served.model
-        fit_seconds[label] = served.seconds
+        models[served_label(served.family)], fit_seconds[served_label(served.family)] = served.model, served.seconds
     result = evaluate(
         models,
         train,
@@ -266,10 +264,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     print(result.table())
     print("fit seconds: " + ", ".join(f"{n} {s:.1f}" for n, s in fit_seconds.items()))
     if served is not None:
-        print(
-            f"served choice: {served.chosen} — what `electives train` would pick from the training part alone "
-            f"(chosen on each student's latest training term among {len(served.candidates)} candidates)"
-        )
+        print(f"served choice: {served.chosen} — what `electives train` would pick from the training part alone")
     if args.out:
         from electives.evaluation.reports import write_report
 
@@ -280,8 +275,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             "scale": scale.name if scale is not None else None,
             "model": config.model,
             "best_epoch": fitted.best_epoch,
-            **({"served choice": f"{served_label(served.family)}: {served.chosen}"} if served is not None else {}),
-            **({"served_choice": served.to_dict(span)} if served is not None else {}),
+            **({"served choice": served.chosen, "served_choice": served.to_dict(span)} if served is not None else {}),
             "fit_seconds": {n: round(s, 2) for n, s in fit_seconds.items()},
             "config": config.to_dict(),
             "differential privacy": "none"
