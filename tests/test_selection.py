@@ -184,3 +184,16 @@ def test_evaluate_reports_the_served_choice(cli, secret_key, university, tmp_pat
     assert f"served choice: {chosen}" in stdout
     markdown = (report / "report.md").read_text()
     assert "## Served choice" in markdown and f"**{chosen}**" in markdown
+
+
+def test_score_all_top_k_serves_any_family() -> None:
+    from electives.models.baselines import BiasModel
+    from electives.serving.scoring import top_k
+
+    data = biases_only(40)
+    model = BiasModel().fit(data)
+    (chunk,) = list(top_k(model, 3, exclude=data.item_lookup()))
+    scores = model.score_all(np.arange(data.n_students))
+    scores[data.item_lookup().mask(np.arange(data.n_students))] = -np.inf
+    np.testing.assert_array_equal(chunk.courses, np.argsort(-scores, axis=1, kind="stable")[:, :3])
+    np.testing.assert_allclose(chunk.scores, np.take_along_axis(scores, chunk.courses, axis=1))

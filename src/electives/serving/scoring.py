@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from electives.data.interactions import ItemLookup
 from electives.errors import DataError
 from electives.limits import MAX_CHUNK, MAX_SCORE_ALL_K
+from electives.models.interface import Model
 from electives.models.training import NCF
 
 __all__ = ["ScoringReport", "TopK", "top_k", "write_top_k"]
@@ -57,7 +58,7 @@ def _check(k: int, chunk_size: int) -> None:
 
 @torch.no_grad()
 def top_k(
-    fitted: NCF,
+    fitted: Model,
     k: int = 10,
     *,
     students: np.ndarray | None = None,
@@ -68,8 +69,13 @@ def top_k(
     """Yield the top-`k` untaken courses of `students` (default: all), `chunk_size` students at a time.
 
     `exclude` holds each student's taken courses (same index space as the model); they are never returned.
+    NCF models take the fast path (the course half of the tower computed once); any other family scores each
+    chunk through the interface (``score_all``).
     """
     _check(k, chunk_size)
+    if not isinstance(fitted, NCF):
+        yield from _top_k_any(fitted, k, students=students, exclude=exclude, chunk_size=chunk_size, progress=progress)
+        return
     model = fitted.model
     n_courses = model.n_courses
     if exclude is not None and (len(exclude.indptr) - 1, exclude.n_courses) != (model.n_students, n_courses):
@@ -108,8 +114,47 @@ def top_k(
         bar.close()
 
 
+def _top_k_any(
+    fitted: Model,
+    k: int,
+    *,
+    students: np.ndarray | None,
+    exclude: ItemLookup | None,
+    chunk_size: int,
+    progress: bool,
+) -> Iterator[TopK]:
+    """:func:`top_k` for any family, from ``score_all`` in chunks (outputs already on the model's scale)."""
+    n_students, n_courses = fitted.n_students, fitted.n_courses
+    if exclude is not None and (len(exclude.indptr) - 1, exclude.n_courses) != (n_students, n_courses):
+        raise DataError(
+            f"exclusions cover {len(exclude.indptr) - 1}×{exclude.n_courses} students × courses, "
+            f"the model {n_students}×{n_courses}"
+        )
+    every = np.arange(n_students, dtype=np.int64) if students is None else np.asarray(students, np.int64)
+    if len(every) and (every.min() < 0 or every.max() >= n_students):
+        raise DataError(f"student indices must be in 0..{n_students - 1}")
+    kk = min(k, n_courses)
+    with tqdm(total=len(every), disable=not progress, unit="student", desc="scoring") as bar:
+        for i in range(0, len(every), chunk_size):
+            chunk = every[i : i + chunk_size]
+            out = fitted.score_all(chunk).astype(np.float32)
+            if exclude is not None:
+                out[exclude.mask(chunk)] = -np.inf
+            # Best first; a stable sort on the negated scores keeps ties in course order.
+            idx = np.argsort(-out, axis=1, kind="stable")[:, :kk]
+            scores = np.take_along_axis(out, idx, axis=1)
+            courses = idx.astype(np.int64)
+            gone = ~np.isfinite(scores)
+            courses[gone], scores[gone] = -1, np.nan
+            if kk < k:
+                courses = np.pad(courses, ((0, 0), (0, k - kk)), constant_values=-1)
+                scores = np.pad(scores, ((0, 0), (0, k - kk)), constant_values=np.nan)
+            bar.update(len(chunk))
+            yield TopK(chunk, courses, scores)
+
+
 def write_top_k(
-    fitted: NCF,
+    fitted: Model,
     out: Path | str,
     student_ids: tuple[str, ...] | list[str],
     course_ids: tuple[str, ...] | list[str],
