@@ -1,7 +1,8 @@
 """Choosing a training configuration on a validation split carved from the TRAINING data (never a test set).
 
 - `compare(fit_data, val, base, …)`: fit NeuMF, GMF and MLP (and, in explicit mode, the imbalance options) and
-  keep the best on validation — what `electives train --model auto` does.
+  keep the best on validation — what `electives train --model auto` does in the implicit mode (with grades,
+  `auto` is next-term selection among every family: `models.selection`).
 - `tune(train, base, trials=…, timeout=…)`: an Optuna TPE search (seeded) over learning rate, regularisation,
   sizes, dropout, batch size and (explicit mode) imbalance handling.
 
