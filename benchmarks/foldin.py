@@ -13,7 +13,7 @@ a user would), then scored on their test rows. "Average student" is the fold-in'
 for scale. RMSE in the scale's points.
 
     .venv/bin/python benchmarks/foldin.py                           # both parts, both data sets
-    .venv/bin/python benchmarks/foldin.py --part latency --calls 2000
+    .venv/bin/python benchmarks/foldin.py --part latency --calls 2000 --families neumf gmf mlp bias mf knn
     .venv/bin/python benchmarks/foldin.py --part rmse --datasets college --priors 0.5 1 2
 """
 
@@ -36,7 +36,8 @@ from electives.data.interactions import Interactions
 from electives.data.pseudonyms import Pseudonymiser
 from electives.data.synth import EXPORT_MAPPING, SynthConfig, generate, write
 from electives.models.artifact import load_model, save_model
-from electives.models.training import NCF, TrainConfig, fit
+from electives.models.baselines import BiasModel, ItemKNN, MatrixFactorization
+from electives.models.training import TrainConfig, fit
 from electives.serving.recommender import Recommender
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,9 +69,9 @@ def interactions(frame: pd.DataFrame, student_ids=None, course_ids=None) -> Inte
     return Interactions.from_frame(df, student_ids=student_ids, course_ids=course_ids)
 
 
-def save_and_load(path: Path, fitted: NCF, train: Interactions, result: ImportResult):
+def save_and_load(path: Path, fitted, train: Interactions, result: ImportResult):
     """Through the artifact, as in production; the validation RMSE sets the fold-in's noise level."""
-    val = [h.val_metric for h in fitted.history if h.val_metric is not None]
+    val = [h.val_metric for h in getattr(fitted, "history", []) if h.val_metric is not None]
     metrics = {"val_rmse": min(val) * result.scale.span} if val else {}
     names = dict(zip(result.frame["course"], result.frame["course_name"].fillna(""), strict=True))
     save_model(path, fitted, train, scale=result.scale, course_names=names, metrics=metrics)
@@ -84,46 +85,59 @@ def percentiles(ms: np.ndarray) -> str:
 # ------------------------------------------------------------------------------------------------- latency
 
 
-def latency(calls: int, workdir: Path, epochs: int) -> None:
+FAMILIES = {
+    "bias": lambda epochs: BiasModel(),
+    "mf": lambda epochs: MatrixFactorization(),
+    "knn": lambda epochs: ItemKNN(),
+}
+
+
+def latency(calls: int, workdir: Path, epochs: int, families: list[str]) -> None:
     config = SynthConfig(n_students=2000, n_courses=500, n_electives=300)
     _, result, catalog_path = import_synthetic(config, workdir / "synth500")
     catalog = read_catalog(catalog_path)
     train = interactions(result.frame, course_ids=[c.code for c in catalog])
-    t0 = time.perf_counter()
-    fitted = fit(train, TrainConfig(epochs=epochs, seed=0), progress=False)
-    print(f"trained default-size NeuMF on {len(train):,} rows in {time.perf_counter() - t0:.0f} s ({epochs} epochs)")
-    model = save_and_load(workdir / "model500", fitted, train, result)
-    rec = Recommender(model, catalog)
-
     frame = result.frame
     requests = [
         list(zip(g["course"], g["mark"], strict=True)) for _, g in frame.groupby("student", sort=True) if len(g)
     ]
     sizes = np.array([len(r) for r in requests])
     term = "2023-Fall"
-    for r in requests[:100]:  # warm-up
-        rec.recommend_for_grades(r, k=5, target_term=term)
+    rows = []
+    for family in families:
+        t0 = time.perf_counter()
+        if family in FAMILIES:
+            fitted = FAMILIES[family](epochs).fit(train)
+        else:
+            fitted = fit(train, TrainConfig(model=family, epochs=epochs, seed=0), progress=False)
+        print(f"trained {family} on {len(train):,} rows in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+        model = save_and_load(workdir / f"model500-{family}", fitted, train, result)
+        rec = Recommender(model, catalog)
+        for r in requests[:100]:  # warm-up
+            rec.recommend_for_grades(r, k=5, target_term=term)
 
-    def timed(fn) -> np.ndarray:
-        out = np.empty(calls)
-        for i in range(calls):
-            req = requests[i % len(requests)]
-            t = time.perf_counter()
-            fn(req)
-            out[i] = time.perf_counter() - t
-        return out * 1e3
+        def timed(fn) -> np.ndarray:
+            out = np.empty(calls)
+            for i in range(calls):
+                req = requests[i % len(requests)]
+                t = time.perf_counter()
+                fn(req)
+                out[i] = time.perf_counter() - t
+            return out * 1e3
 
-    full = timed(lambda req: rec.recommend_for_grades(req, k=5, target_term=term))
-    fold = timed(rec.fold_in)
+        full = timed(lambda req, rec=rec: rec.recommend_for_grades(req, k=5, target_term=term))
+        fold = timed(rec.fold_in)
+        rows.append((family, full, fold))
     print(
-        f"\n## fold-in latency: {model.fitted.n_courses} courses in the model, {len(catalog)} in the catalogue, "
+        f"\n## fold-in latency: {train.n_courses} courses in the model, {len(catalog)} in the catalogue, "
         f"{calls:,} calls after 100 warm-up calls; grades per request: median {int(np.median(sizes))}, "
         f"max {sizes.max()}; torch {torch.__version__}, 1 thread\n"
     )
-    print("| call                                   |  p50 ms |  p90 ms |  p99 ms |  max ms |")
-    print("|----------------------------------------|--------:|--------:|--------:|--------:|")
-    print(f"| recommend_for_grades (k=5, with term)  | {percentiles(full)} |")
-    print(f"| fold_in only                           | {percentiles(fold)} |")
+    print("| family | call                                   |  p50 ms |  p90 ms |  p99 ms |  max ms |")
+    print("|--------|----------------------------------------|--------:|--------:|--------:|--------:|")
+    for family, full, fold in rows:
+        print(f"| {family:6} | recommend_for_grades (k=5, with term)  | {percentiles(full)} |")
+        print(f"| {family:6} | fold_in only                           | {percentiles(fold)} |")
 
 
 # ------------------------------------------------------------------------------------------------- accuracy
@@ -230,6 +244,9 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=None, help="max training epochs (default: TrainConfig's)")
     p.add_argument("--folds", type=int, default=5, help="student folds of the accuracy comparison")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--families", nargs="*", default=["neumf", "bias", "mf", "knn"], help="families timed in the latency part"
+    )
     args = p.parse_args()
     # One thread: on a shared 2-core machine more threads make tiny batches far slower, not faster.
     torch.set_num_threads(args.threads)
@@ -237,7 +254,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         if args.part in ("latency", "both"):
-            latency(args.calls, work, args.latency_epochs)
+            latency(args.calls, work, args.latency_epochs, args.families)
         if args.part in ("rmse", "both"):
             for name in args.datasets:
                 if name == "synth":

@@ -97,3 +97,18 @@ def test_cohort_from_similarities_matches_a_stable_sort() -> None:
         cohort = order[sims[order] > 0]
         expected = None if cohort.size < 5 else CohortStatistic(pytest.approx(grades[cohort].mean()), int(cohort.size))
         assert cohort_from_similarities(sims, grades, neighbours=30, min_cohort=5) == expected
+
+
+def test_typical_sentence_relates_the_course_to_the_students_prediction() -> None:
+    from electives.data.scales import load_scale
+    from electives.serving.explanations import typical_sentence
+
+    scale = load_scale("percent")
+    assert typical_sentence(0.75, 0.92, scale) == (
+        "Students typically get C here; your grades so far point to A-, above that."
+    )
+    assert typical_sentence(0.88, 0.70, scale).endswith("point to C-, below that.")
+    assert (
+        typical_sentence(0.84, 0.85, scale)
+        == "Students typically get B here, and your grades so far point the same way."
+    )

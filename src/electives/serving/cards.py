@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from electives.serving.explanations import CohortStatistic, explanation_sentence
+from electives.serving.explanations import CohortStatistic, explanation_sentence, typical_sentence
 from electives.serving.results import Recommendation, SimilarCourse
 
 if TYPE_CHECKING:
@@ -41,7 +41,8 @@ def course_unit_vectors(vectors: np.ndarray) -> np.ndarray:
 class CardMaker:
     """Cards for one model's courses (``course_ids``, with display ``names`` and ``descriptions`` in model order).
     ``unit_vectors``: :func:`course_unit_vectors` of the model's course vectors (None: the model has none).
-    ``scale`` is the scale grades are shown on (explicit models), ``calibration`` the interval, if any."""
+    ``scale`` is the scale grades are shown on (explicit models), ``calibration`` the interval, if any;
+    ``typical``: each course's mean prediction over trained students, for cards with nothing else to explain them."""
 
     def __init__(
         self,
@@ -53,8 +54,10 @@ class CardMaker:
         explicit: bool,
         scale: GradeScale | None,
         calibration: ConformalInterval | None,
+        typical: np.ndarray | None = None,
     ) -> None:
         self.course_ids, self.names, self.descriptions = course_ids, names, descriptions
+        self.typical = typical  # per course: the mean prediction over trained students (normalised)
         self.unit_vectors = unit_vectors
         self.explicit, self.scale, self.calibration = explicit, scale, calibration
         self._letters: dict[float, str] = {}
@@ -117,6 +120,8 @@ class CardMaker:
                 lo, hi = min(1.0, max(0.0, score + cal.lower)), min(1.0, max(0.0, score + cal.upper))
                 interval = (scale.to_points(lo), scale.to_points(hi))
             explanation = explanation_sentence([(s.name, s.grade) for s in similar], cohort, scale)
+            if explanation is None and self.typical is not None:
+                explanation = typical_sentence(float(self.typical[c]), score, scale)
         elif similar:
             names = [s.name for s in similar]
             listed = names[0] if len(names) == 1 else " and ".join(names)

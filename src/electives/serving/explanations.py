@@ -134,6 +134,16 @@ def explanation_sentence(
     return "; ".join(parts) + "." if parts else None
 
 
+def typical_sentence(typical: float, predicted: float, scale: GradeScale) -> str:
+    """The explanation left when there are no similar courses or cohort to point to (e.g. a bias model, or few
+    grades): how the course usually goes against what is predicted for this student (normalised grades)."""
+    usual, yours = _letter(scale, typical), _letter(scale, predicted)
+    if usual == yours:
+        return f"Students typically get {usual} here, and your grades so far point the same way."
+    direction = "above" if predicted > typical else "below"
+    return f"Students typically get {usual} here; your grades so far point to {yours}, {direction} that."
+
+
 def _letter(scale: GradeScale, normalised: float) -> str:
     return scale.letter(scale.to_points(normalised))
 

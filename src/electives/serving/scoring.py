@@ -1,6 +1,6 @@
-"""Batch scoring: the top-k courses for every student, in chunks, into a Parquet file.
+"""Batch scoring: the top-k courses for every student, in chunks, into a Parquet file, for any model family.
 
-The MLP tower's first layer splits as W₁[p; q] = W₁ˢp + W₁ᶜq, so the course half is computed once for the whole
+For NCF models the MLP tower's first layer splits as W₁[p; q] = W₁ˢp + W₁ᶜq, so the course half is computed once for the whole
 run (`NCFModel.course_cache`) and each chunk of students adds its own half to it; the GMF part is one matmul per
 chunk. Already-taken courses are masked before the top-k. Memory is bounded by `chunk_size × n_courses` scores
 (and the tower's activations for `max_pairs` pairs at a time), whatever the number of students.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +30,7 @@ __all__ = ["ScoringReport", "TopK", "top_k", "write_top_k"]
 @dataclass(frozen=True)
 class TopK:
     """One chunk: for `students[i]`, `courses[i, j]` is its (j+1)-th best untaken course with `scores[i, j]`
-    (the model's sigmoid output); -1 and NaN where the student has fewer than k untaken courses."""
+    (the model's output: a normalised grade or a score); -1 and NaN where the student has fewer than k untaken courses."""
 
     students: np.ndarray  # (n,) int64 student indices
     courses: np.ndarray  # (n, k) int64 course indices
@@ -56,6 +56,21 @@ def _check(k: int, chunk_size: int) -> None:
         raise DataError(f"chunk size must be a whole number from 1 to {MAX_CHUNK}, got {chunk_size!r}")
 
 
+def _ranker(fitted: Model) -> tuple[Callable[[np.ndarray], torch.Tensor], Callable[[torch.Tensor], torch.Tensor], str]:
+    """What a chunk is ranked on, how the kept values become outputs, and the device. An NCF ranks on its
+    logits on its own device (the sigmoid is monotone: only the k kept are transformed), with the course half of
+    the tower computed once; any other family through its `score_all`."""
+    if isinstance(fitted, NCF):
+        model = fitted.model.eval()
+        cache = model.course_cache()
+        return (
+            lambda chunk: model.score_all(torch.from_numpy(chunk).to(fitted.device), cache=cache),
+            torch.sigmoid,
+            fitted.device,
+        )
+    return lambda chunk: torch.from_numpy(np.asarray(fitted.score_all(chunk), dtype=np.float32)), lambda x: x, "cpu"
+
+
 @torch.no_grad()
 def top_k(
     fitted: Model,
@@ -69,38 +84,29 @@ def top_k(
     """Yield the top-`k` untaken courses of `students` (default: all), `chunk_size` students at a time.
 
     `exclude` holds each student's taken courses (same index space as the model); they are never returned.
-    NCF models take the fast path (the course half of the tower computed once); any other family scores each
-    chunk through the interface (``score_all``).
     """
     _check(k, chunk_size)
-    if not isinstance(fitted, NCF):
-        yield from _top_k_any(fitted, k, students=students, exclude=exclude, chunk_size=chunk_size, progress=progress)
-        return
-    model = fitted.model
-    n_courses = model.n_courses
-    if exclude is not None and (len(exclude.indptr) - 1, exclude.n_courses) != (model.n_students, n_courses):
+    n_students, n_courses = fitted.n_students, fitted.n_courses
+    if exclude is not None and (len(exclude.indptr) - 1, exclude.n_courses) != (n_students, n_courses):
         raise DataError(
             f"exclusions cover {len(exclude.indptr) - 1}×{exclude.n_courses} students × courses, "
-            f"the model {model.n_students}×{n_courses}"
+            f"the model {n_students}×{n_courses}"
         )
-    every = np.arange(model.n_students, dtype=np.int64) if students is None else np.asarray(students, np.int64)
-    if len(every) and (every.min() < 0 or every.max() >= model.n_students):
-        raise DataError(f"student indices must be in 0..{model.n_students - 1}")
+    every = np.arange(n_students, dtype=np.int64) if students is None else np.asarray(students, np.int64)
+    if len(every) and (every.min() < 0 or every.max() >= n_students):
+        raise DataError(f"student indices must be in 0..{n_students - 1}")
     kk = min(k, n_courses)
-    model.eval()
-    cache = model.course_cache()
-    device = fitted.device
+    ranked, output, device = _ranker(fitted)
     bar = tqdm(total=len(every), disable=not progress, unit="student", desc="scoring")
     try:
         for i in range(0, len(every), chunk_size):
             chunk = every[i : i + chunk_size]
-            logits = model.score_all(torch.from_numpy(chunk).to(device), cache=cache)
+            logits = ranked(chunk)
             if exclude is not None:
                 mask = torch.from_numpy(exclude.mask(chunk)).to(device)
                 logits.masked_fill_(mask, float("-inf"))
-            # The sigmoid is monotone: rank on logits, transform only the k kept.
             top, idx = torch.topk(logits, kk, dim=1)
-            scores = torch.sigmoid(top).float().cpu().numpy()
+            scores = output(top).float().cpu().numpy()
             courses = idx.cpu().numpy().astype(np.int64)
             gone = ~np.isfinite(top.cpu().numpy())
             courses[gone], scores[gone] = -1, np.nan
@@ -112,45 +118,6 @@ def top_k(
             yield TopK(chunk, courses, scores)
     finally:
         bar.close()
-
-
-def _top_k_any(
-    fitted: Model,
-    k: int,
-    *,
-    students: np.ndarray | None,
-    exclude: ItemLookup | None,
-    chunk_size: int,
-    progress: bool,
-) -> Iterator[TopK]:
-    """:func:`top_k` for any family, from ``score_all`` in chunks (outputs already on the model's scale)."""
-    n_students, n_courses = fitted.n_students, fitted.n_courses
-    if exclude is not None and (len(exclude.indptr) - 1, exclude.n_courses) != (n_students, n_courses):
-        raise DataError(
-            f"exclusions cover {len(exclude.indptr) - 1}×{exclude.n_courses} students × courses, "
-            f"the model {n_students}×{n_courses}"
-        )
-    every = np.arange(n_students, dtype=np.int64) if students is None else np.asarray(students, np.int64)
-    if len(every) and (every.min() < 0 or every.max() >= n_students):
-        raise DataError(f"student indices must be in 0..{n_students - 1}")
-    kk = min(k, n_courses)
-    with tqdm(total=len(every), disable=not progress, unit="student", desc="scoring") as bar:
-        for i in range(0, len(every), chunk_size):
-            chunk = every[i : i + chunk_size]
-            out = fitted.score_all(chunk).astype(np.float32)
-            if exclude is not None:
-                out[exclude.mask(chunk)] = -np.inf
-            # Best first; a stable sort on the negated scores keeps ties in course order.
-            idx = np.argsort(-out, axis=1, kind="stable")[:, :kk]
-            scores = np.take_along_axis(out, idx, axis=1)
-            courses = idx.astype(np.int64)
-            gone = ~np.isfinite(scores)
-            courses[gone], scores[gone] = -1, np.nan
-            if kk < k:
-                courses = np.pad(courses, ((0, 0), (0, k - kk)), constant_values=-1)
-                scores = np.pad(scores, ((0, 0), (0, k - kk)), constant_values=np.nan)
-            bar.update(len(chunk))
-            yield TopK(chunk, courses, scores)
 
 
 def write_top_k(

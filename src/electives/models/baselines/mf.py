@@ -10,6 +10,7 @@ import torch
 
 from electives.data.interactions import Interactions
 from electives.models.baselines.base import DEFAULT_OPTIONS, Baseline, graded, saved
+from electives.models.compute import solve_spd
 from electives.models.interface import FoldIn, FoldInOptions, register
 
 __all__ = ["MatrixFactorization"]
@@ -144,7 +145,8 @@ class MatrixFactorization(Baseline):
     def _ridge(self, c: np.ndarray, g: np.ndarray, options: FoldInOptions) -> FoldIn:
         A, y = self._design(c), g - self.mu - self.bi[c].astype(np.float64)
         lam = self.reg * options.prior_strength * len(c)
-        x = np.linalg.solve(A.T @ A + lam * np.eye(A.shape[1]), A.T @ y)
+        # solve_spd: a 101-unknown system through OpenBLAS threads stalls a busy server (p90 90 ms measured).
+        x = solve_spd(A.T @ A + lam * np.eye(A.shape[1]), A.T @ y)
         objective = 0.5 * float(((y - A @ x) ** 2).sum() + lam * (x**2).sum())
         return FoldIn(x.astype(np.float32), iterations=0, objective=objective, grades_used=len(c))
 
@@ -171,7 +173,7 @@ class MatrixFactorization(Baseline):
             p = _sigmoid(offset + A @ x)
             grad = A.T @ (weight * (p - target)) + lam * x
             hess = (A * (weight * p * (1 - p))[:, None]).T @ A + lam * np.eye(len(x))
-            step = np.linalg.solve(hess, grad)
+            step = solve_spd(hess, grad)
             t = 1.0
             while loss(x - t * step) > value and t > 1e-4:  # halve until the loss does not rise
                 t *= 0.5
