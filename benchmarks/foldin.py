@@ -37,7 +37,8 @@ from electives.data.pseudonyms import Pseudonymiser
 from electives.data.synth import EXPORT_MAPPING, SynthConfig, generate, write
 from electives.models.artifact import load_model, save_model
 from electives.models.baselines import BiasModel, ItemKNN, MatrixFactorization
-from electives.models.training import TrainConfig, fit
+from electives.models.ensemble import Blend, Ensemble
+from electives.models.training import NCF, TrainConfig, fit
 from electives.serving.recommender import Recommender
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,6 +90,8 @@ FAMILIES = {
     "bias": lambda epochs: BiasModel(),
     "mf": lambda epochs: MatrixFactorization(),
     "knn": lambda epochs: ItemKNN(),
+    "ensemble": lambda epochs: Ensemble(TrainConfig(epochs=epochs, seed=0), size=2),
+    "blend": lambda epochs: Blend(lambda: NCF(TrainConfig(epochs=epochs, seed=0)), BiasModel, weight=0.7),
 }
 
 
@@ -245,7 +248,10 @@ def main() -> None:
     p.add_argument("--folds", type=int, default=5, help="student folds of the accuracy comparison")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument(
-        "--families", nargs="*", default=["neumf", "bias", "mf", "knn"], help="families timed in the latency part"
+        "--families",
+        nargs="*",
+        default=["neumf", "bias", "mf", "knn", "ensemble", "blend"],
+        help="families timed in the latency part",
     )
     args = p.parse_args()
     # One thread: on a shared 2-core machine more threads make tiny batches far slower, not faster.
