@@ -211,3 +211,26 @@ def test_empty_database_is_refused(cli, secret_key, tmp_path) -> None:
     db = f"sqlite:///{tmp_path / 'empty.db'}"
     code, _, err = cli("train", "--db", db, "--out", tmp_path / "m")
     assert code == 2 and "holds no grades; import an export first" in err
+
+
+def test_a_piped_run_logs_one_line_per_epoch_without_progress_frames(university, tmp_path) -> None:
+    """`make run > log`: no terminal, so no progress bars (their carriage-return frames would fill the log),
+    but still one line per epoch."""
+    import os
+    import subprocess
+    import sys
+
+    small = [a for a in SMALL if a != "--quiet"]
+    argv = ["train", "--data", str(university["grades"]), *AAST_FLAGS, *small, "--model", "neumf"]
+    env = {**os.environ, "ELECTIVES_SECRET_KEY": KEY}
+    done = subprocess.run(
+        [sys.executable, "-m", "electives", *argv, "--out", str(tmp_path / "m")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    log = done.stdout + done.stderr
+    assert "\r" not in log
+    assert len([line for line in log.splitlines() if " epoch " in line]) >= 2

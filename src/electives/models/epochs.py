@@ -32,6 +32,7 @@ __all__ = [
     "EpochStats",
     "TrainingRows",
     "ValidationSet",
+    "bar_disabled",
     "carve_validation",
     "choose_device",
     "epoch_tensors",
@@ -323,3 +324,9 @@ class EpochLog:
             val = "" if metric is None else f", val {validation_metric_name(self.mode)} {metric:.4f}"
             tqdm.write(f"{label or phase} epoch {epoch}: loss {train_loss:.4f}{val}, {seconds:.1f}s")
         return stats
+
+
+def bar_disabled(progress: bool) -> bool | None:
+    """tqdm's ``disable`` for a run with or without ``progress``: with it, the bar is drawn only on a terminal
+    (None), so a piped or logged run gets the epoch lines without hundreds of KB of carriage-return frames."""
+    return None if progress else True

@@ -47,6 +47,7 @@ from electives.models.epochs import (
     EpochLog,
     TrainingRows,
     ValidationSet,
+    bar_disabled,
     carve_validation,
     choose_device,
     loss_function,
@@ -433,7 +434,7 @@ def _private_epoch(
     explicit = cfg.mode == "explicit"
     s_all, c_all, y_all, w_all = records.epoch(cfg, rng, device)
     total, seen = 0.0, 0
-    bar = tqdm(total=plan.steps_per_epoch, desc=desc, disable=not progress, leave=False)
+    bar = tqdm(total=plan.steps_per_epoch, desc=desc, disable=bar_disabled(progress), leave=False)
     for _ in range(plan.steps_per_epoch):
         pick = torch.from_numpy(np.flatnonzero(mechanism.sampler.random(records.n) < plan.sample_rate)).to(device)
         mechanism.opt.zero_grad(set_to_none=True)

@@ -34,6 +34,7 @@ from electives.models.epochs import (
     EpochStats,
     TrainingRows,
     ValidationSet,
+    bar_disabled,
     carve_validation,
     choose_device,
     epoch_tensors,
@@ -482,7 +483,9 @@ def _run_epoch(net: nn.Module, opt: torch.optim.Optimizer, loop: _Loop, *, batch
     loss_fn = loss_function(cfg)
     s, c, y, w = epoch_tensors(cfg, loop.rows, rng=loop.rng, device=device, ctx=loop.ctx, local=loop.local)
     progress = loop.log.progress
-    bar = tqdm(total=math.ceil(len(s) / batch_size), desc=desc, disable=not progress, leave=False, unit="batch")
+    bar = tqdm(
+        total=math.ceil(len(s) / batch_size), desc=desc, disable=bar_disabled(progress), leave=False, unit="batch"
+    )
     total = torch.zeros((), device=device)
     for j, i in enumerate(range(0, len(s), batch_size)):
         sb, cb, yb = s[i : i + batch_size], c[i : i + batch_size], y[i : i + batch_size]

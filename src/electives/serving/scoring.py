@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from electives.data.interactions import ItemLookup
 from electives.errors import DataError
 from electives.limits import MAX_CHUNK, MAX_SCORE_ALL_K
+from electives.models.epochs import bar_disabled
 from electives.models.interface import Model
 from electives.models.training import NCF
 
@@ -97,7 +98,7 @@ def top_k(
         raise DataError(f"student indices must be in 0..{n_students - 1}")
     kk = min(k, n_courses)
     ranked, output, device = _ranker(fitted)
-    bar = tqdm(total=len(every), disable=not progress, unit="student", desc="scoring")
+    bar = tqdm(total=len(every), disable=bar_disabled(progress), unit="student", desc="scoring")
     try:
         for i in range(0, len(every), chunk_size):
             chunk = every[i : i + chunk_size]
