@@ -15,6 +15,7 @@ from electives.models.artifact import (
     WEIGHTS,
     load_artifact,
     load_model,
+    manifest_digest,
     read_manifest,
     save_artifact,
     save_model,
@@ -69,6 +70,7 @@ def test_newer_format_is_refused(artifact):
     path, _ = artifact
     manifest = json.loads((path / MANIFEST).read_text())
     manifest["format_version"] = FORMAT_VERSION + 1
+    manifest["manifest_sha256"] = manifest_digest(manifest)
     (path / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(ModelError, match=f"artifact format {FORMAT_VERSION + 1} is newer"):
         read_manifest(path)
@@ -148,6 +150,7 @@ def test_weights_that_do_not_fit_the_config_are_refused(tmp_path, small_fit):
     path = save_model(tmp_path / "m", fitted, train, scale=None)
     manifest = json.loads((path / MANIFEST).read_text())
     manifest["params"]["config"]["gmf_dim"] = 5
+    manifest["manifest_sha256"] = manifest_digest(manifest)
     (path / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(ModelError, match="do not describe a valid"):
         load_model(path)
@@ -183,3 +186,13 @@ def test_format_1_ncf_artifacts_still_load(tmp_path, small_fit):
     students = np.arange(train.n_students)
     np.testing.assert_array_equal(loaded.fitted.score_all(students), fitted.score_all(students))
     np.testing.assert_array_equal(loaded.fitted.student_vectors(), fitted.student_vectors())
+
+
+def test_a_hand_edited_manifest_is_refused(artifact):
+    """The manifest is checksummed too: a changed calibration, scale or id map must not load silently."""
+    path, _ = artifact
+    manifest = json.loads((path / MANIFEST).read_text())
+    manifest["n_students"] = manifest.get("n_students", 0) + 1
+    (path / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="manifest was modified"):
+        load_artifact(path)

@@ -17,7 +17,7 @@ from checkerboard import checkerboard
 
 from electives.data.interactions import Interactions
 from electives.errors import DataError, ModelError
-from electives.models.artifact import MANIFEST, load_model, save_model
+from electives.models.artifact import MANIFEST, load_model, manifest_digest, save_model
 from electives.models.baselines import BiasModel, ItemKNN, MatrixFactorization
 from electives.models.config import TrainConfig
 from electives.models.ensemble import Blend, Ensemble
@@ -195,6 +195,7 @@ def test_bad_input_gets_a_clear_error(
     save_model(tmp_path / "m", model, board, scale=None)
     manifest = json.loads((tmp_path / "m" / MANIFEST).read_text())
     manifest["family"] = "no-such-family"
+    manifest["manifest_sha256"] = manifest_digest(manifest)
     (tmp_path / "m" / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(ModelError, match="no-such-family"):
         load_model(tmp_path / "m")

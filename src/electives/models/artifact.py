@@ -59,6 +59,7 @@ def save_artifact(path: Path | str, tensors: Mapping[str, torch.Tensor], manifes
         weights_sha256=hashlib.sha256(blob).hexdigest(),
     )
     try:
+        full["manifest_sha256"] = manifest_digest(full)
         text = json.dumps(full, indent=2, sort_keys=True, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ModelError(f"manifest is not plain JSON: {exc}") from exc
@@ -109,7 +110,19 @@ def read_manifest(path: Path | str) -> dict[str, Any]:
         )
     if version < 1:
         raise ModelError(f"{path / MANIFEST}: 'format_version' {version} is not a valid version")
+    # Format 2 covers the manifest too (calibration, scale, id maps): a hand edit must not load silently.
+    if version >= 2 and manifest.get("manifest_sha256") != manifest_digest(manifest):
+        raise ModelError(
+            f"{path / MANIFEST}: checksum mismatch (field 'manifest_sha256'); the manifest was modified after the "
+            "model was saved — train again or restore the original file"
+        )
     return manifest
+
+
+def manifest_digest(manifest: Mapping[str, Any]) -> str:
+    """sha256 of the manifest's canonical JSON without its own ``manifest_sha256`` field."""
+    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, allow_nan=False).encode("utf-8")).hexdigest()
 
 
 def load_artifact(path: Path | str) -> Artifact:
