@@ -20,7 +20,16 @@ from electives.serving.explanations import CohortStatistic, cohort_from_similari
 if TYPE_CHECKING:
     from electives.data.storage import Store
 
-__all__ = ["Graders"]
+__all__ = ["MIN_RECORD", "Graders"]
+
+# The fewest graded courses (that the model knows) a student's record needs before a card shows how "students with
+# records like yours" did. Measured by benchmarks/cohort_minimum.py on the synthetic university (2,000 students, 80
+# courses, NeuMF; new students type in n of their grades, scored on the rest of their record against the true
+# expected grade, percent points): with 1–2 grades the cohort mean's RMSE (8.9, 8.0) is *worse* than the plain
+# course mean over every grader (7.9) — "records like yours" is noise then, and it contradicts the card's own
+# prediction; from 3 it is level-to-better (7.5) and from 4 clearly better (7.1, then 6.8 at 5 and 6.1 at 10).
+# 4 is the first count where the figure says something about the student that the course's average does not.
+MIN_RECORD = 4
 
 
 @dataclass

@@ -73,11 +73,22 @@ def grades_submit() -> Response:
     try:
         recs = run_grades(served, query)
     except GradeError as err:
-        # Beside the field at fault (the ids of form.html), as a sentence.
-        message = err.detail[:1].upper() + err.detail[1:]
-        return _form(served, rows.rows, {f"{err.part}-{err.row}": message}, status=400)
+        return _form(served, rows.rows, _grade_errors(err, rows.rows), status=400)
     hidden = [(c, m) for c, m in query.grades]
     return _results(served, recs, query.options, hidden=hidden, action="pages.grades_submit")
+
+
+def _grade_errors(err: GradeError, rows: list[tuple[str, str]]) -> dict[str, str]:
+    """The form's errors for a grade the model cannot use: beside the field at fault (the ids of form.html), as
+    a sentence; a course entered twice beside both rows, each naming the other."""
+    if err.other_row is None:
+        return {f"{err.part}-{err.row}": err.detail[:1].upper() + err.detail[1:]}
+    course = rows[err.row][0].strip()
+    hint = err.hint[:1].upper() + err.hint[1:]
+    return {
+        f"course-{a}": f"{course} is also entered in row {b + 1}. {hint}."
+        for a, b in sorted([(err.other_row, err.row), (err.row, err.other_row)])
+    }
 
 
 def _form(served: ServedModel, rows: list[tuple[str, str]], errors: dict[str, str], status: int = 200) -> Response:
