@@ -473,12 +473,67 @@ def test_known_student_pages(client, world: WebWorld, student: str) -> None:
 
 def test_model_page_and_plots(client, world: WebWorld) -> None:
     html = client.get("/model").get_data(as_text=True)
-    assert "val_rmse" in html and f"{len(world.train):,}" in html
+    assert f"{len(world.train):,}" in html
+    # Metrics in the scale's words, never the manifest's keys.
+    metrics = world_metrics(world)
+    assert "val_" not in html and "validation_rows" not in html
+    assert f'<th scope="row">Typical error (root mean square)</th><td>{metrics["val_rmse"]:.1f} percent points' in html
+    assert f'<th scope="row">Average error</th><td>{metrics["val_mae"]:.1f} percent points' in html
+    assert f'<th scope="row">Grades held out to measure it</th><td>{metrics["validation_rows"]:,}</td>' in html
     assert 'src="/model/plots/calibration.png"' in html
     r = client.get("/model/plots/calibration.png")
     assert r.status_code == 200 and r.data == tiny_png() and r.mimetype == "image/png"
-    for bad in ("manifest.json", "..%2Fmanifest.json", "nothing.png"):
+    # An empty frame, a zero-byte and a truncated PNG are neither shown nor served.
+    for bad in ("manifest.json", "..%2Fmanifest.json", "nothing.png", "blank.png", "zero.png", "truncated.png"):
+        assert bad not in html
         assert client.get(f"/model/plots/{bad}").status_code == 404
+
+
+def world_metrics(world: WebWorld) -> dict:
+    return json.loads((world.model_dir / "manifest.json").read_text())["metrics"]
+
+
+def test_model_page_labels_every_metric_and_mentions_no_missing_plot(world: WebWorld, tmp_path: Path) -> None:
+    from electives.models.artifact import save_model
+    from electives.web.model_facts import metric_rows
+
+    metrics = {
+        "train_seconds": 12.34,
+        "validation_rows": 1234,
+        "val_rmse": 4.2,
+        "val_mae": 3.1,
+        "val_within_one_letter": 0.78,
+        "interval_coverage_nominal": 0.8,
+        "interval_coverage_measured": 0.793,
+        "refit_rows": 54321,
+    }
+    model_dir = save_model(tmp_path / "m", world.fitted, world.train, scale=world.result.scale, metrics=metrics)
+    html = make_app(world, model_dir=model_dir).test_client().get("/model").get_data(as_text=True)
+    for label, value in [
+        ("Typical error (root mean square)", "4.2 percent points"),
+        ("Average error", "3.1 percent points"),
+        ("Predictions within one letter step", "78%"),
+        ("Prediction range, intended coverage", "80%"),
+        ("Prediction range, measured coverage", "79.3%"),
+        ("Grades held out to measure it", "1,234"),
+        ("Grades in the final fit", "54,321"),
+        ("Training time", "12.3 s"),
+    ]:
+        assert f'<th scope="row">{label}</th><td>{value}</td>' in html
+    assert not any(key in html for key in metrics)
+    # No plot beside this model: the page does not mention plots at all.
+    assert "plot" not in html.lower()
+    # Other scales and the implicit mode's ranking figures, in words too.
+    from electives.data.scales import load_scale
+
+    assert metric_rows({"val_rmse": 0.31}, load_scale("gpa4")) == [
+        ("Typical error (root mean square)", "0.31 grade points")
+    ]
+    assert metric_rows({"val_hr_at_10_full": 0.25, "val_ndcg_at_10_sampled": 0.1234}, None) == [
+        ("Held-out course in the top 10 (full catalogue)", "25%"),
+        ("Ranking quality, NDCG@10 (against sampled courses)", "0.123"),
+    ]
+    assert metric_rows({"val_new_figure": 2.5}, None) == [("New figure", "2.5")]
 
 
 def test_model_page_and_api_show_the_privacy_budget(world: WebWorld, tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from electives.web.inputs import (
     form_rows,
 )
 from electives.web.live_model import ServedModel
+from electives.web.model_facts import Plot, error_unit, format_points, metric_rows, plot_title
 from electives.web.recommend import run_grades, run_student, throttle
 from electives.web.state import get_config, get_served, get_state, get_store
 
@@ -211,7 +212,16 @@ def _results(
 @pages.get("/model")
 def model_page() -> Response:
     served = get_served()
-    return _page("model.html", served=served, info=served.info, plots=[p.name for p in served.plots])
+    scale = served.recommender.scale if served.explicit else None
+    return _page(
+        "model.html",
+        served=served,
+        info=served.info,
+        metrics=metric_rows(served.info.get("metrics") or {}, scale),
+        error_unit=error_unit(scale),
+        scale=scale,
+        plots=[Plot(p.name, plot_title(p)) for p in served.plots],
+    )
 
 
 @pages.get("/model/plots/<name>")
@@ -225,6 +235,4 @@ def model_plot(name: str) -> Response:
 @pages.app_template_filter("pts")
 def _points(value: float, scale: Any) -> str:
     """Points as the scale writes them: 87.5 on a percent scale, 3.30 on a 4-point one."""
-    if scale is not None and scale.span >= 10:
-        return f"{value:.1f}".removesuffix(".0")
-    return f"{value:.2f}"
+    return format_points(value, scale)
