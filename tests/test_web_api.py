@@ -854,3 +854,57 @@ def test_serve_runs_gunicorn(world: WebWorld, student: str) -> None:
     assert all(re.fullmatch(r'127\.0\.0\.1 "(GET|POST) /[^ ?]*" \d{3} \d+ \d+ms', line) for line in access), access
     assert student not in out  # ... and nothing of what was sent
     assert "Control socket" not in out  # no admin socket in $HOME (containers have none)
+
+
+# ------------------------------------------------------------------------------------------------ entered twice, none
+
+
+def test_api_refuses_a_course_entered_twice_naming_both_entries(client) -> None:
+    grades = [
+        {"course": c, "grade": m} for c, m in [("CS101", "88"), ("MA101", "70"), ("CS102", "75"), ("cs101", "75")]
+    ]
+    r = client.post("/api/v1/recommendations", json={"grades": grades})
+    assert r.status_code == 400
+    assert r.json["error"] == "invalid_field" and r.json["field"] == "grades[3].course"
+    assert r.json["message"] == (
+        "grades[3].course: course 'cs101' is also entered at grades[0]; a retake is accepted only after a failed "
+        "mark (enter the failed attempt first, then the later one)"
+    )
+
+
+def test_api_takes_a_retake_after_a_fail_and_says_so(client) -> None:
+    grades = [{"course": c, "grade": m} for c, m in [("CS101", "45"), ("MA101", "80"), ("CS101", "78")]]
+    r = client.post("/api/v1/recommendations", json={"grades": grades, "k": 2})
+    assert r.status_code == 200
+    assert r.json["retaken_courses"] == ["CS101"] and r.json["grades_used"] == 2
+    assert "CS101: entered after a failed attempt, so the later attempt counts" in r.json["note"]
+    plain = client.post("/api/v1/recommendations", json={"grades": grades[1:], "k": 2}).json
+    assert plain["retaken_courses"] == [] and plain["note"] is None
+
+
+def test_api_and_page_say_an_empty_list_is_the_average_students_ranking(client) -> None:
+    r = client.post("/api/v1/recommendations", json={"grades": [], "k": 2})
+    assert r.status_code == 200 and r.json["grades_used"] == 0
+    assert r.json["note"] == "No grades were entered, so this is the ranking for an average student."
+    token = csrf_token(client)
+    page = client.post("/recommend", data={"csrf_token": token, "course": ["", ""], "grade": ["", ""]})
+    assert page.status_code == 200
+    assert "No grades were entered, so this is the ranking for an average student." in page.get_data(as_text=True)
+
+
+def test_grades_form_shows_a_course_entered_twice_beside_both_rows(client) -> None:
+    token = csrf_token(client)
+    form = {"csrf_token": token, "course": ["CS101", "", "MA101", "CS101"], "grade": ["88", "", "70", "75"]}
+    r = client.post("/recommend", data=form)
+    html = r.get_data(as_text=True)
+    assert r.status_code == 400
+    for row in (0, 3):
+        assert re.search(rf'id="course-{row}"[^>]*aria-invalid="true"', html)
+    hint = "A retake is accepted only after a failed mark (enter the failed attempt first, then the later one)."
+    assert f'<p class="field-error" id="err-course-0">CS101 is also entered in row 4. {hint}</p>' in html
+    assert f'<p class="field-error" id="err-course-3">CS101 is also entered in row 1. {hint}</p>' in html
+    # What was typed stays in the form; a failed attempt first is a retake and answers.
+    assert 'value="MA101"' in html
+    form["grade"] = ["45", "", "70", "75"]
+    ok = client.post("/recommend", data=form)
+    assert ok.status_code == 200 and "the later attempt counts" in ok.get_data(as_text=True)

@@ -31,6 +31,8 @@ __all__ = [
 
 Basis = Literal["trained", "folded-in"]
 # Eligibility's reasons, plus the ranking's own answers.
+# The cohort's relation to the card's prediction, as the API spells it.
+_RELATION_KEYS = {"in line with": "in-line", "above": "above", "below": "below"}
 WhyNotReason = Literal["recommended", "ranked-lower", Reason, "no-data", "not-a-course"]
 
 
@@ -69,7 +71,7 @@ class Recommendation:
             cohort = {"size": self.cohort.size, "mean": round(self.cohort.mean, 4)}
             if scale is not None:
                 points = scale.to_points(self.cohort.mean)
-                relation = cohort_relation(self.cohort.mean, self.score, scale).replace(" with", "").replace(" ", "-")
+                relation = _RELATION_KEYS[cohort_relation(self.cohort.mean, self.score, scale)]
                 cohort.update(points=round(points, 2), letter=scale.letter(points), relation=relation)
         return {
             "rank": self.rank,
