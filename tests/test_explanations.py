@@ -112,3 +112,20 @@ def test_typical_sentence_relates_the_course_to_the_students_prediction() -> Non
         typical_sentence(0.84, 0.85, scale)
         == "Students typically get B here, and your grades so far point the same way."
     )
+
+
+def test_the_cohort_clause_says_how_it_relates_to_the_prediction() -> None:
+    from electives.serving.explanations import cohort_relation
+
+    b_plus, a_plus, b = SCALE.normalise(3.2), SCALE.normalise(4.0), SCALE.normalise(3.0)
+    cohort = CohortStatistic(mean=a_plus, size=23)
+    assert cohort_relation(a_plus, b_plus, SCALE) == "above"
+    assert cohort_relation(b, b_plus, SCALE) == "below"
+    assert cohort_relation(SCALE.normalise(3.2), b_plus, SCALE) == "in line with"
+    assert explanation_sentence([], cohort, SCALE, predicted=b_plus) == (
+        "Students with records like yours averaged A+ here (23 students), above your predicted B+."
+    )
+    same = CohortStatistic(mean=SCALE.normalise(3.2), size=12)
+    assert explanation_sentence([], same, SCALE, predicted=b_plus) == (
+        "Students with records like yours averaged B+ here (12 students), in line with your predicted B+."
+    )

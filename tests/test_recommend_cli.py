@@ -181,3 +181,22 @@ def test_student_and_grades_are_exclusive(cli, world: World, grades_file: Path) 
     assert code == 2 and "not allowed with argument" in err
     code, _, err = cli("recommend", world.model_dir)
     assert code == 2 and "one of the arguments --student --grades is required" in err
+
+
+def test_grades_file_with_a_course_twice(cli, world: World, tmp_path: Path) -> None:
+    path = tmp_path / "twice.csv"
+    args = ("recommend", world.model_dir, "--grades", path, "--catalog", world.catalog_path, "-k", "2")
+    path.write_text("course,grade\nCS101,88\nMA101,70\ncs101,75\n", encoding="utf-8")
+    code, out, err = cli(*args)
+    assert (code, out) == (2, "")
+    assert err == (
+        f"{ERR}{path}, lines 2 and 4: course 'cs101' is entered twice; a retake is accepted only after a failed mark "
+        "(enter the failed attempt first, then the later one)\n"
+    )
+    # A failed attempt, then the retake: the later attempt counts, and the answer says so.
+    path.write_text("course,grade\nCS101,45\nMA101,70\nCS101,75\n", encoding="utf-8")
+    code, out, err = cli(*args, "--json")
+    assert (code, err) == (0, "")
+    data = json.loads(out)
+    assert data["retaken_courses"] == ["CS101"] and data["grades_used"] == 2
+    assert "CS101: entered after a failed attempt, so the later attempt counts" in data["note"]

@@ -565,3 +565,84 @@ def test_torch_threads_are_restored(world: World) -> None:
     before = torch.get_num_threads()
     Recommender(world.model, threads=1).recommend_for_grades([("CS101", "80")])
     assert torch.get_num_threads() == before
+
+
+# ------------------------------------------------------------------------------------------------ entered grades
+
+
+def test_a_course_entered_twice_is_refused_naming_both_entries(recommender: Recommender) -> None:
+    for grades in (
+        [("CS101", "88"), ("MA101", "70"), ("cs101", "75")],  # two passes (case-insensitive: the same course)
+        [("CS101", "88"), ("MA101", "70"), ("CS101", "88")],  # the same mark twice
+        [("CS101", "88"), ("MA101", "70"), ("CS101", "40")],  # a pass, then a fail: not a retake
+    ):
+        with pytest.raises(GradeEntryError) as caught:
+            recommender.recommend_for_grades(grades)
+        err = caught.value
+        assert (err.position, err.other, err.part) == (2, 0, "course")
+        assert str(err).startswith("course 'CS101' is entered twice (entries 1 and 3); a retake is accepted only")
+
+
+def test_a_failed_attempt_then_a_retake_counts_the_later_attempt_and_says_so(recommender: Recommender) -> None:
+    retake = [("CS101", "45"), ("MA101", "80"), ("CS101", "78")]
+    recs = recommender.recommend_for_grades(retake, k=3)
+    assert recs.retaken == ("CS101",) and recs.grades_used == 2
+    assert "CS101: entered after a failed attempt, so the later attempt counts" in recs.note
+    assert recs.to_dict()["retaken_courses"] == ["CS101"]
+    # The later attempt is the one folded in, and a pass: CS101 is not offered again.
+    later = recommender.fold_in([("MA101", "80"), ("CS101", "78")]).embedding
+    np.testing.assert_allclose(recommender.fold_in(retake).embedding, later)
+    assert recs.why_not("CS101").reason in {"already-passed", "not-an-elective"}
+    # Failing twice is two attempts as well; a third entry after a pass is not.
+    assert recommender.recommend_for_grades([("CS101", "40"), ("CS101", "45")]).retaken == ("CS101",)
+    with pytest.raises(GradeEntryError, match=r"entries 2 and 3"):
+        recommender.recommend_for_grades([("CS101", "40"), ("CS101", "75"), ("CS101", "80")])
+    # Nothing repeated: no note, nothing retaken.
+    plain = recommender.recommend_for_grades([("CS101", "78"), ("MA101", "80")])
+    assert plain.retaken == () and plain.note is None
+
+
+def test_no_grades_is_the_average_students_ranking_and_says_so(recommender: Recommender) -> None:
+    recs = recommender.recommend_for_grades([], k=3)
+    assert recs.grades_used == 0 and len(recs) >= 1
+    assert recs.note == "No grades were entered, so this is the ranking for an average student."
+    assert recs.to_dict()["note"] == recs.note
+    graded = recommender.recommend_for_grades([("CS101", "78")], k=3)
+    assert graded.note is None
+
+
+def test_cohort_figures_need_a_record_long_enough_and_say_how_they_relate(
+    world: World, recommender: Recommender
+) -> None:
+    from electives.serving.cohorts import MIN_RECORD
+
+    assert MIN_RECORD == recommender.cohort_min_grades == 4
+    shown = short = 0
+    for raw in world.university.student_ids[:40]:
+        graded = [(c, m) for c, m in grades_of(world, str(raw)) if m.replace(".", "").isdigit()]
+        if len(graded) < MIN_RECORD + 1:
+            continue
+        few = recommender.recommend_for_grades(graded[: MIN_RECORD - 1], k=5)
+        assert all(item.cohort is None for item in few)
+        assert not any("records like yours" in (item.explanation or "") for item in few)
+        short += 1
+        full = recommender.recommend_for_grades(graded, k=5)
+        for item in full:
+            if item.cohort is None:
+                continue
+            shown += 1
+            cohort_letter = world.result.scale.letter(world.result.scale.to_points(item.cohort.mean))
+            relation = (
+                "in line with"
+                if cohort_letter == item.letter
+                else "above"
+                if item.cohort.mean > item.score
+                else "below"
+            )
+            assert (
+                f"averaged {cohort_letter} here ({item.cohort.size} students), {relation} your predicted {item.letter}"
+                in item.explanation
+            )
+            card = item.to_dict(world.result.scale)["cohort"]
+            assert card["relation"] == {"in line with": "in-line"}.get(relation, relation)
+    assert short > 5 and shown > 0

@@ -473,12 +473,67 @@ def test_known_student_pages(client, world: WebWorld, student: str) -> None:
 
 def test_model_page_and_plots(client, world: WebWorld) -> None:
     html = client.get("/model").get_data(as_text=True)
-    assert "val_rmse" in html and f"{len(world.train):,}" in html
+    assert f"{len(world.train):,}" in html
+    # Metrics in the scale's words, never the manifest's keys.
+    metrics = world_metrics(world)
+    assert "val_" not in html and "validation_rows" not in html
+    assert f'<th scope="row">Typical error (root mean square)</th><td>{metrics["val_rmse"]:.1f} percent points' in html
+    assert f'<th scope="row">Average error</th><td>{metrics["val_mae"]:.1f} percent points' in html
+    assert f'<th scope="row">Grades held out to measure it</th><td>{metrics["validation_rows"]:,}</td>' in html
     assert 'src="/model/plots/calibration.png"' in html
     r = client.get("/model/plots/calibration.png")
     assert r.status_code == 200 and r.data == tiny_png() and r.mimetype == "image/png"
-    for bad in ("manifest.json", "..%2Fmanifest.json", "nothing.png"):
+    # An empty frame, a zero-byte and a truncated PNG are neither shown nor served.
+    for bad in ("manifest.json", "..%2Fmanifest.json", "nothing.png", "blank.png", "zero.png", "truncated.png"):
+        assert bad not in html
         assert client.get(f"/model/plots/{bad}").status_code == 404
+
+
+def world_metrics(world: WebWorld) -> dict:
+    return json.loads((world.model_dir / "manifest.json").read_text())["metrics"]
+
+
+def test_model_page_labels_every_metric_and_mentions_no_missing_plot(world: WebWorld, tmp_path: Path) -> None:
+    from electives.models.artifact import save_model
+    from electives.web.model_facts import metric_rows
+
+    metrics = {
+        "train_seconds": 12.34,
+        "validation_rows": 1234,
+        "val_rmse": 4.2,
+        "val_mae": 3.1,
+        "val_within_one_letter": 0.78,
+        "interval_coverage_nominal": 0.8,
+        "interval_coverage_measured": 0.793,
+        "refit_rows": 54321,
+    }
+    model_dir = save_model(tmp_path / "m", world.fitted, world.train, scale=world.result.scale, metrics=metrics)
+    html = make_app(world, model_dir=model_dir).test_client().get("/model").get_data(as_text=True)
+    for label, value in [
+        ("Typical error (root mean square)", "4.2 percent points"),
+        ("Average error", "3.1 percent points"),
+        ("Predictions within one letter step", "78%"),
+        ("Prediction range, intended coverage", "80%"),
+        ("Prediction range, measured coverage", "79.3%"),
+        ("Grades held out to measure it", "1,234"),
+        ("Grades in the final fit", "54,321"),
+        ("Training time", "12.3 s"),
+    ]:
+        assert f'<th scope="row">{label}</th><td>{value}</td>' in html
+    assert not any(key in html for key in metrics)
+    # No plot beside this model: the page does not mention plots at all.
+    assert "plot" not in html.lower()
+    # Other scales and the implicit mode's ranking figures, in words too.
+    from electives.data.scales import load_scale
+
+    assert metric_rows({"val_rmse": 0.31}, load_scale("gpa4")) == [
+        ("Typical error (root mean square)", "0.31 grade points")
+    ]
+    assert metric_rows({"val_hr_at_10_full": 0.25, "val_ndcg_at_10_sampled": 0.1234}, None) == [
+        ("Held-out course in the top 10 (full catalogue)", "25%"),
+        ("Ranking quality, NDCG@10 (against sampled courses)", "0.123"),
+    ]
+    assert metric_rows({"val_new_figure": 2.5}, None) == [("New figure", "2.5")]
 
 
 def test_model_page_and_api_show_the_privacy_budget(world: WebWorld, tmp_path: Path) -> None:
@@ -799,3 +854,57 @@ def test_serve_runs_gunicorn(world: WebWorld, student: str) -> None:
     assert all(re.fullmatch(r'127\.0\.0\.1 "(GET|POST) /[^ ?]*" \d{3} \d+ \d+ms', line) for line in access), access
     assert student not in out  # ... and nothing of what was sent
     assert "Control socket" not in out  # no admin socket in $HOME (containers have none)
+
+
+# ------------------------------------------------------------------------------------------------ entered twice, none
+
+
+def test_api_refuses_a_course_entered_twice_naming_both_entries(client) -> None:
+    grades = [
+        {"course": c, "grade": m} for c, m in [("CS101", "88"), ("MA101", "70"), ("CS102", "75"), ("cs101", "75")]
+    ]
+    r = client.post("/api/v1/recommendations", json={"grades": grades})
+    assert r.status_code == 400
+    assert r.json["error"] == "invalid_field" and r.json["field"] == "grades[3].course"
+    assert r.json["message"] == (
+        "grades[3].course: course 'cs101' is also entered at grades[0]; a retake is accepted only after a failed "
+        "mark (enter the failed attempt first, then the later one)"
+    )
+
+
+def test_api_takes_a_retake_after_a_fail_and_says_so(client) -> None:
+    grades = [{"course": c, "grade": m} for c, m in [("CS101", "45"), ("MA101", "80"), ("CS101", "78")]]
+    r = client.post("/api/v1/recommendations", json={"grades": grades, "k": 2})
+    assert r.status_code == 200
+    assert r.json["retaken_courses"] == ["CS101"] and r.json["grades_used"] == 2
+    assert "CS101: entered after a failed attempt, so the later attempt counts" in r.json["note"]
+    plain = client.post("/api/v1/recommendations", json={"grades": grades[1:], "k": 2}).json
+    assert plain["retaken_courses"] == [] and plain["note"] is None
+
+
+def test_api_and_page_say_an_empty_list_is_the_average_students_ranking(client) -> None:
+    r = client.post("/api/v1/recommendations", json={"grades": [], "k": 2})
+    assert r.status_code == 200 and r.json["grades_used"] == 0
+    assert r.json["note"] == "No grades were entered, so this is the ranking for an average student."
+    token = csrf_token(client)
+    page = client.post("/recommend", data={"csrf_token": token, "course": ["", ""], "grade": ["", ""]})
+    assert page.status_code == 200
+    assert "No grades were entered, so this is the ranking for an average student." in page.get_data(as_text=True)
+
+
+def test_grades_form_shows_a_course_entered_twice_beside_both_rows(client) -> None:
+    token = csrf_token(client)
+    form = {"csrf_token": token, "course": ["CS101", "", "MA101", "CS101"], "grade": ["88", "", "70", "75"]}
+    r = client.post("/recommend", data=form)
+    html = r.get_data(as_text=True)
+    assert r.status_code == 400
+    for row in (0, 3):
+        assert re.search(rf'id="course-{row}"[^>]*aria-invalid="true"', html)
+    hint = "A retake is accepted only after a failed mark (enter the failed attempt first, then the later one)."
+    assert f'<p class="field-error" id="err-course-0">CS101 is also entered in row 4. {hint}</p>' in html
+    assert f'<p class="field-error" id="err-course-3">CS101 is also entered in row 1. {hint}</p>' in html
+    # What was typed stays in the form; a failed attempt first is a retake and answers.
+    assert 'value="MA101"' in html
+    form["grade"] = ["45", "", "70", "75"]
+    ok = client.post("/recommend", data=form)
+    assert ok.status_code == 200 and "the later attempt counts" in ok.get_data(as_text=True)

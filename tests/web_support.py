@@ -60,16 +60,20 @@ class WebWorld:
         return list(zip(rows["course"], rows["mark"], strict=True))
 
 
-def tiny_png() -> bytes:
-    """A valid 2×2 grey PNG (for the model page's plots)."""
+def tiny_png(width: int = 32, height: int = 24, *, blank: bool = False) -> bytes:
+    """A valid grey PNG for the model page's plots: a dark diagonal on light grey (something drawn, as a plot
+    has), or one flat grey when ``blank`` (an empty frame, which the page must leave off)."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
-    raw = b"".join(b"\x00" + b"\x80\x80" for _ in range(2))
+    def pixel(x: int, y: int) -> int:
+        return 0x20 if not blank and abs(x * height - y * width) < width else 0xE0
+
+    raw = b"".join(b"\x00" + bytes(pixel(x, y) for x in range(width)) for y in range(height))
     return (
         b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 2, 8, 0, 0, 0, 0))
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
         + chunk(b"IDAT", zlib.compress(raw))
         + chunk(b"IEND", b"")
     )
@@ -117,6 +121,10 @@ def web_world() -> WebWorld:
             metrics=metrics,
         )
         (model_dir / "calibration.png").write_bytes(tiny_png())
+        # Plots the model page must leave off: an empty frame, a zero-byte file and a truncated one.
+        (model_dir / "blank.png").write_bytes(tiny_png(blank=True))
+        (model_dir / "zero.png").write_bytes(b"")
+        (model_dir / "truncated.png").write_bytes(tiny_png()[:40])
     finally:
         torch.set_num_threads(threads)
     return WebWorld(root, university, result, catalog, paths["catalog"], url, model_dir, fitted, train, key)

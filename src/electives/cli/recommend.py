@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from electives.errors import DataError, ElectivesError
 
 if TYPE_CHECKING:
+    from electives.serving.entry import GradeEntryError
     from electives.serving.results import Recommendations, WhyNot
 
 DB_ENV = "ELECTIVES_DB"  # as in electives.cli.data; no default database here: recommending never creates one
@@ -92,7 +93,7 @@ def run_recommend(args: argparse.Namespace) -> int:
                     [(course, mark) for _, course, mark in lines], k=args.k, target_term=args.term
                 )
             except GradeEntryError as exc:
-                raise DataError(f"{_name(args.grades)}, line {lines[exc.position][0]}: {exc}") from None
+                raise DataError(grade_entry_message(args.grades, lines, exc)) from None
     why = recs.why_not(args.why_not) if args.why_not else None
     if args.json:
         out = recs.to_dict()
@@ -102,6 +103,14 @@ def run_recommend(args: argparse.Namespace) -> int:
     else:
         print(format_text(recs, why))
     return 0
+
+
+def grade_entry_message(path: str, lines: list[tuple[int, str, str]], exc: GradeEntryError) -> str:
+    """An entered grade's error in the file's line numbers; a course entered twice names both lines."""
+    if exc.other is None:
+        return f"{_name(path)}, line {lines[exc.position][0]}: {exc}"
+    first, later = lines[exc.other][0], lines[exc.position][0]
+    return f"{_name(path)}, lines {first} and {later}: course {exc.course.strip()!r} is entered twice; {exc.hint}"
 
 
 def read_grade_lines(path: str) -> list[tuple[int, str, str]]:

@@ -119,7 +119,7 @@ class CardMaker:
                 # ConformalInterval.interval for one float, without numpy's per-call overhead.
                 lo, hi = min(1.0, max(0.0, score + cal.lower)), min(1.0, max(0.0, score + cal.upper))
                 interval = (scale.to_points(lo), scale.to_points(hi))
-            explanation = explanation_sentence([(s.name, s.grade) for s in similar], cohort, scale)
+            explanation = explanation_sentence([(s.name, s.grade) for s in similar], cohort, scale, predicted=score)
             if explanation is None and self.typical is not None:
                 explanation = typical_sentence(float(self.typical[c]), score, scale)
         elif similar:

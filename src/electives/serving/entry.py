@@ -6,33 +6,61 @@ enrolment-only model; the latest graded attempt of a course counts, like trainin
 courses the model has no data on (they still count for eligibility). Course codes are matched exactly, else
 case-insensitively when that is unambiguous. A typed-in grade that cannot be used raises :class:`GradeEntryError`
 naming its position and whether the course or the mark is at fault.
+
+A course typed in twice is refused (naming both positions) unless it reads as a retake: every earlier entry of the
+course is a graded fail. Registrars keep the later attempt, so the later entry then counts and the answer says so
+(:attr:`Entered.retaken`); anything else (two passes, a pass then a fail, an enrolment-only model that reads no
+marks) is ambiguous, and guessing which one the student meant would silently change their prediction.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Collection, Mapping, Sequence
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import pandas as pd
 
 from electives.data.scales import GradeScale, MarkError
 from electives.errors import DataError
 
-__all__ = ["EligibilityRow", "GradeEntryError", "GradeReader"]
+__all__ = ["EligibilityRow", "Entered", "GradeEntryError", "GradeReader"]
 
 EligibilityRow = tuple[str, float | None, int | None]  # course, points (None: no mark), term key (None: unknown)
 
 
 class GradeEntryError(DataError):
     """An entered grade cannot be used; ``position`` is its index in the list given (for line numbers) and
-    ``part`` says whether the course or the mark is at fault (for pointing at a form field)."""
+    ``part`` says whether the course or the mark is at fault (for pointing at a form field); ``other``, for a
+    course entered twice, is the position of its earlier entry (both rows are at fault) and ``hint`` what would be
+    accepted, for callers that name the two rows in their own terms."""
 
-    def __init__(self, message: str, position: int, course: str, part: Literal["course", "mark"] = "course") -> None:
+    def __init__(
+        self,
+        message: str,
+        position: int,
+        course: str,
+        part: Literal["course", "mark"] = "course",
+        *,
+        other: int | None = None,
+        hint: str = "",
+    ) -> None:
         super().__init__(message)
         self.position = position
         self.course = course
         self.part = part
+        self.other = other
+        self.hint = hint
+
+
+class Entered(NamedTuple):
+    """Typed-in grades as a request needs them: eligibility rows, fold-in targets, the courses the model has no
+    data on, and the courses entered as a failed attempt followed by a retake (the later attempt counts)."""
+
+    rows: list[EligibilityRow]
+    entries: dict[int, float]
+    ignored: tuple[str, ...]
+    retaken: tuple[str, ...] = ()
 
 
 class GradeReader:
@@ -66,14 +94,14 @@ class GradeReader:
             return code
         return self._casefold.get(code.casefold())
 
-    def read_entered(
-        self, grades: Sequence[tuple[str, str | float]]
-    ) -> tuple[list[EligibilityRow], dict[int, float], tuple[str, ...]]:
-        """Eligibility rows, fold-in targets (latest entry of a course) and the entered courses the model has no
-        data on, from typed-in ``(course, mark)`` pairs."""
+    def read_entered(self, grades: Sequence[tuple[str, str | float]]) -> Entered:
+        """Eligibility rows, fold-in targets (the later attempt of a retaken course), the entered courses the model
+        has no data on and the retaken courses, from typed-in ``(course, mark)`` pairs."""
         rows: list[EligibilityRow] = []
         entries: dict[int, float] = {}
         ignored: dict[str, None] = {}
+        seen: dict[str, tuple[int, float | None]] = {}  # course → position and points of its latest entry
+        retaken: dict[str, None] = {}
         for position, item in enumerate(grades):
             try:
                 raw_course, raw_mark = item
@@ -88,6 +116,10 @@ class GradeReader:
                     f"unknown course {str(raw_course).strip()!r}: not in {where}", position, str(raw_course)
                 )
             points = self._read_mark(raw_mark, course, position)
+            if course in seen:
+                self._check_retake(course, seen[course], position, str(raw_course))
+                retaken[course] = None
+            seen[course] = (position, points)
             rows.append((course, points, None))
             index = self.course_index.get(course)
             if index is None:
@@ -99,7 +131,26 @@ class GradeReader:
                     entries[index] = self.scale.normalise(points)
             else:
                 entries[index] = 1.0
-        return rows, entries, tuple(ignored)
+        return Entered(rows, entries, tuple(ignored), tuple(retaken))
+
+    def _check_retake(self, course: str, earlier: tuple[int, float | None], position: int, raw: str) -> None:
+        """A second entry of ``course`` is a retake only after a graded fail; else both entries are at fault."""
+        first, points = earlier
+        scale = self.scale
+        if scale is not None and points is not None and points < scale.pass_points:
+            return
+        rule = (
+            "a retake is accepted only after a failed mark (enter the failed attempt first, then the later one)"
+            if scale is not None
+            else "enter each course once"
+        )
+        raise GradeEntryError(
+            f"course {course!r} is entered twice (entries {first + 1} and {position + 1}); {rule}",
+            position,
+            raw,
+            other=first,
+            hint=rule,
+        )
 
     def _read_mark(self, raw: str | float, course: str, position: int) -> float | None:
         if self.scale is None:

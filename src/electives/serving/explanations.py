@@ -112,14 +112,27 @@ def cohort_from_similarities(
     return CohortStatistic(mean=float(grades[cohort].mean()), size=int(cohort.size))
 
 
+def cohort_relation(cohort_mean: float, predicted: float, scale: GradeScale) -> str:
+    """How a cohort's mean sits against the card's prediction (normalised grades), in the letters the card shows:
+    "in line with" when both read as the same letter, else "above" or "below"."""
+    if _letter(scale, cohort_mean) == _letter(scale, predicted):
+        return "in line with"
+    return "above" if cohort_mean > predicted else "below"
+
+
 def explanation_sentence(
-    similar: Sequence[tuple[str, float]], cohort: CohortStatistic | None, scale: GradeScale
+    similar: Sequence[tuple[str, float]],
+    cohort: CohortStatistic | None,
+    scale: GradeScale,
+    predicted: float | None = None,
 ) -> str | None:
     """One sentence from ``similar`` (course name, normalised grade) and ``cohort``; None when both are empty.
 
     "It is like Linear Algebra (A) and Calculus II (A-), two of your stronger courses; students with records like
     yours averaged B+ here (23 students)." — "stronger" is relative to the student's own average (the courses passed
-    in are the ones at or above it), so a C+ can be one of a C student's stronger courses."""
+    in are the ones at or above it), so a C+ can be one of a C student's stronger courses. With ``predicted`` (the
+    card's normalised prediction) the cohort clause says how it relates to it ("…, above your predicted B"), so
+    two figures on one card never read as a contradiction left unexplained."""
     parts: list[str] = []
     if similar:
         names = [f"{name} ({_letter(scale, grade)})" for name, grade in similar]
@@ -130,6 +143,8 @@ def explanation_sentence(
         clause = (
             f"students with records like yours averaged {_letter(scale, cohort.mean)} here ({cohort.size} students)"
         )
+        if predicted is not None:
+            clause += f", {cohort_relation(cohort.mean, predicted, scale)} your predicted {_letter(scale, predicted)}"
         parts.append(clause if parts else clause[0].upper() + clause[1:])
     return "; ".join(parts) + "." if parts else None
 

@@ -31,12 +31,15 @@ Explanations: similar courses the student did well in (:mod:`~electives.serving.
 vectors), and :func:`~electives.serving.explanations.cohort_from_similarities` over the trained students
 who graded the course (:mod:`~electives.serving.cohorts`). Those per-course graders come from the database
 (``Store.load_grades``, read once per Recommender), so without a database there is no cohort figure; a cohort
-under ``min_cohort`` students (default 10, never below 5: k-anonymity) is never reported.
+under ``min_cohort`` students (default 10, never below 5: k-anonymity) is never reported. Nor is one for a record
+under ``cohort_min_grades`` graded courses (default :data:`~electives.serving.cohorts.MIN_RECORD`): two grades
+cannot define "records like yours", and the figure would then contradict the card's prediction with noise.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,8 +53,8 @@ from electives.limits import DEFAULT_K, check_k
 from electives.models.compute import torch_threads
 from electives.models.interface import FoldIn, FoldInOptions
 from electives.serving.cards import CardMaker, course_unit_vectors
-from electives.serving.cohorts import Graders
-from electives.serving.entry import EligibilityRow, GradeReader
+from electives.serving.cohorts import MIN_RECORD, Graders
+from electives.serving.entry import EligibilityRow, Entered, GradeReader
 from electives.serving.explanations import MIN_COHORT, CohortStatistic, check_min_cohort
 from electives.serving.options import n_negatives_from_model, noise_from_model
 from electives.serving.results import Basis, LazyRanking, Recommendations
@@ -89,7 +92,8 @@ class Recommender:
     first request by id (never created: a new key would match no stored student). ``prior_strength`` scales the
     fold-in prior (1 = the Bayesian weight), ``fold_in_steps`` bounds its Gauss–Newton steps, ``threads`` is the
     torch thread count during a request (None: leave it alone). ``min_cohort``: the fewest students behind a cohort
-    figure (k-anonymity; default 10, below 5 is an error)."""
+    figure (k-anonymity; default 10, below 5 is an error); ``cohort_min_grades``: the fewest graded courses a record
+    needs before cohort figures are shown (see :data:`~electives.serving.cohorts.MIN_RECORD`)."""
 
     def __init__(
         self,
@@ -105,6 +109,7 @@ class Recommender:
         noise: float | None = None,
         cohorts: bool = True,
         min_cohort: int = MIN_COHORT,
+        cohort_min_grades: int = MIN_RECORD,
         threads: int | None = 1,
     ) -> None:
         self.model = model
@@ -117,6 +122,7 @@ class Recommender:
         self.threads = threads
         self.cohorts = cohorts
         self.min_cohort = check_min_cohort(min_cohort)  # k-anonymity of every figure about other students
+        self.cohort_min_grades = max(1, int(cohort_min_grades))
         if not (self.prior_strength > 0 and 0.0 <= shrinkage <= 1.0 and self.fold_in_steps >= 1):
             raise ValueError("prior_strength must be > 0, shrinkage in [0, 1] and fold_in_steps ≥ 1")
         db_scale = self._check_scales()
@@ -270,17 +276,28 @@ class Recommender:
         k: int = DEFAULT_K,
         target_term: str | None = None,
     ) -> Recommendations:
-        """Recommendations for someone not on record, from ``(course, mark)`` pairs (marks on the model's scale;
-        a later entry of the same course is the later attempt). Nothing is stored or logged."""
+        """Recommendations for someone not on record, from ``(course, mark)`` pairs (marks on the model's scale).
+        A course entered twice is refused unless the earlier mark is a fail: then it is a retake, the later
+        attempt counts and the answer's note says so. Nothing is stored or logged."""
         k = check_k(k)
-        rows, entries, ignored = self._reader.read_entered(grades)
+        entered = self._reader.read_entered(grades)
         with torch_threads(self.threads):
-            fold = self._fold_in(entries)
-            return self._build(fold.embedding, rows, entries, k, target_term, "folded-in", fold.grades_used, ignored)
+            fold = self._fold_in(entered.entries)
+            recs = self._build(
+                fold.embedding,
+                entered.rows,
+                entered.entries,
+                k,
+                target_term,
+                "folded-in",
+                fold.grades_used,
+                entered.ignored,
+            )
+        return self._with_entry_notes(recs, entered)
 
     def fold_in(self, grades: Sequence[tuple[str, str | float]]) -> FoldIn:
         """The folded-in embedding for entered grades (what :meth:`recommend_for_grades` ranks with)."""
-        _, entries, _ = self._reader.read_entered(grades)
+        entries = self._reader.read_entered(grades).entries
         with torch_threads(self.threads):
             return self._fold_in(entries)
 
@@ -295,6 +312,28 @@ class Recommender:
         return None if index is None else self._vectors[index].copy()
 
     # ------------------------------------------------------------------ internals
+    def _with_entry_notes(self, recs: Recommendations, entered: Entered) -> Recommendations:
+        """The answer with what the entered grades left to say: an average student's ranking (nothing the model
+        knows was entered) and the retakes whose later attempt counted."""
+        notes = [recs.note] if recs.note else []
+        if not entered.entries:
+            what = "grades" if self.explicit else "courses"
+            if not entered.rows:
+                notes.append(f"No {what} were entered, so this is the ranking for an average student.")
+            else:
+                notes.append(
+                    f"None of the {what} entered is one the model has data on, so this is the ranking for an "
+                    "average student."
+                )
+        if entered.retaken:
+            listed = ", ".join(entered.retaken)
+            notes.append(
+                f"{listed}: entered after a failed attempt, so the later attempt counts (as the registrar keeps it)."
+            )
+        if len(notes) == (1 if recs.note else 0):
+            return recs
+        return replace(recs, note=" ".join(notes), retaken=entered.retaken)
+
     def _pseudonymiser_or_env(self) -> Pseudonymiser:
         if self._pseudonymiser is None:
             from electives.data.pseudonyms import Pseudonymiser, load_key
@@ -326,7 +365,9 @@ class Recommender:
         # Stable sort on −score: ties go to catalogue (model) order, the same on every run.
         order = candidates[np.argsort(-scores[candidates], kind="stable")]
         top = order[:k]
-        cohorts = self._cohorts(top, p, exclude_student) if self.explicit else [None] * len(top)
+        # A record too short to define "records like yours" gets no cohort figure (see cohorts.MIN_RECORD).
+        long_enough = self.explicit and len(entries) >= self.cohort_min_grades
+        cohorts = self._cohorts(top, p, exclude_student) if long_enough else [None] * len(top)
         cal = self.model.calibration if self.explicit else None
         return Recommendations(
             mode=self.mode,

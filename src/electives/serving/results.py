@@ -16,7 +16,7 @@ import numpy as np
 from electives.data.eligibility import Exclusion, Reason
 from electives.data.scales import GradeScale
 from electives.models.interface import FoldIn  # a folded-in student, as every model family returns it
-from electives.serving.explanations import CohortStatistic
+from electives.serving.explanations import CohortStatistic, cohort_relation
 
 __all__ = [
     "Basis",
@@ -31,6 +31,8 @@ __all__ = [
 
 Basis = Literal["trained", "folded-in"]
 # Eligibility's reasons, plus the ranking's own answers.
+# The cohort's relation to the card's prediction, as the API spells it.
+_RELATION_KEYS = {"in line with": "in-line", "above": "above", "below": "below"}
 WhyNotReason = Literal["recommended", "ranked-lower", Reason, "no-data", "not-a-course"]
 
 
@@ -69,7 +71,8 @@ class Recommendation:
             cohort = {"size": self.cohort.size, "mean": round(self.cohort.mean, 4)}
             if scale is not None:
                 points = scale.to_points(self.cohort.mean)
-                cohort.update(points=round(points, 2), letter=scale.letter(points))
+                relation = _RELATION_KEYS[cohort_relation(self.cohort.mean, self.score, scale)]
+                cohort.update(points=round(points, 2), letter=scale.letter(points), relation=relation)
         return {
             "rank": self.rank,
             "course": self.course,
@@ -110,7 +113,9 @@ class Recommendations:
 
     ``basis`` says where the student's embedding came from (the trained model or a fold-in of ``grades_used``
     grades); ``excluded`` maps every candidate the eligibility rules left out to its :class:`Exclusion`;
-    ``ignored`` lists entered or stored courses the model has no data on (they still count for eligibility)."""
+    ``ignored`` lists entered or stored courses the model has no data on (they still count for eligibility);
+    ``note`` is a few sentences about the answer as a whole (an enrolment-only model, an average student's ranking
+    when no usable grade was entered, retakes)."""
 
     mode: str
     basis: Basis
@@ -124,6 +129,7 @@ class Recommendations:
     grades_used: int
     ignored: tuple[str, ...] = ()
     note: str | None = None
+    retaken: tuple[str, ...] = ()  # entered courses whose earlier, failed attempt the later one replaced
     # Every eligible candidate, best first, with its score: ranks for why_not().
     ranking: Mapping[str, tuple[int, float]] = field(default_factory=dict, repr=False, compare=False)
     known: frozenset[str] = field(default_factory=frozenset, repr=False, compare=False)  # model and catalogue codes
@@ -181,6 +187,7 @@ class Recommendations:
             "eligible": self.eligible,
             "excluded": {code: {"reason": e.reason, "message": e.message} for code, e in self.excluded.items()},
             "ignored_courses": list(self.ignored),
+            "retaken_courses": list(self.retaken),
         }
 
 

@@ -128,6 +128,7 @@ def recommendations_body(served: ServedModel, recs: Recommendations, options: Op
         "eligible": recs.eligible,
         "excluded_count": len(recs.excluded),
         "ignored_courses": list(recs.ignored),
+        "retaken_courses": list(recs.retaken),
         "why_not": [
             {"course": w.course, "reason": w.reason, "message": w.message}
             for w in (recs.why_not(c) for c in options.why_not)

@@ -60,11 +60,21 @@ class FieldError(HttpError):
 
 class GradeError(FieldError):
     """An entered grade the model cannot use: ``row`` is where it was entered (the index in the request's
-    ``grades`` list, or the form's row) and ``part`` which half of it is at fault."""
+    ``grades`` list, or the form's row) and ``part`` which half of it is at fault; ``other_row`` the earlier row
+    of a course entered twice (both are at fault; ``hint`` says what would be accepted)."""
 
-    def __init__(self, row: int, part: Literal["course", "grade"], detail: str) -> None:
+    def __init__(
+        self,
+        row: int,
+        part: Literal["course", "grade"],
+        detail: str,
+        *,
+        other_row: int | None = None,
+        hint: str = "",
+    ) -> None:
         super().__init__(f"grades[{row}].{part}", detail)
         self.row, self.part = row, part
+        self.other_row, self.hint = other_row, hint
 
 
 def invalid(field: str, detail: str) -> FieldError:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from electives.errors import ElectivesError
 from electives.models.artifact import MANIFEST, load_model
+from electives.web.model_facts import plot_worth_showing
 
 if TYPE_CHECKING:
     from electives.data.catalog import Catalog
@@ -265,12 +266,16 @@ def _selection_summary(selection: Any) -> dict[str, Any] | None:
 
 
 def _plots(model_dir: Path, report_dir: Path | None) -> tuple[Path, ...]:
-    """PNG files in the artifact directory and the report directory (not below them), by name."""
+    """PNG files in the artifact directory and the report directory (not below them), by name; only those with
+    something drawn on them (checked once here, at load: an empty frame is never put on the page)."""
     found: dict[str, Path] = {}
     for folder in (model_dir, report_dir):
         if folder is None or not folder.is_dir():
             continue
         for path in sorted(folder.iterdir()):
             if path.suffix.lower() == _PLOT_SUFFIX and path.is_file() and path.name not in found:
-                found[path.name] = path.resolve()
+                if plot_worth_showing(path):
+                    found[path.name] = path.resolve()
+                else:
+                    log.info("plot %s left off the model page: empty or not a readable PNG", path.name)
     return tuple(list(found.values())[:_MAX_PLOTS])

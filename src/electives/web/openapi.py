@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from electives import __version__
+from electives.serving.cohorts import MIN_RECORD
 from electives.web.config import WebConfig
 from electives.web.inputs import (
     MAX_ACCESS_CODE_CHARS,
@@ -344,7 +345,13 @@ def _request_schemas(config: WebConfig) -> dict[str, Any]:
             "required": ["grades"],
             "additionalProperties": False,
             "properties": {
-                "grades": {"type": "array", "maxItems": config.max_grades, "items": _ref("Grade")},
+                "grades": {
+                    "type": "array",
+                    "maxItems": config.max_grades,
+                    "items": _ref("Grade"),
+                    "description": "each course once; a course may appear twice only as a failed mark followed "
+                    "by its retake (the later attempt counts); any other repeat is a 400 naming both entries",
+                },
                 **options,
             },
         },
@@ -396,7 +403,14 @@ def _recommendation_schema() -> dict[str, Any]:
                     "mean": {"type": "number"},
                     "points": {"type": "number"},
                     "letter": {"type": "string"},
+                    "relation": {
+                        "type": "string",
+                        "enum": ["in-line", "above", "below"],
+                        "description": "the cohort's letter against this card's predicted letter",
+                    },
                 },
+                "description": "how students with records like this one did; only for a record of at least "
+                f"{MIN_RECORD} graded courses the model knows (fewer cannot define 'records like yours')",
             },
         },
     }
@@ -427,11 +441,20 @@ def _recommendation_schemas(config: WebConfig) -> dict[str, Any]:
                 "target_term": _nullable("string"),
                 "scale": _nullable("string"),
                 "coverage": _nullable("number"),
-                "note": _nullable("string"),
+                "note": {
+                    **_nullable("string"),
+                    "description": "sentences about the whole answer: an enrolment-only model; an average "
+                    "student's ranking when no grade the model knows was entered; retaken courses",
+                },
                 "recommendations": {"type": "array", "maxItems": config.max_k, "items": _ref("Recommendation")},
                 "eligible": {"type": "integer", "minimum": 0},
                 "excluded_count": {"type": "integer", "minimum": 0},
                 "ignored_courses": {"type": "array", "items": {"type": "string"}},
+                "retaken_courses": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "courses entered twice as a failed mark, then a retake (the later attempt counts)",
+                },
                 "why_not": {"type": "array", "items": _ref("WhyNot")},
             },
         },

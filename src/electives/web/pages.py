@@ -24,6 +24,7 @@ from electives.web.inputs import (
     form_rows,
 )
 from electives.web.live_model import ServedModel
+from electives.web.model_facts import Plot, error_unit, format_points, metric_rows, plot_title
 from electives.web.recommend import run_grades, run_student, throttle
 from electives.web.state import get_config, get_served, get_state, get_store
 
@@ -73,11 +74,22 @@ def grades_submit() -> Response:
     try:
         recs = run_grades(served, query)
     except GradeError as err:
-        # Beside the field at fault (the ids of form.html), as a sentence.
-        message = err.detail[:1].upper() + err.detail[1:]
-        return _form(served, rows.rows, {f"{err.part}-{err.row}": message}, status=400)
+        return _form(served, rows.rows, _grade_errors(err, rows.rows), status=400)
     hidden = [(c, m) for c, m in query.grades]
     return _results(served, recs, query.options, hidden=hidden, action="pages.grades_submit")
+
+
+def _grade_errors(err: GradeError, rows: list[tuple[str, str]]) -> dict[str, str]:
+    """The form's errors for a grade the model cannot use: beside the field at fault (the ids of form.html), as
+    a sentence; a course entered twice beside both rows, each naming the other."""
+    if err.other_row is None:
+        return {f"{err.part}-{err.row}": err.detail[:1].upper() + err.detail[1:]}
+    course = rows[err.row][0].strip()
+    hint = err.hint[:1].upper() + err.hint[1:]
+    return {
+        f"course-{a}": f"{course} is also entered in row {b + 1}. {hint}."
+        for a, b in sorted([(err.other_row, err.row), (err.row, err.other_row)])
+    }
 
 
 def _form(served: ServedModel, rows: list[tuple[str, str]], errors: dict[str, str], status: int = 200) -> Response:
@@ -200,7 +212,16 @@ def _results(
 @pages.get("/model")
 def model_page() -> Response:
     served = get_served()
-    return _page("model.html", served=served, info=served.info, plots=[p.name for p in served.plots])
+    scale = served.recommender.scale if served.explicit else None
+    return _page(
+        "model.html",
+        served=served,
+        info=served.info,
+        metrics=metric_rows(served.info.get("metrics") or {}, scale),
+        error_unit=error_unit(scale),
+        scale=scale,
+        plots=[Plot(p.name, plot_title(p)) for p in served.plots],
+    )
 
 
 @pages.get("/model/plots/<name>")
@@ -214,6 +235,4 @@ def model_plot(name: str) -> Response:
 @pages.app_template_filter("pts")
 def _points(value: float, scale: Any) -> str:
     """Points as the scale writes them: 87.5 on a percent scale, 3.30 on a 4-point one."""
-    if scale is not None and scale.span >= 10:
-        return f"{value:.1f}".removesuffix(".0")
-    return f"{value:.2f}"
+    return format_points(value, scale)

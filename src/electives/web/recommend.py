@@ -34,8 +34,14 @@ def run_grades(served: ServedModel, query: GradesQuery) -> Recommendations:
     except GradeEntryError as exc:
         if not 0 <= exc.position < len(query.entry_rows):
             raise invalid("grades", str(exc)) from None
+        row = query.entry_rows[exc.position]
+        if exc.other is not None:
+            # Both rows are at fault: the field is the later one, the message names the earlier one too.
+            other = query.entry_rows[exc.other]
+            detail = f"course {exc.course.strip()!r} is also entered at grades[{other}]; {exc.hint}"
+            raise GradeError(row, "course", detail, other_row=other, hint=exc.hint) from None
         part = "grade" if exc.part == "mark" else "course"
-        raise GradeError(query.entry_rows[exc.position], part, str(exc)) from None
+        raise GradeError(row, part, str(exc)) from None
 
 
 def check_access(query: StudentQuery) -> None:
