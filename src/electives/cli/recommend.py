@@ -8,7 +8,6 @@ import json
 import os
 import sys
 import textwrap
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from electives.errors import DataError, ElectivesError
@@ -120,16 +119,9 @@ def read_grade_lines(path: str) -> list[tuple[int, str, str]]:
     if path == "-":
         text = sys.stdin.read()
     else:
-        try:
-            data = Path(path).read_bytes()
-        except FileNotFoundError:
-            raise DataError(f"{name}: no such grades file") from None
-        except OSError as exc:
-            raise DataError(f"{name}: cannot read the grades file ({exc.strerror or exc})") from None
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            text = data.decode("latin-1")  # every byte is a latin-1 character
+        from electives.data.text_files import read_text_file
+
+        text = read_text_file(path, what="grades file", shown=name)
     numbered = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
     if not numbered:
         raise DataError(f"{name}: no grades (expected lines of course,grade)")

@@ -21,6 +21,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from electives.data.terms import TermError, parse_term
+from electives.data.text_files import read_text_file
 from electives.errors import DataError
 
 COLUMNS = ("course_id", "name", "elective", "prerequisites", "credits", "department", "terms_offered", "description")
@@ -103,18 +104,7 @@ class Catalog:
 
 def read_catalog(path: str | Path) -> Catalog:
     """Read and validate a catalogue CSV (UTF-8 with or without BOM, else latin-1)."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: catalogue file does not exist") from None
-    except OSError as exc:
-        raise DataError(f"{path}: catalogue cannot be read: {exc.strerror or exc}") from exc
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = data.decode("latin-1")  # never fails: every byte is a latin-1 character
-    return parse_catalog(text, source=str(path))
+    return parse_catalog(read_text_file(path, what="catalogue file"), source=str(path))
 
 
 def parse_catalog(text: str, source: str = "<catalogue>") -> Catalog:
