@@ -24,6 +24,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -146,6 +147,132 @@ def latency(calls: int, workdir: Path, epochs: int, families: list[str]) -> None
 # ------------------------------------------------------------------------------------------------- accuracy
 
 
+@dataclass
+class StudentFolds:
+    """Which fold each graded row's student is held out in, and which rows are test rows or set aside."""
+
+    n_students: int
+    row_fold: np.ndarray
+    test: np.ndarray
+    aside: np.ndarray
+
+
+@dataclass
+class FoldErrors:
+    """Squared errors (grade units) and timings gathered over the folds."""
+
+    priors: list[float]
+    inside: list[np.ndarray] = field(default_factory=list)
+    held_out: dict[float, list[np.ndarray]] = field(default_factory=dict)
+    average: list[np.ndarray] = field(default_factory=list)
+    per_fold: list[float] = field(default_factory=list)  # held-out / in-training RMSE per fold, first prior
+    fold_in_seconds: list[float] = field(default_factory=list)
+    train_seconds: float = 0.0
+    best_epochs: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.held_out = {p: [] for p in self.priors}
+
+
+def split_students(frame: pd.DataFrame, folds: int, seed: int) -> StudentFolds:
+    rng = np.random.default_rng(seed)
+    students = rng.permutation(np.array(sorted(frame["student"].unique())))
+    fold_of = dict(zip(students.tolist(), np.arange(len(students)) % folds, strict=True))
+    row_fold = frame["student"].map(fold_of).to_numpy()
+    u = rng.random(len(frame))
+    test = u < 0.2
+    aside = (u >= 0.2) & (u < 0.28)  # 10% of the known 80%
+    return StudentFolds(len(students), row_fold, test, aside)
+
+
+def score_fold(
+    f: int,
+    name: str,
+    frame: pd.DataFrame,
+    split: StudentFolds,
+    result: ImportResult,
+    config: TrainConfig,
+    workdir: Path,
+    errors: FoldErrors,
+) -> None:
+    """Train without fold ``f``'s students, score the others' test rows, then fold ``f``'s students in."""
+    test, aside = split.test, split.aside
+    is_held = split.row_fold == f
+    train = interactions(frame[~is_held & ~test & ~aside])
+    val_rows = frame[~is_held & aside & frame["course"].isin(train.course_ids)]
+    val = interactions(val_rows[val_rows["student"].isin(train.student_ids)], train.student_ids, train.course_ids)
+    t0 = time.perf_counter()
+    fitted = fit(train, config, validation=val, progress=False)
+    errors.train_seconds += time.perf_counter() - t0
+    errors.best_epochs.append(fitted.best_epoch)
+    model = save_and_load(workdir / f"model-{name}-{f}", fitted, train, result)
+    c_index = {c: i for i, c in enumerate(train.course_ids)}
+    s_index = {s: i for i, s in enumerate(train.student_ids)}
+
+    # In-training students: the trained model on their test rows (courses the model knows).
+    rows = frame[~is_held & test & frame["course"].isin(c_index) & frame["student"].isin(s_index)]
+    pred = fitted.predict(rows["student"].map(s_index).to_numpy(), rows["course"].map(c_index).to_numpy())
+    errors.inside.append((pred - rows["grade"].to_numpy()) ** 2)
+
+    first = len(errors.held_out[errors.priors[0]])
+    fold_in_held_out(model, frame[is_held], split, c_index, errors)
+    this_fold = np.concatenate(errors.held_out[errors.priors[0]][first:])
+    errors.per_fold.append(float(np.sqrt(np.mean(this_fold)) / np.sqrt(np.mean(errors.inside[-1]))))
+
+
+def fold_in_held_out(
+    model, held: pd.DataFrame, split: StudentFolds, c_index: dict[str, int], errors: FoldErrors
+) -> None:
+    """Each held-out student folded in from their known grades (as marks), scored on their test rows."""
+    test, aside, priors = split.test, split.aside, errors.priors
+    for prior in priors:
+        rec = Recommender(model, prior_strength=prior)
+        average = rec.scores(rec.fold_in([]).embedding)
+        for _, g in held.groupby("student", sort=True):
+            known = g[~test[g.index] & ~aside[g.index] & g["course"].isin(c_index)]
+            target = g[test[g.index] & g["course"].isin(c_index)]
+            if target.empty:
+                continue
+            grades = list(zip(known["course"], known["mark"], strict=True))
+            t = time.perf_counter()
+            fold = rec.fold_in(grades)
+            errors.fold_in_seconds.append(time.perf_counter() - t)
+            idx = target["course"].map(c_index).to_numpy()
+            errors.held_out[prior].append((rec.scores(fold.embedding)[idx] - target["grade"].to_numpy()) ** 2)
+            if prior == priors[0]:
+                errors.average.append((average[idx] - target["grade"].to_numpy()) ** 2)
+
+
+def print_rmse_table(
+    name: str, result: ImportResult, split: StudentFolds, folds: int, n_rows: int, errors: FoldErrors
+) -> None:
+    span, priors = result.scale.span, errors.priors
+
+    def rmse(parts: list[np.ndarray]) -> float:
+        return float(np.sqrt(np.mean(np.concatenate(parts)))) * span
+
+    rmse_in = rmse(errors.inside)
+    print(
+        f"\n## fold-in accuracy on {name}: {split.n_students:,} students in {folds} folds (each held out once, in "
+        f"training {folds - 1} times), {n_rows:,} graded rows, NeuMF best epochs {errors.best_epochs} "
+        f"({errors.train_seconds:.0f} s of training); RMSE in {result.scale.name} points\n"
+    )
+    print("| students                                   | prior | test rows |   RMSE | vs in-training |")
+    print("|--------------------------------------------|------:|----------:|-------:|---------------:|")
+    n_in = sum(len(x) for x in errors.inside)
+    print(f"| in training (trained embeddings)           |     - | {n_in:9,} | {rmse_in:6.4f} |          1.000 |")
+    for prior in priors:
+        n = sum(len(x) for x in errors.held_out[prior])
+        r = rmse(errors.held_out[prior])
+        print(f"| held out, folded in                        | {prior:5g} | {n:9,} | {r:6.4f} | {r / rmse_in:14.3f} |")
+    n = sum(len(x) for x in errors.average)
+    r = rmse(errors.average)
+    print(f"| held out, average student (no grades used) |     - | {n:9,} | {r:6.4f} | {r / rmse_in:14.3f} |")
+    per_fold = ", ".join(f"{x:.3f}" for x in errors.per_fold)
+    print(f"\nper fold (prior {priors[0]:g}): held-out / in-training RMSE " + per_fold)
+    print(f"fold-in time per student: median {np.median(errors.fold_in_seconds) * 1e3:.2f} ms")
+
+
 def rmse_comparison(
     name: str,
     result: ImportResult,
@@ -157,84 +284,12 @@ def rmse_comparison(
 ) -> None:
     """Cross-fitted over ``folds`` student folds, so both sides are scored on the same test rows: every student
     is held out (folded in) once and in training the other ``folds − 1`` times."""
-    rng = np.random.default_rng(seed)
     frame = result.frame[result.frame["grade"].notna()].reset_index(drop=True)
-    students = rng.permutation(np.array(sorted(frame["student"].unique())))
-    fold_of = dict(zip(students.tolist(), np.arange(len(students)) % folds, strict=True))
-    row_fold = frame["student"].map(fold_of).to_numpy()
-    u = rng.random(len(frame))
-    test = u < 0.2
-    aside = (u >= 0.2) & (u < 0.28)  # 10% of the known 80%
-    span = result.scale.span
-
-    sq_in: list[np.ndarray] = []
-    sq_out: dict[float, list[np.ndarray]] = {p: [] for p in priors}
-    sq_avg: list[np.ndarray] = []
-    per_fold: list[float] = []  # held-out / in-training RMSE per fold, first prior
-    times: list[float] = []
-    seconds, epochs = 0.0, []
+    split = split_students(frame, folds, seed)
+    errors = FoldErrors(priors)
     for f in range(folds):
-        is_held = row_fold == f
-        train = interactions(frame[~is_held & ~test & ~aside])
-        val_rows = frame[~is_held & aside & frame["course"].isin(train.course_ids)]
-        val = interactions(val_rows[val_rows["student"].isin(train.student_ids)], train.student_ids, train.course_ids)
-        t0 = time.perf_counter()
-        fitted = fit(train, config, validation=val, progress=False)
-        seconds += time.perf_counter() - t0
-        epochs.append(fitted.best_epoch)
-        model = save_and_load(workdir / f"model-{name}-{f}", fitted, train, result)
-        c_index = {c: i for i, c in enumerate(train.course_ids)}
-        s_index = {s: i for i, s in enumerate(train.student_ids)}
-
-        # In-training students: the trained model on their test rows (courses the model knows).
-        rows = frame[~is_held & test & frame["course"].isin(c_index) & frame["student"].isin(s_index)]
-        pred = fitted.predict(rows["student"].map(s_index).to_numpy(), rows["course"].map(c_index).to_numpy())
-        sq_in.append((pred - rows["grade"].to_numpy()) ** 2)
-
-        held = frame[is_held]
-        first = len(sq_out[priors[0]])
-        for prior in priors:
-            rec = Recommender(model, prior_strength=prior)
-            average = rec.scores(rec.fold_in([]).embedding)
-            for _, g in held.groupby("student", sort=True):
-                known = g[~test[g.index] & ~aside[g.index] & g["course"].isin(c_index)]
-                target = g[test[g.index] & g["course"].isin(c_index)]
-                if target.empty:
-                    continue
-                grades = list(zip(known["course"], known["mark"], strict=True))
-                t = time.perf_counter()
-                fold = rec.fold_in(grades)
-                times.append(time.perf_counter() - t)
-                idx = target["course"].map(c_index).to_numpy()
-                sq_out[prior].append((rec.scores(fold.embedding)[idx] - target["grade"].to_numpy()) ** 2)
-                if prior == priors[0]:
-                    sq_avg.append((average[idx] - target["grade"].to_numpy()) ** 2)
-        this_fold = np.concatenate(sq_out[priors[0]][first:])
-        per_fold.append(float(np.sqrt(np.mean(this_fold)) / np.sqrt(np.mean(sq_in[-1]))))
-
-    def rmse(parts: list[np.ndarray]) -> float:
-        return float(np.sqrt(np.mean(np.concatenate(parts)))) * span
-
-    rmse_in = rmse(sq_in)
-    n_students = len(students)
-    print(
-        f"\n## fold-in accuracy on {name}: {n_students:,} students in {folds} folds (each held out once, in "
-        f"training {folds - 1} times), {len(frame):,} graded rows, NeuMF best epochs {epochs} "
-        f"({seconds:.0f} s of training); RMSE in {result.scale.name} points\n"
-    )
-    print("| students                                   | prior | test rows |   RMSE | vs in-training |")
-    print("|--------------------------------------------|------:|----------:|-------:|---------------:|")
-    n_in = sum(len(x) for x in sq_in)
-    print(f"| in training (trained embeddings)           |     - | {n_in:9,} | {rmse_in:6.4f} |          1.000 |")
-    for prior in priors:
-        n = sum(len(x) for x in sq_out[prior])
-        r = rmse(sq_out[prior])
-        print(f"| held out, folded in                        | {prior:5g} | {n:9,} | {r:6.4f} | {r / rmse_in:14.3f} |")
-    n = sum(len(x) for x in sq_avg)
-    r = rmse(sq_avg)
-    print(f"| held out, average student (no grades used) |     - | {n:9,} | {r:6.4f} | {r / rmse_in:14.3f} |")
-    print(f"\nper fold (prior {priors[0]:g}): held-out / in-training RMSE " + ", ".join(f"{x:.3f}" for x in per_fold))
-    print(f"fold-in time per student: median {np.median(times) * 1e3:.2f} ms")
+        score_fold(f, name, frame, split, result, config, workdir, errors)
+    print_rmse_table(name, result, split, folds, len(frame), errors)
 
 
 def main() -> None:

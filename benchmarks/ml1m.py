@@ -60,7 +60,7 @@ def fit_probe(model, train: Interactions, test: Interactions, negatives: np.ndar
     return metrics.hit_rate(metrics.sampled_ranks(scores[:, 0], scores[:, 1:]), 10)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="*", default=["neumf", "ease", "pop"])
     p.add_argument("--threads", type=int, default=2)
@@ -81,16 +81,11 @@ def main() -> None:
     p.add_argument("--ease-lambda", type=float, default=1000.0)
     p.add_argument("--progress", action="store_true")
     p.add_argument("--json", type=Path, help="also write the results here")
-    args = p.parse_args()
-    torch.set_num_threads(args.threads)
+    return p.parse_args()
 
-    t0 = time.perf_counter()
-    train, test, negatives = load()
-    print(
-        f"data: {DATA} ({len(train)} train pairs, {len(test)} test users, {train.n_courses} movies), "
-        f"loaded in {time.perf_counter() - t0:.1f}s"
-    )
-    config = TrainConfig(
+
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(
         mode="implicit",
         model=args.model,
         gmf_dim=args.gmf_dim,
@@ -107,35 +102,48 @@ def main() -> None:
         validation=args.validation,
         dropout=args.dropout,
     )
+
+
+def fit_neumf(
+    config: TrainConfig, train: Interactions, test: Interactions, negatives: np.ndarray, progress: bool
+) -> tuple[object, float]:
+    """Fit NeuMF, printing time-to-target and each epoch; the fitted model and its mean seconds per epoch."""
+    print(f"NeuMF config: {config.resolved()}", flush=True)
+    # Time-to-target: after each epoch, the test HR@10 (sampled) and the training seconds so far; the
+    # evaluation itself is not counted, and the test plays no part in training or early stopping.
+    trace: list[tuple[int, float, float, float]] = []
+    clock = {"train": 0.0, "cpu": time.process_time()}
+
+    def on_epoch(h, model, trace=trace, clock=clock):
+        clock["train"] += h.seconds
+        cpu = time.process_time() - clock["cpu"]
+        probe = fit_probe(model, train, test, negatives)
+        trace.append((h.epoch, clock["train"], cpu, probe))
+        print(f"    epoch {h.epoch}: test hr@10 {probe:.4f} after {clock['train']:.0f} s ({cpu:.0f} CPU s)")
+        clock["cpu"] = time.process_time() - cpu  # exclude the probe's CPU time
+
+    fitted = fit(train, config, progress=progress, on_epoch=on_epoch)
+    hit = [t for t in trace if t[3] >= 0.73]
+    ttt = f"{hit[0][1]:.0f} s wall, {hit[0][2]:.0f} s CPU (epoch {hit[0][0]})" if hit else "not reached"
+    print(f"  time to test HR@10 ≥ 0.73: {ttt}")
+    secs = [h.seconds for h in fitted.history]
+    for h in fitted.history:
+        val = "" if h.val_metric is None else f" val hr@10 {h.val_metric:.4f}"
+        print(f"  {h.phase} epoch {h.epoch}: loss {h.train_loss:.4f}{val} {h.seconds:.1f}s")
+    print(f"  best epoch {fitted.best_epoch} of {len(fitted.history)}", flush=True)
+    return fitted, float(np.mean(secs))
+
+
+def fit_models(
+    args: argparse.Namespace, train: Interactions, test: Interactions, negatives: np.ndarray
+) -> tuple[dict[str, object], dict[str, float], dict[str, float]]:
+    """The fitted models by name, their fitting seconds, and NeuMF's seconds per epoch."""
+    config = train_config(args)
     models, fit_s, per_epoch = {}, {}, {}
     for name in args.models:
         t0 = time.perf_counter()
         if name == "neumf":
-            print(f"NeuMF config: {config.resolved()}", flush=True)
-            # Time-to-target: after each epoch, the test HR@10 (sampled) and the training seconds so far; the
-            # evaluation itself is not counted, and the test plays no part in training or early stopping.
-            trace: list[tuple[int, float, float, float]] = []
-            clock = {"train": 0.0, "cpu": time.process_time()}
-
-            def on_epoch(h, model, trace=trace, clock=clock):
-                clock["train"] += h.seconds
-                cpu = time.process_time() - clock["cpu"]
-                probe = fit_probe(model, train, test, negatives)
-                trace.append((h.epoch, clock["train"], cpu, probe))
-                print(f"    epoch {h.epoch}: test hr@10 {probe:.4f} after {clock['train']:.0f} s ({cpu:.0f} CPU s)")
-                clock["cpu"] = time.process_time() - cpu  # exclude the probe's CPU time
-
-            fitted = fit(train, config, progress=args.progress, on_epoch=on_epoch)
-            hit = [t for t in trace if t[3] >= 0.73]
-            ttt = f"{hit[0][1]:.0f} s wall, {hit[0][2]:.0f} s CPU (epoch {hit[0][0]})" if hit else "not reached"
-            print(f"  time to test HR@10 ≥ 0.73: {ttt}")
-            secs = [h.seconds for h in fitted.history]
-            per_epoch[name] = float(np.mean(secs))
-            for h in fitted.history:
-                val = "" if h.val_metric is None else f" val hr@10 {h.val_metric:.4f}"
-                print(f"  {h.phase} epoch {h.epoch}: loss {h.train_loss:.4f}{val} {h.seconds:.1f}s")
-            print(f"  best epoch {fitted.best_epoch} of {len(fitted.history)}", flush=True)
-            models[name] = fitted
+            models[name], per_epoch[name] = fit_neumf(config, train, test, negatives, args.progress)
         elif name == "ease":
             models[f"ease{args.ease_lambda:g}"] = B.EASE(lam=args.ease_lambda).fit(train)
         elif name == "pop":
@@ -143,6 +151,20 @@ def main() -> None:
         else:
             raise SystemExit(f"unknown model {name}")
         fit_s[list(models)[-1]] = time.perf_counter() - t0
+    return models, fit_s, per_epoch
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+
+    t0 = time.perf_counter()
+    train, test, negatives = load()
+    print(
+        f"data: {DATA} ({len(train)} train pairs, {len(test)} test users, {train.n_courses} movies), "
+        f"loaded in {time.perf_counter() - t0:.1f}s"
+    )
+    models, fit_s, per_epoch = fit_models(args, train, test, negatives)
 
     t0 = time.perf_counter()
     res = evaluate(models, train, test, k=10, negatives=negatives)

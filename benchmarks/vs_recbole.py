@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 from ml1m import DATA, load
 
+from electives.data.interactions import Interactions
 from electives.evaluation import metrics
 from electives.models.training import TrainConfig, fit
 
@@ -37,7 +38,7 @@ def _metrics(scores: np.ndarray) -> dict[str, float]:
     return {"hr@10": metrics.hit_rate(ranks, 10), "ndcg@10": metrics.ndcg(ranks, 10)}
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     d = TrainConfig(mode="implicit").resolved()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--epochs", type=int, default=3)
@@ -49,11 +50,13 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--skip-recbole", action="store_true")
-    args = p.parse_args()
-    torch.set_num_threads(args.threads)
-    train, test, negatives = load()
-    rows = {}
+    return p.parse_args()
 
+
+def run_electives(
+    args: argparse.Namespace, train: Interactions, test: Interactions, negatives: np.ndarray
+) -> dict[str, float]:
+    """Our NeuMF with the peer's loss and sizes, fixed epochs: seconds per epoch and sampled metrics."""
     cfg = TrainConfig(
         mode="implicit",
         gmf_dim=args.gmf_dim,
@@ -80,7 +83,7 @@ def main() -> None:
     seconds = [h.seconds for h in fitted.history]
     pos = fitted.predict(test.students, test.courses)
     neg = fitted.predict(np.repeat(test.students, negatives.shape[1]), negatives.ravel()).reshape(negatives.shape)
-    rows["electives"] = {
+    row = {
         "s/epoch": float(np.median(seconds)),
         "CPU s/epoch": float(np.median(cpu)),
         **_metrics(np.concatenate([pos[:, None], neg], axis=1)),
@@ -88,26 +91,32 @@ def main() -> None:
     print(
         f"  electives epochs: {[round(s, 1) for s in seconds]} s wall, {[round(c, 1) for c in cpu]} s CPU", flush=True
     )
+    return row
 
-    if not args.skip_recbole:
-        if not PEER_PY.exists():
-            raise SystemExit(f"{PEER_PY} is missing: install the peer as benchmarks/peers/README.md says")
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / "recbole.npz"
-            cmd = [str(PEER_PY), str(PEER), "--data", str(DATA), "--out", str(out), "--epochs", str(args.epochs)]
-            cmd += ["--batch-size", str(args.batch_size), "--negatives", str(args.negatives), "--lr", str(args.lr)]
-            cmd += ["--gmf-dim", str(args.gmf_dim), "--mlp-dim", str(args.mlp_dim), "--threads", str(args.threads)]
-            cmd += ["--mlp-layers", *map(str, args.mlp_layers)]
-            env = dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1")
-            subprocess.run(cmd, check=True, env=env, stdout=sys.stdout, stderr=subprocess.DEVNULL)
-            res = np.load(out)
-            rows["recbole"] = {
-                "s/epoch": float(np.median(res["seconds"])),
-                "CPU s/epoch": float(np.median(res["cpu_seconds"])),
-                **_metrics(res["scores"]),
-            }
-            print(f"  recbole epochs: {np.round(res['seconds'], 1).tolist()} s wall", flush=True)
 
+def run_recbole(args: argparse.Namespace) -> dict[str, float]:
+    """RecBole's NeuMF in its own virtual environment, same settings: seconds per epoch and sampled metrics."""
+    if not PEER_PY.exists():
+        raise SystemExit(f"{PEER_PY} is missing: install the peer as benchmarks/peers/README.md says")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "recbole.npz"
+        cmd = [str(PEER_PY), str(PEER), "--data", str(DATA), "--out", str(out), "--epochs", str(args.epochs)]
+        cmd += ["--batch-size", str(args.batch_size), "--negatives", str(args.negatives), "--lr", str(args.lr)]
+        cmd += ["--gmf-dim", str(args.gmf_dim), "--mlp-dim", str(args.mlp_dim), "--threads", str(args.threads)]
+        cmd += ["--mlp-layers", *map(str, args.mlp_layers)]
+        env = dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1")
+        subprocess.run(cmd, check=True, env=env, stdout=sys.stdout, stderr=subprocess.DEVNULL)
+        res = np.load(out)
+        row = {
+            "s/epoch": float(np.median(res["seconds"])),
+            "CPU s/epoch": float(np.median(res["cpu_seconds"])),
+            **_metrics(res["scores"]),
+        }
+        print(f"  recbole epochs: {np.round(res['seconds'], 1).tolist()} s wall", flush=True)
+    return row
+
+
+def print_table(args: argparse.Namespace, rows: dict[str, dict[str, float]]) -> None:
     table = pd.DataFrame(rows).T
     print(
         f"\nML-1M, {args.epochs} epochs, batch {args.batch_size}, {args.negatives} negatives, GMF {args.gmf_dim}, "
@@ -118,6 +127,16 @@ def main() -> None:
         wall = rows["recbole"]["s/epoch"] / rows["electives"]["s/epoch"]
         cpu_ratio = rows["recbole"]["CPU s/epoch"] / rows["electives"]["CPU s/epoch"]
         print(f"\nspeed-up per epoch: {wall:.1f}× wall, {cpu_ratio:.1f}× CPU")
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    train, test, negatives = load()
+    rows = {"electives": run_electives(args, train, test, negatives)}
+    if not args.skip_recbole:
+        rows["recbole"] = run_recbole(args)
+    print_table(args, rows)
 
 
 if __name__ == "__main__":
