@@ -125,7 +125,7 @@ def test_header_without_courses() -> None:
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="nope.csv: no such catalogue file"):
+    with pytest.raises(DataError, match=r"nope\.csv: no such catalogue file"):
         read_catalog(tmp_path / "nope.csv")
 
 
