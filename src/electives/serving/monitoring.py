@@ -126,8 +126,15 @@ def _after_import(model: TrainedModel, store: Store) -> tuple[int | None, str]:
             "cannot tell which of its grades the model saw; give --since TERM (the first term to score)"
         )
     # An artifact from before import numbers were recorded: the imports stored after it was written.
-    created = datetime.fromisoformat(str(m.get("created_at")))
-    before = [r.id for r in store.imports() if r.imported_at <= created]
+    try:
+        created = datetime.fromisoformat(str(m.get("created_at")))
+    except ValueError:
+        raise DataError(
+            f"{model.path} records neither the import it was trained through nor when it was written: give --since "
+            "TERM (the first term to score)"
+        ) from None
+    # created_at has whole seconds: an import in the model's last second was read by it (training reads first).
+    before = [r.id for r in store.imports() if r.imported_at.replace(microsecond=0) <= created]
     after = max(before, default=0)
     return after, f"grades imported after the model was written ({m.get('created_at')}; it records no import number)"
 
