@@ -74,7 +74,8 @@ def run_monitor(args: argparse.Namespace) -> int:
     print()
     unit = f"{model.scale.name} points" if model.scale else "points"  # type: ignore[union-attr]
     nominal = report.validation.get("interval_coverage_nominal")
-    header = [f"new grades ({report.figures['grades']:,})", f"validation ({report.validation.get('grades') or '?'})"]
+    val_rows = report.validation.get("grades")
+    header = [f"new grades ({report.figures['grades']:,})", f"validation ({f'{val_rows:,}' if val_rows else '?'})"]
     for line in figure_table(header, [report.figures, report.validation], unit=unit, nominal=nominal):
         print(line)
     print()

@@ -2,7 +2,7 @@
 
 :func:`unseen_figures` measures predictions of new grades: RMSE and MAE (in the scale's points), the share within
 one letter step, the coverage of the prediction intervals and the per-student ranking figures (NDCG with the grade
-as gain, Spearman) — the figures ``electives evaluate`` reports — each with a 95% one-sided bound on either side.
+as gain, Spearman) — the figures ``electives evaluate`` reports — with 95% one-sided bounds on RMSE and coverage.
 The bounds are **clustered by student**: a student's grades in one term move together (one good or bad term
 shifts them all), so treating them as independent would make a few hundred students look like thousands of grades.
 
@@ -15,10 +15,10 @@ shifts them all), so treating them as independent would make a few hundred stude
 - **uncertain** otherwise: too few new grades (or students) for the bounds to decide either way.
 
 Why 10%: the validation RMSE is itself an estimate from a few thousand grades of one held-out term, and a new
-cohort differs a little from any held-out term (on the synthetic university a model that still fits its world
-scores its next term within a few percent of validation); a tenth more error is about the gap between the families
-model selection chooses among, so it is the smallest change worth retraining for. Why 5 points: a split-conformal
-interval's coverage varies by a few points between held-out samples of this size.
+cohort differs a little from any held-out term (on the synthetic university, whose world does not change, the
+bias model scores its next term 2–5% above validation, at 2,000 and 300 students); a tenth more error is about the
+gap between the families model selection chooses among, so it is the smallest change worth retraining for.
+Why 5 points: a split-conformal interval's coverage varies by a few points between held-out samples of this size.
 """
 
 from __future__ import annotations
