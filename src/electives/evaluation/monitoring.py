@@ -16,8 +16,9 @@ shifts them all), so treating them as independent would make a few hundred stude
 
 Why 10%: the validation RMSE is itself an estimate from a few thousand grades of one held-out term, and a new
 cohort differs a little from any held-out term (on the synthetic university, whose world does not change, the
-bias model scores its next term 2–5% above validation, at 2,000 and 300 students); a tenth more error is about the
-gap between the families model selection chooses among, so it is the smallest change worth retraining for.
+bias model scores its next term 2–5% above validation, at 2,000 and 300 students), so a smaller margin would call
+an unchanged world drifting; a tenth more error (about one point on a percent scale at the RMSE of 9 seen there) is
+a change students would notice in their predictions.
 Why 5 points: a split-conformal interval's coverage varies by a few points between held-out samples of this size.
 """
 
