@@ -30,8 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Score MODEL on the stored grades it has not seen — those imported after the last import it was "
             "trained on (recorded at training; older models: imports after the model was written) — and print "
             "RMSE/MAE, interval coverage and the ranking figures next to its own validation figures, with a "
-            "verdict: drifting when the new RMSE exceeds validation's by more than 10%% even at its 95%% lower "
-            "bound (or the intervals cover 5 points too few), holding when within 10%% at its upper bound, "
+            "verdict: drifting when the new RMSE exceeds validation's by more than 10% even at its 95% lower "
+            "bound (or the intervals cover 5 points too few), holding when within 10% at its upper bound, "
             "uncertain otherwise. Students the model was not trained on are folded in from their earlier grades. "
             "Exit 0 with a verdict, 2 when there is nothing new to score."
         ),
