@@ -268,6 +268,20 @@ def test_retake_policies_across_imports(store: Store) -> None:
     assert latest["term_key"].dtype == "Int64"
 
 
+def test_grades_by_import_number(store: Store) -> None:
+    """What a model trained through import 1 saw, and what came after it (electives monitor, train --challenge)."""
+    first = store.save_import(make_result(FALL, name="fall.csv")).import_id
+    store.save_import(make_result(SPRING, name="spring.csv"))
+    seen = store.load_grades("latest", through_import=first)
+    new = store.load_grades("all", after_import=first)
+    assert sorted(seen["mark"]) == ["55", "70", "85"]  # s1's MATH as it stood before the retake
+    assert sorted(zip(new["student"], new["course"], new["mark"], strict=True)) == [
+        ("s1", "MATH", "90"),
+        ("s3", "ART", "60"),
+    ]
+    assert store.load_grades("all", after_import=first + 1).empty
+
+
 def test_latest_and_best_differ(store: Store) -> None:
     store.save_import(make_result([("s1", "MATH", "2020-Fall", "90")], name="a.csv"))
     store.save_import(make_result([("s1", "MATH", "2021-Fall", "60")], name="b.csv"))

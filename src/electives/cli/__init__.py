@@ -18,6 +18,7 @@ from electives.errors import ElectivesError
 _COMMAND_MODULES = (
     "electives.cli.data",
     "electives.cli.model",
+    "electives.cli.monitor",
     "electives.cli.evaluate",
     "electives.cli.recommend",
     "electives.cli.score",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +41,19 @@ class TrainingData:
     scale: GradeScale | None
     course_names: dict[str, str]
     source: str
+    # What the model will have seen, for `electives monitor` and `train --challenge`: the last import read
+    # (database) and the latest term.
+    trained_through: dict[str, Any] = field(default_factory=dict)
 
 
-def load_training_data(args: argparse.Namespace) -> TrainingData:
-    """From `--data FILE` (read with the import flags, nothing stored) or from the database."""
+def db_url(args: argparse.Namespace) -> str:
+    return args.db or os.environ.get(DB_ENV) or DEFAULT_DB_URL
+
+
+def load_training_data(args: argparse.Namespace, through_import: int | None = None) -> TrainingData:
+    """From `--data FILE` (read with the import flags, nothing stored) or from the database (its imports up to
+    `through_import`, else all of them)."""
+    seen: dict[str, Any] = {}
     if args.data:
         result = read_export_from_args(args, args.data)
         frame = result.frame
@@ -54,14 +63,20 @@ def load_training_data(args: argparse.Namespace) -> TrainingData:
     else:
         from electives.data.storage import Store
 
-        url = args.db or os.environ.get(DB_ENV) or DEFAULT_DB_URL
-        with Store(url) as store:
-            frame = store.load_grades(retakes=args.retakes)
+        with Store(db_url(args)) as store:
+            # The import number first, then only its grades: an import landing meanwhile is not counted as seen.
+            imports = [r for r in store.imports() if through_import is None or r.id <= through_import]
+            if imports:
+                seen = {"import": imports[-1].id, "imported_at": imports[-1].imported_at.isoformat(timespec="seconds")}
+            frame = store.load_grades(retakes=args.retakes, through_import=seen.get("import", through_import))
             scale = store.scale()
             names = {c.code: c.name for c in store.courses() if c.name}
             source = f"database {store.url}"
         if frame.empty:
             raise DataError(f"{source} holds no grades; import an export first (electives import FILE ...)")
+    if frame["term_key"].notna().any():
+        latest = frame.loc[frame["term_key"].idxmax()]
+        seen.update(term=str(latest["term"]), term_key=int(latest["term_key"]))
     out = pd.DataFrame({"student": frame["student"], "course": frame["course"], "grade": frame["grade"]})
     keys = frame["term_key"]
     if keys.notna().all():
@@ -69,7 +84,7 @@ def load_training_data(args: argparse.Namespace) -> TrainingData:
     elif keys.notna().any():
         # Rows without a term sort before every dated row of the same student (treated as the oldest).
         out["term"] = keys.fillna(keys.min() - 1).astype("int64")
-    return TrainingData(out, scale, names, source)
+    return TrainingData(out, scale, names, source, seen)
 
 
 # ----------------------------------------------------------------------------------------------------- train
@@ -89,7 +104,14 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     add_data_arguments(p)
-    p.add_argument("--out", required=True, metavar="DIR", help="where to write the model artifact")
+    p.add_argument("--out", metavar="DIR", help="where to write the model artifact (required without --challenge)")
+    p.add_argument(
+        "--challenge",
+        metavar="MODEL_DIR",
+        help="train a challenger on the grades the served model in MODEL_DIR was trained on, compare both on the "
+        "grades imported since, and only if the challenger is at least as good refit it on every grade and replace "
+        "MODEL_DIR (exit 1 when it is refused; --db only)",
+    )
     p.add_argument(
         "--config",
         metavar="FILE.json",
@@ -164,11 +186,11 @@ def run_train(args: argparse.Namespace) -> int:
     import torch
 
     from electives.models import distributed
-    from electives.models.artifact import save_model
-    from electives.models.pipeline import train_model
 
     if args.db and args.data:
         raise DataError("give either --db or --data, not both")
+    if not args.out and not args.challenge:
+        raise DataError("give --out DIR (where to write the model) or --challenge MODEL_DIR (the served model)")
     if not 0.5 <= args.coverage < 1:
         raise DataError(f"--coverage {args.coverage}: expected a level in [0.5, 1), e.g. 0.8")
     if args.threads:
@@ -182,45 +204,24 @@ def run_train(args: argparse.Namespace) -> int:
     # Grades: choose the family unless one is named (or DP, which trains the configured NCF model only).
     # Enrolments: NeuMF, as before; "auto" there compares NeuMF, GMF and MLP.
     family = named or ("auto" if resolved.mode == "explicit" and args.dp_epsilon is None else None)
+    if args.challenge:
+        from electives.cli.challenge import run_challenge
+
+        return run_challenge(args, config, family, file_values)
     # Under torchrun every rank trains; only rank 0 reports and writes the artifact.
     ctx = distributed.init(resolved.device)
     data = load_training_data(args)
-    train = _interactions(data, resolved.mode)
+    train = training_rows(data, resolved.mode)
     what = {"auto": "auto (model selection)", None: resolved.model}.get(family, family)
     print(
         f"{f'rank {ctx.rank}/{ctx.world_size}: ' if ctx.distributed else ''}training {what} ({resolved.mode}) on "
         f"{len(train):,} rows: {train.n_students:,} students × {train.n_courses:,} courses from {data.source}",
         file=sys.stderr,
     )
-    result = train_model(
-        train,
-        config,
-        scale=data.scale,
-        coverage=args.coverage,
-        model=family,
-        # Imbalance options join the (implicit) comparison unless the user (or the config file) fixed one.
-        try_imbalance=args.imbalance is None and "imbalance" not in file_values,
-        privacy=privacy_from_args(args),
-        progress=not args.quiet,
-        log=_stderr,
-    )
+    result = fit_from_args(args, train, config, family=family, scale=data.scale, file_values=file_values)
     if not result.is_main:
         return 0
-    span = data.scale.span if data.scale else 1.0
-    save_model(
-        args.out,
-        result.fitted,
-        result.trained_on or result.fit_data,
-        scale=data.scale,
-        course_names=data.course_names,
-        calibration=result.calibration,
-        metrics=result.metrics,
-        extra={
-            "data_source": data.source.split(" (")[0] if args.data else "database",
-            **({"model_selection": result.selection.to_dict(span)} if result.selection else {}),
-            **({"privacy": result.privacy.to_dict()} if result.privacy else {}),
-        },
-    )
+    save_trained(args.out, result, data, args)
     if result.selection is not None:
         selection = result.selection
         failed = [c for c in selection.to_dict()["candidates"] if c.get("error")]
@@ -238,7 +239,65 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _interactions(data: TrainingData, mode: str) -> Any:
+def fit_from_args(
+    args: argparse.Namespace,
+    train: Any,
+    config: TrainConfig,
+    *,
+    family: str | None,
+    scale: GradeScale | None,
+    file_values: dict[str, Any],
+) -> Any:
+    """`train_model` with the flags' coverage, privacy and progress: the `TrainingResult`."""
+    from electives.models.pipeline import train_model
+
+    return train_model(
+        train,
+        config,
+        scale=scale,
+        coverage=args.coverage,
+        model=family,
+        # Imbalance options join the (implicit) comparison unless the user (or the config file) fixed one.
+        try_imbalance=args.imbalance is None and "imbalance" not in file_values,
+        privacy=privacy_from_args(args),
+        progress=not args.quiet,
+        log=_stderr,
+    )
+
+
+def save_trained(
+    out: str, result: Any, data: TrainingData, args: argparse.Namespace, extra: dict[str, Any] | None = None
+) -> None:
+    """Write `result`'s model to `out` (atomically), with what it was trained through and its validation ranking."""
+    from electives.evaluation.monitoring import ranking_figures
+    from electives.models.artifact import save_model
+
+    span = data.scale.span if data.scale else 1.0
+    checked, val = result.validated or result.fitted, result.validation
+    # Recorded so that `electives monitor` can show the ranking figures of new grades next to validation's.
+    ranking = None
+    if checked.predicts_grades and val.grades is not None and len(val):
+        ranking = ranking_figures(val.students, checked.predict(val.students, val.courses), val.grades)
+    save_model(
+        out,
+        result.fitted,
+        result.trained_on or result.fit_data,
+        scale=data.scale,
+        course_names=data.course_names,
+        calibration=result.calibration,
+        metrics=result.metrics,
+        extra={
+            "data_source": data.source.split(" (")[0] if args.data else "database",
+            **({"trained_through": data.trained_through} if data.trained_through else {}),
+            **({"validation_ranking": ranking} if ranking else {}),
+            **({"model_selection": result.selection.to_dict(span)} if result.selection else {}),
+            **({"privacy": result.privacy.to_dict()} if result.privacy else {}),
+            **(extra or {}),
+        },
+    )
+
+
+def training_rows(data: TrainingData, mode: str) -> Any:
     """The `Interactions` to train on in `mode`: graded rows (explicit) or every enrolment without grades."""
     from electives.data.interactions import Interactions
 

@@ -164,14 +164,18 @@ class Store:
             return _upsert_catalog(conn, catalog)
 
     # ------------------------------------------------------------------ reads
-    def load_grades(self, retakes: RetakePolicy = "latest") -> pd.DataFrame:
+    def load_grades(
+        self, retakes: RetakePolicy = "latest", *, after_import: int | None = None, through_import: int | None = None
+    ) -> pd.DataFrame:
         """All stored rows, one per (student, course) unless ``retakes="all"``: ``latest`` keeps the attempt in
         the latest term, ``best`` the one with the most points. Either way a graded attempt wins over one
-        without a grade (W, P, enrolment-only), and ties go to the later import / row. Columns GRADE_COLUMNS."""
+        without a grade (W, P, enrolment-only), and ties go to the later import / row. Columns GRADE_COLUMNS.
+        ``after_import`` / ``through_import`` keep only the rows of imports numbered above / up to them (what a
+        model trained through an import has not / has seen)."""
         if retakes not in RETAKE_POLICIES:
             raise DataError(f"retake policy {retakes!r} is unknown; expected one of {', '.join(RETAKE_POLICIES)}")
         with self._begin() as conn:
-            frame = _read_grades(conn, None)
+            frame = _read_grades(conn, None, (after_import, through_import))
         if retakes != "all" and len(frame):
             graded = frame["points"].notna()
             order = ["student_id", "course_id", "_graded"]
@@ -550,11 +554,17 @@ def _upsert_catalog(conn: Connection, catalog: Catalog) -> CatalogSummary:
 
 
 # ---------------------------------------------------------------------- reading
-def _read_grades(conn: Connection, pseudonym: str | None) -> pd.DataFrame:
+def _read_grades(
+    conn: Connection, pseudonym: str | None, imports: tuple[int | None, int | None] = (None, None)
+) -> pd.DataFrame:
     g, s, c = grades_table, students_table, courses_table
     stmt = sa.select(
         g.c.student_id, g.c.course_id, g.c.term, g.c.term_key, g.c.mark, g.c.points, g.c.grade, g.c.import_id, g.c.row
     )
+    if imports[0] is not None:
+        stmt = stmt.where(g.c.import_id > imports[0])
+    if imports[1] is not None:
+        stmt = stmt.where(g.c.import_id <= imports[1])
     students = sa.select(s.c.id, s.c.pseudonym)
     if pseudonym is not None:
         sid = sa.select(s.c.id).where(s.c.pseudonym == pseudonym).scalar_subquery()
