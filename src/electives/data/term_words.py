@@ -37,7 +37,6 @@ class Place:
     calendar: int
     label: str
     sub: int = 0
-    numbered: bool = False  # a numbered period: with a calendar year its label is the number ("2021-2")
 
 
 PLACES: dict[str, Place] = {
@@ -49,11 +48,11 @@ PLACES: dict[str, Place] = {
     # German-style semesters are named for the season they end in: WS 2020/21 runs October to March.
     "winter-semester": Place((0, 6), 6, "Fall"),
     "summer-semester": Place((1, 2), 2, "Spring"),
-    "first-semester": Place((0, 6), 1, "1", numbered=True),
-    "second-semester": Place((1, 2), 2, "2", numbered=True),
-    "first-trimester": Place((0, 6), 1, "T1", numbered=True),
-    "second-trimester": Place((1, 1), 2, "T2", numbered=True),
-    "third-trimester": Place((1, 2), 3, "T3", numbered=True),
+    "first-semester": Place((0, 6), 1, "1"),
+    "second-semester": Place((1, 2), 2, "2"),
+    "first-trimester": Place((0, 6), 1, "T1"),
+    "second-trimester": Place((1, 1), 2, "T2"),
+    "third-trimester": Place((1, 2), 3, "T3"),
     "year-long": Place((1, 2), 9, "Year", sub=YEAR_LONG_SUB),
     "unassigned": Place((1, 2), 9, "Unassigned", sub=UNASSIGNED_SUB),
 }

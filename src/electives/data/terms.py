@@ -63,8 +63,6 @@ _PLAIN_NUMBER = re.compile(r"^(?P<n>\d{1,3})$")
 _YEAR_TOKEN = re.compile(r"^(19|20)\d\d$")
 _TOKEN = re.compile(r"[^\W\d_]+|\d+")
 _EXPECTED = "(expected e.g. 2021-Fall, FA2002, 'Spring 2020', '2021 1' or a term number)"
-# Every word the built-in vocabulary knows, so an unknown code can name the words it lacks.
-_KNOWN_WORDS = frozenset(w for phrase in BUILTIN_WORDS for w in phrase.split()) | FILLER
 
 UNASSIGNED_LABEL = "Unassigned"
 
@@ -128,7 +126,8 @@ class TermReader:
             if place not in PLACES:
                 raise ValueError(f"place {place!r} is not one of {', '.join(PLACES)}")
             self.words[" ".join(normalise_words(phrase))] = place
-        self.user_words = frozenset(w for phrase in self.words for w in phrase.split())
+        # Every word the vocabulary knows, so an unknown code can name the words it lacks.
+        self.known_words = FILLER | {w for phrase in self.words for w in phrase.split()}
         self.order = None if order is None else {order_key(c): i for i, c in enumerate(order, start=1)}
 
     def read(self, raw: str) -> Term:
@@ -189,7 +188,7 @@ class TermReader:
         return place
 
     def _unknown(self, raw: str, words: list[str], why: str = "") -> TermError:
-        unknown = [w for w in words if not w.isdigit() and w not in _KNOWN_WORDS and w not in self.user_words]
+        unknown = [w for w in words if not w.isdigit() and w not in self.known_words]
         if not why:
             why = "unknown word(s) " + ", ".join(map(repr, unknown)) if unknown else "no known form"
         return TermError(f"term {raw!r} is in no known form {_EXPECTED}", why=why, words=unknown)

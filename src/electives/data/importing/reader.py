@@ -67,8 +67,7 @@ def read_export(
     name = path.name
     mapping = _checked_options(name, retakes=retakes, header=header, columns=columns, mapping=mapping)
     grade_scale = _resolve_scale(scale)
-    if delimiter is not None:
-        delimiter = parse_delimiter(delimiter)
+    delimiter = parse_delimiter(delimiter) if delimiter is not None else None
 
     check_file(path, max_size=max_size)
     sha256 = file_sha256(path)
@@ -118,7 +117,8 @@ def read_export(
         )
     frame = cleaner.run(pseudonymiser if pseudonymiser is not None else Pseudonymiser.from_environment())
     report.notes = notes + report.notes
-    _check_terms(report, ordered=terms is not None and terms.order is not None)  # then _check_kept
+    _check_terms(report, ordered=terms is not None and terms.order is not None)
+    _check_kept(report)
     return ImportResult(frame=frame, report=report, scale=grade_scale, enrolment_only=enrolment_only)
 
 
@@ -138,7 +138,6 @@ def _check_terms(report: CleaningReport, *, ordered: bool, most: int = 10) -> No
     knows, and the two ways to explain them."""
     unknown = report.unknown_terms
     if not unknown:
-        _check_kept(report)
         return
     rows = sum(u["rows"] for u in unknown.values())
     lines = [f"{report.file_name}: {len(unknown):,} term code(s) in no known form, in {rows:,} row(s); nothing was "

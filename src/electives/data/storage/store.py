@@ -175,7 +175,7 @@ class Store:
         if retakes not in RETAKE_POLICIES:
             raise DataError(f"retake policy {retakes!r} is unknown; expected one of {', '.join(RETAKE_POLICIES)}")
         with self._begin() as conn:
-            frame = _read_grades(conn, None, (after_import, through_import))
+            frame = _read_grades(conn, None, after_import=after_import, through_import=through_import)
         if retakes != "all" and len(frame):
             graded = frame["points"].notna()
             order = ["student_id", "course_id", "_graded"]
@@ -555,16 +555,16 @@ def _upsert_catalog(conn: Connection, catalog: Catalog) -> CatalogSummary:
 
 # ---------------------------------------------------------------------- reading
 def _read_grades(
-    conn: Connection, pseudonym: str | None, imports: tuple[int | None, int | None] = (None, None)
+    conn: Connection, pseudonym: str | None, *, after_import: int | None = None, through_import: int | None = None
 ) -> pd.DataFrame:
     g, s, c = grades_table, students_table, courses_table
     stmt = sa.select(
         g.c.student_id, g.c.course_id, g.c.term, g.c.term_key, g.c.mark, g.c.points, g.c.grade, g.c.import_id, g.c.row
     )
-    if imports[0] is not None:
-        stmt = stmt.where(g.c.import_id > imports[0])
-    if imports[1] is not None:
-        stmt = stmt.where(g.c.import_id <= imports[1])
+    if after_import is not None:
+        stmt = stmt.where(g.c.import_id > after_import)
+    if through_import is not None:
+        stmt = stmt.where(g.c.import_id <= through_import)
     students = sa.select(s.c.id, s.c.pseudonym)
     if pseudonym is not None:
         sid = sa.select(s.c.id).where(s.c.pseudonym == pseudonym).scalar_subquery()
