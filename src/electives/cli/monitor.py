@@ -9,6 +9,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from electives.cli.model import db_url
 from electives.defaults import DB_ENV, DEFAULT_DB_URL
 
 # Rows of the figure table: (label, figure key, kind) — kind "points", "share" or "ratio".
@@ -50,14 +51,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_monitor(args: argparse.Namespace) -> int:
-    import os
-
     from electives.data.storage import open_store
     from electives.models.artifact import load_model
     from electives.serving.monitoring import monitor
 
     model = load_model(args.model)
-    with open_store(args.db or os.environ.get(DB_ENV) or DEFAULT_DB_URL) as store:
+    with open_store(db_url(args)) as store:
         report = monitor(model, store, since=args.since)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, allow_nan=False, default=_plain))

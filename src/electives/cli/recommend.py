@@ -10,13 +10,13 @@ import sys
 import textwrap
 from typing import TYPE_CHECKING
 
+from electives.defaults import DB_ENV  # no default database here: recommending never creates one
 from electives.errors import DataError, ElectivesError
 
 if TYPE_CHECKING:
     from electives.serving.entry import GradeEntryError
     from electives.serving.results import Recommendations, WhyNot
 
-DB_ENV = "ELECTIVES_DB"  # as in electives.cli.data; no default database here: recommending never creates one
 _COURSE_HEADERS = frozenset({"course", "course_id", "course id", "course code", "code", "crs code", "crs"})
 _GRADES_HINT = "(--grades FILE)"  # how to act on "enter the grades instead", in this command's flags
 _GRADE_HEADERS = frozenset({"grade", "mark", "marks", "score", "total", "points", "result"})

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from electives.evaluation.metrics import grade_ndcg, spearman
+from electives.evaluation.metrics import grade_ndcg, mae, spearman, within
 
 __all__ = ["COVERAGE_MARGIN", "RMSE_MARGIN", "Z_95", "ranking_figures", "unseen_figures", "verdict"]
 
@@ -62,14 +62,14 @@ def unseen_figures(
         "rmse": math.sqrt(mse) * span,
         "rmse_low": math.sqrt(max(mse_low, 0.0)) * span,
         "rmse_high": math.sqrt(mse_high) * span if math.isfinite(mse_high) else None,
-        "mae": float(np.mean(np.abs(err))) * span,
+        "mae": mae(p, t, span),
         "within_one_letter": None,
         "interval_coverage": None,
         "interval_coverage_low": None,
         "interval_coverage_high": None,
     }
     if letter_step is not None:
-        out["within_one_letter"] = float(np.mean(np.abs(err) <= letter_step + 1e-9))
+        out["within_one_letter"] = within(p, t, letter_step)
     if lower is not None and upper is not None:
         inside = ((t >= np.asarray(lower) - 1e-9) & (t <= np.asarray(upper) + 1e-9)).astype(np.float64)
         cov, cov_low, cov_high = _clustered_mean(inside, groups)

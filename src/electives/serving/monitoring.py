@@ -26,8 +26,7 @@ import pandas as pd
 from electives.data.terms import TermError, parse_term
 from electives.errors import DataError, ElectivesError, ModelError
 from electives.evaluation.monitoring import unseen_figures, verdict
-from electives.models.interface import FoldInOptions
-from electives.serving.options import noise_from_model
+from electives.serving.options import fold_in_options
 
 if TYPE_CHECKING:
     from electives.data.storage import Store
@@ -180,8 +179,8 @@ def _latest_graded(rows: pd.DataFrame) -> pd.DataFrame:
 
 def predict_unseen(model: TrainedModel, unseen: Unseen) -> Predicted:
     """``model``'s predictions of the new grades; see the module docstring for who is scored and how."""
-    new, fitted = unseen.new, model.fitted
-    courses = new["course"].map(model.course_index()).to_numpy(np.float64)
+    new, fitted, index = unseen.new, model.fitted, model.course_index()
+    courses = new["course"].map(index).to_numpy(np.float64)
     students = new["student"].map(model.student_index()).to_numpy(np.float64)
     pred = np.full(len(new), np.nan)
     how = np.where(np.isnan(courses), "unknown-course", "no-history").astype(object)
@@ -191,8 +190,7 @@ def predict_unseen(model: TrainedModel, unseen: Unseen) -> Predicted:
         how[trained] = "trained"
     foldable = np.isnan(students) & ~np.isnan(courses)
     if foldable.any():
-        options = FoldInOptions(noise=noise_from_model(model))
-        index = model.course_index()
+        options = fold_in_options(model)  # as a Recommender folds in with its defaults
         earlier = unseen.earlier[unseen.earlier["student"].isin(set(new["student"][foldable]))]
         history = {s: own for s, own in earlier.groupby("student")}
         for student, rows in pd.Series(np.flatnonzero(foldable)).groupby(new["student"].to_numpy()[foldable]):

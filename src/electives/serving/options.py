@@ -13,7 +13,7 @@ from electives.models.interface import FoldInOptions
 if TYPE_CHECKING:
     from electives.models.artifact import TrainedModel
 
-__all__ = ["DEFAULT_NOISE", "n_negatives_from_model", "noise_from_model"]
+__all__ = ["DEFAULT_NOISE", "fold_in_options", "n_negatives_from_model", "noise_from_model"]
 
 # Fallback noise (normalised units) when the model records no validation RMSE: typical for grade data.
 DEFAULT_NOISE = 0.1
@@ -34,6 +34,26 @@ def noise_from_model(model: TrainedModel) -> float:
         if half > 0:
             return half / z
     return DEFAULT_NOISE
+
+
+def fold_in_options(
+    model: TrainedModel,
+    *,
+    noise: float | None = None,
+    prior_strength: float = FoldInOptions.prior_strength,
+    shrinkage: float = FoldInOptions.shrinkage,
+    max_steps: int = FoldInOptions.max_steps,
+) -> FoldInOptions:
+    """How serving folds a student into ``model``: ``noise`` (default :func:`noise_from_model`) and, for an
+    enrolment-only model, the negatives' weight it trained with (:func:`n_negatives_from_model`)."""
+    explicit = model.mode == "explicit"
+    return FoldInOptions(
+        noise=float(noise) if noise is not None else noise_from_model(model),
+        prior_strength=prior_strength,
+        shrinkage=shrinkage,
+        max_steps=max_steps,
+        n_negatives=FoldInOptions.n_negatives if explicit else n_negatives_from_model(model),
+    )
 
 
 def n_negatives_from_model(model: TrainedModel) -> int:

@@ -51,12 +51,12 @@ from electives.data.scales import GradeScale
 from electives.errors import DataError, ElectivesError
 from electives.limits import DEFAULT_K, check_k
 from electives.models.compute import torch_threads
-from electives.models.interface import FoldIn, FoldInOptions
+from electives.models.interface import FoldIn
 from electives.serving.cards import CardMaker, course_unit_vectors
 from electives.serving.cohorts import MIN_RECORD, Graders
 from electives.serving.entry import EligibilityRow, Entered, GradeReader
 from electives.serving.explanations import MIN_COHORT, CohortStatistic, check_min_cohort
-from electives.serving.options import n_negatives_from_model, noise_from_model
+from electives.serving.options import fold_in_options
 from electives.serving.results import Basis, LazyRanking, Recommendations
 
 if TYPE_CHECKING:
@@ -144,15 +144,15 @@ class Recommender:
             course_index=self._course_index, catalog_codes=catalog_codes, scale=self.scale, explicit=self.explicit
         )
         self._eligibility = self._eligibility_index(rules, db_scale)
-        self.noise = float(noise) if noise is not None else noise_from_model(model)
         # Built once: the model keeps what it prepared for these options, so a request does no set-up.
-        self._options = FoldInOptions(
-            noise=self.noise,
+        self._options = fold_in_options(
+            model,
+            noise=noise,
             prior_strength=self.prior_strength,
             shrinkage=float(shrinkage),
             max_steps=self.fold_in_steps,
-            n_negatives=FoldInOptions.n_negatives if self.explicit else n_negatives_from_model(model),
         )
+        self.noise = self._options.noise
         fitted = self._fitted = model.fitted
         with torch_threads(threads):
             self._vectors = fitted.student_vectors()
