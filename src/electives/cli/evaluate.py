@@ -18,13 +18,12 @@ from electives.cli.model import (
     add_privacy_arguments,
     add_training_arguments,
     check_private_training,
-    config_from_args,
     load_training_data,
     privacy_from_args,
     read_config_file,
 )
 from electives.errors import DataError, StorageError
-from electives.models.config import positive_float, positive_int
+from electives.models.config import config_from_flags, positive_float, positive_int
 
 
 def _baselines() -> dict[str, tuple[bool, Callable[[str], Any]]]:
@@ -156,7 +155,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, TrainingData, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
     file_values = read_config_file(args.config) if args.config else {}
-    config = config_from_args(args, file_values).resolved()
+    config = config_from_flags(args, file_values).resolved()
     data = load_training_data(args)
     has_grades = bool(data.frame["grade"].notna().any())
     if config.mode == "explicit" and not has_grades:
@@ -193,7 +192,7 @@ def _fit_neumf(args: argparse.Namespace, config: Any, train: Any) -> tuple[Any, 
     # The same DP-SGD path as `train --dp-epsilon`, so the report shows what such a model costs in accuracy.
     check_private_training(args, auto=False)
     # DP fills the settings left unset with its own defaults, so it starts from the unresolved configuration.
-    unresolved = config_from_args(args, read_config_file(args.config) if args.config else {})
+    unresolved = config_from_flags(args, read_config_file(args.config) if args.config else {})
     return fit_private(train, unresolved, privacy_from_args(args), progress=not args.quiet)
 
 
@@ -301,7 +300,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def _register_tune(subparsers: argparse._SubParsersAction) -> None:
-    from electives.models.config import TUNABLE as SEARCH_SPACE
+    from electives.models.config import TUNABLE
 
     p = subparsers.add_parser(
         "tune",
@@ -320,9 +319,9 @@ def _register_tune(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--space",
         type=lambda t: tuple(x.strip() for x in t.split(",") if x.strip()),
-        default=SEARCH_SPACE,
+        default=TUNABLE,
         metavar="A,B,…",
-        help=f"settings to search (default: all of {','.join(SEARCH_SPACE)}); the others come from the flags",
+        help=f"settings to search (default: all of {','.join(TUNABLE)}); the others come from the flags",
     )
     p.add_argument(
         "--tune-seed", type=int, default=0, metavar="N", help="seed of the TPE sampler (default: %(default)s)"

@@ -14,10 +14,11 @@ import pandas as pd
 from electives.cli.data import add_export_arguments, read_export_from_args
 from electives.data.scales import GradeScale
 from electives.defaults import DB_ENV, DEFAULT_DB_URL
-from electives.errors import DataError
+from electives.errors import DataError, ElectivesError
 from electives.models.config import (
     FAMILY_NAMES,
     FLAGS,
+    NCF_NAMES,
     TrainConfig,
     config_from_flags,
     number,
@@ -139,7 +140,7 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_training_arguments(p: argparse.ArgumentParser, auto: bool = False) -> None:
     """The NeuMF training flags (shared by train, evaluate and tune), as TrainConfig's fields declare them
-    (models.config.FLAGS). Each defaults to None, meaning "not given": `config_from_args` then takes the value
+    (models.config.FLAGS). Each defaults to None, meaning "not given": `config_from_flags` then takes the value
     from a --config file, else TrainConfig's default. With `auto` (train), --model also takes "auto" and every
     other family (models.config.FAMILY_NAMES)."""
     defaults = {f.name: f.default for f in fields(TrainConfig)}
@@ -160,11 +161,6 @@ def add_training_arguments(p: argparse.ArgumentParser, auto: bool = False) -> No
                 "blend mixes the best NCF model and the best baseline"
             )
         p.add_argument(flag.name, dest=flag.dest, **how)
-
-
-def config_from_args(args: argparse.Namespace, file_values: dict[str, Any] | None = None) -> TrainConfig:
-    """TrainConfig from the flags given, over `file_values` (a --config file), over TrainConfig's defaults."""
-    return config_from_flags(args, file_values)
 
 
 def read_config_file(path: str) -> dict[str, Any]:
@@ -198,8 +194,8 @@ def run_train(args: argparse.Namespace) -> int:
     file_values = read_config_file(args.config) if args.config else {}
     named = args.model or file_values.get("model")
     if args.dp_epsilon is not None:
-        check_private_training(args, named == "auto" or (named or "neumf") not in ("neumf", "gmf", "mlp"))
-    config = config_from_args(args, file_values)
+        check_private_training(args, named == "auto" or (named or "neumf") not in NCF_NAMES)
+    config = config_from_flags(args, file_values)
     resolved = config.resolved()
     # Grades: choose the family unless one is named (or DP, which trains the configured NCF model only).
     # Enrolments: NeuMF, as before; "auto" there compares NeuMF, GMF and MLP.
@@ -362,7 +358,6 @@ def add_privacy_arguments(p: argparse.ArgumentParser) -> None:
 
 def check_private_training(args: argparse.Namespace, auto: bool) -> None:
     """Refuse the combinations DP training does not support, before any data is read."""
-    from electives.errors import ElectivesError
     from electives.models import distributed
 
     if distributed.context().distributed:

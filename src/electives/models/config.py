@@ -290,7 +290,7 @@ def config_from_flags(given: Any, file_values: dict[str, Any] | None = None) -> 
     return TrainConfig(**merged)
 
 
-# The fields `electives tune` may search (tuning.SEARCH_SPACE).
+# The fields `electives tune` may search (the default space of tuning.tune).
 TUNABLE = (
     "lr",
     "weight_decay",

@@ -25,11 +25,10 @@ from electives.data.interactions import Interactions
 from electives.data.splits import next_term_validation
 from electives.errors import DataError, ModelError
 from electives.models.config import TrainConfig
-from electives.models.interface import FoldIn, FoldInOptions, Model, family_class, register
+from electives.models.interface import DEFAULT_OPTIONS, FoldIn, FoldInOptions, Model, family_class, register
 
 __all__ = ["Blend", "Combination", "Ensemble", "best_weight", "ensemble_size"]
 
-_OPTIONS = FoldInOptions()
 WEIGHTS = tuple(round(0.1 * i, 1) for i in range(11))  # the blend's grid: coarse, as validation sets are small
 
 
@@ -104,7 +103,7 @@ class Combination(Model):
                 out += w * m.scores(part)
         return out
 
-    def fold_in(self, entries: Mapping[int, float], options: FoldInOptions = _OPTIONS) -> FoldIn:
+    def fold_in(self, entries: Mapping[int, float], options: FoldInOptions = DEFAULT_OPTIONS) -> FoldIn:
         self.check_entries(entries)
         folds = [m.fold_in(entries, options) for m in self.members]
         return FoldIn(

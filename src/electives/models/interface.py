@@ -31,7 +31,7 @@ import numpy as np
 from electives.data.interactions import Interactions
 from electives.errors import DataError, ModelError
 
-__all__ = ["FAMILIES", "FoldIn", "FoldInOptions", "Model", "family_class", "register"]
+__all__ = ["DEFAULT_OPTIONS", "FAMILIES", "FoldIn", "FoldInOptions", "Model", "family_class", "register"]
 
 Mode = Literal["explicit", "implicit"]
 
@@ -52,6 +52,10 @@ class FoldInOptions:
     def __post_init__(self) -> None:
         if not (self.noise > 0 and self.prior_strength > 0 and 0.0 <= self.shrinkage <= 1.0 and self.max_steps >= 1):
             raise ValueError("fold-in needs noise > 0, prior_strength > 0, shrinkage in [0, 1] and max_steps ≥ 1")
+
+
+# fold_in's default for every family (one shared instance: the options are frozen).
+DEFAULT_OPTIONS = FoldInOptions()
 
 
 @dataclass(frozen=True)
@@ -108,7 +112,7 @@ class Model(ABC):
         """(n_courses,) float64 outputs for one student vector (a row of ``student_vectors`` or a fold-in)."""
 
     @abstractmethod
-    def fold_in(self, entries: Mapping[int, float], options: FoldInOptions = FoldInOptions()) -> FoldIn:
+    def fold_in(self, entries: Mapping[int, float], options: FoldInOptions = DEFAULT_OPTIONS) -> FoldIn:
         """A vector for a student the model never saw. Explicit: ``entries`` maps course index → normalised
         grade. Implicit: its keys are the courses taken (values ignored)."""
 

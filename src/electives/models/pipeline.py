@@ -5,7 +5,7 @@ private with `privacy`, or with `auto` the family chosen on each student's lates
 implicit mode the best of NeuMF, GMF and MLP), then measures the model validation chose on the validation rows,
 which it never trained on (after a refit, the model as fitted before it): RMSE/MAE (explicit) or HR/NDCG
 (implicit), and in explicit mode a split-conformal prediction interval at `coverage` whose coverage is measured on
-held-back validation students. `model=NAME` forces one family (see :data:`selection.FAMILY_CHOICES`).
+held-back validation students. `model=NAME` forces one family (see :data:`config.FAMILY_NAMES`).
 
 Under torchrun every rank calls `train_model` alike and trains; the process group is left before returning, and
 only rank 0 measures (`TrainingResult.is_main`): the caller reports and writes on rank 0 only.
@@ -26,11 +26,11 @@ from electives.evaluation.evaluate import evaluate
 from electives.evaluation.metrics import mae, rmse, within
 from electives.models import distributed
 from electives.models.calibration import ConformalInterval, calibrate_on_validation
-from electives.models.config import TrainConfig
+from electives.models.config import FAMILY_NAMES, NCF_NAMES, TrainConfig
 from electives.models.interface import Model
 from electives.models.privacy import PrivacyConfig, PrivacyReport, fit_private
-from electives.models.selection import FAMILY_CHOICES, NCF_FAMILIES, select
 from electives.models.selection import Selection as NextTermSelection
+from electives.models.selection import select
 from electives.models.training import fit
 from electives.models.tuning import Selection, compare
 
@@ -85,7 +85,7 @@ def train_model(
     candidates' settings. scale: reports RMSE/MAE in its points and the share within one letter. auto (or
     model="auto"): explicit mode, choose the family on each student's latest term (models.selection); implicit
     mode, compare NeuMF, GMF and MLP on validation; try_imbalance: implicit compare only. model: a family name
-    from selection.FAMILY_CHOICES forces it (neumf/gmf/mlp train as configured; the others go through selection
+    from config.FAMILY_NAMES forces it (neumf/gmf/mlp train as configured; the others go through selection
     alone, so they are refitted on every row); None trains `config.model`. privacy: DP-SGD within this budget
     (NCF only, not with auto, not under torchrun); noise_seed: tests and benchmarks only (see
     electives.models.privacy). log: progress lines (e.g. each candidate's score).
@@ -94,18 +94,18 @@ def train_model(
         raise DataError(f"coverage {coverage}: expected a level in [0.5, 1), e.g. 0.8")
     if model == "auto":
         auto, model = True, None
-    if model is not None and model not in FAMILY_CHOICES:
-        raise DataError(f"unknown model family {model!r}; choose from auto, {', '.join(FAMILY_CHOICES)}")
-    if privacy is not None and (auto or (model is not None and model not in NCF_FAMILIES)):
+    if model is not None and model not in FAMILY_NAMES:
+        raise DataError(f"unknown model family {model!r}; choose from auto, {', '.join(FAMILY_NAMES)}")
+    if privacy is not None and (auto or (model is not None and model not in NCF_NAMES)):
         raise ElectivesError("private training cannot compare models (auto): every candidate would spend budget")
     given = config or TrainConfig()
-    if model in NCF_FAMILIES:
+    if model in NCF_NAMES:
         given = replace(given, model=model)  # type: ignore[arg-type]
     base = given.resolved()
-    if base.mode == "explicit" and (auto or (model is not None and model not in NCF_FAMILIES)):
+    if base.mode == "explicit" and (auto or (model is not None and model not in NCF_NAMES)):
         return _selected(train, base, families=None if auto else (model,), scale=scale, coverage=coverage,
                          progress=progress, log=log)  # fmt: skip
-    if model is not None and model not in NCF_FAMILIES:
+    if model is not None and model not in NCF_NAMES:
         raise DataError(f"--model {model} predicts grades; the implicit mode trains neumf, gmf or mlp")
     ctx = distributed.init(base.device)
     if privacy is not None and ctx.distributed:
@@ -156,7 +156,7 @@ def _selected(
         raise ElectivesError("model selection runs in one process; under torchrun force one NCF family (--model neumf)")
     span = scale.span if scale else 1.0
     start = time.perf_counter()
-    chosen = select(train, base, families=families or FAMILY_CHOICES, progress=progress, log=log, scale_range=span)
+    chosen = select(train, base, families=families or FAMILY_NAMES, progress=progress, log=log, scale_range=span)
     metrics: dict[str, Any] = {"train_seconds": round(time.perf_counter() - start, 2)}
     metrics["validation_rows"] = len(chosen.validation)
     metrics.update(validation_metrics(chosen.validated, chosen.fit_data, chosen.validation, scale=scale))

@@ -25,6 +25,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -38,11 +39,9 @@ from electives.models.ensemble import Blend, Ensemble, best_weight, ensemble_siz
 from electives.models.interface import Model
 from electives.models.training import fit
 
-__all__ = ["FAMILY_CHOICES", "NCF_FAMILIES", "Selection", "Tried", "candidate_specs", "select"]
+__all__ = ["Selection", "Tried", "candidate_specs", "select"]
 
-NCF_FAMILIES = NCF_NAMES
 BASELINE_FAMILIES = ("bias", "mf", "knn")
-FAMILY_CHOICES = FAMILY_NAMES  # NCF, baselines, ensemble, blend
 # A NeuMF for small registrars (a few thousand grades), next to the configured sizes.
 SMALL_NEUMF = {"gmf_dim": 16, "mlp_dim": 8, "mlp_layers": (16, 8)}
 SMALL_DATA = 20_000  # training rows up to which the full grid is tried (fits take seconds there)
@@ -113,7 +112,7 @@ class Selection:
         return [c for c in self.candidates if c.error]
 
 
-def candidate_specs(base: TrainConfig, families: Sequence[str] = FAMILY_CHOICES, rows: int = 0) -> list[Spec]:
+def candidate_specs(base: TrainConfig, families: Sequence[str] = FAMILY_NAMES, rows: int = 0) -> list[Spec]:
     """The single-model candidates of ``families`` (ensemble and blend are built from these by :func:`select`),
     baselines first: they are cheap, and a tie goes to the candidate tried first. Above :data:`SMALL_DATA` rows
     the grid is trimmed (one MF, no small NeuMF, and :func:`ensemble_size` gives 2 members) to keep the whole
@@ -123,38 +122,21 @@ def candidate_specs(base: TrainConfig, families: Sequence[str] = FAMILY_CHOICES,
     specs: list[Spec] = []
     if "blend" in families and not set(BASELINE_FAMILIES) & set(families):
         families = (*families, "bias")  # a blend needs a baseline to blend with
+    # Each baseline's settings are also its constructor's keywords (``make``), so the two cannot drift apart.
     if "bias" in families:
         for rs, rc in ((2.0, 2.0), (5.0, 3.0), (15.0, 10.0), (40.0, 25.0)):
-            specs.append(
-                Spec(
-                    f"bias(λu={rs:g},λc={rc:g})",
-                    "bias",
-                    {"reg_student": rs, "reg_course": rc},
-                    make=lambda rs=rs, rc=rc: BiasModel(reg_student=rs, reg_course=rc),
-                )
-            )
+            bias = {"reg_student": rs, "reg_course": rc}
+            specs.append(Spec(f"bias(λu={rs:g},λc={rc:g})", "bias", bias, make=partial(BiasModel, **bias)))
     if "knn" in families:
         for k, shrink in ((20, 10.0), (200, 100.0)):
-            specs.append(
-                Spec(
-                    f"knn(k={k},shrink={shrink:g})",
-                    "knn",
-                    {"k": k, "shrink": shrink},
-                    make=lambda k=k, shrink=shrink: ItemKNN(k=k, shrink=shrink),
-                )
-            )
+            knn = {"k": k, "shrink": shrink}
+            specs.append(Spec(f"knn(k={k},shrink={shrink:g})", "knn", knn, make=partial(ItemKNN, **knn)))
     if "mf" in families:
         for reg in (0.02, 0.1) if small_data else (0.05,):
-            specs.append(
-                Spec(
-                    f"mf(λ={reg:g})",
-                    "mf",
-                    {"factors": 32, "reg": reg, "batch_size": 256, "seed": base.seed},
-                    # Batches of 256, not 64: a quarter of the SGD steps, whose per-step overhead is most of MF's
-                    # time (demo university: 0.5 s instead of 1.8 s, validation RMSE 8.677 vs 8.678 points).
-                    make=lambda reg=reg: MatrixFactorization(factors=32, reg=reg, batch_size=256, seed=base.seed),
-                )
-            )
+            # Batches of 256, not 64: a quarter of the SGD steps, whose per-step overhead is most of MF's
+            # time (demo university: 0.5 s instead of 1.8 s, validation RMSE 8.677 vs 8.678 points).
+            mf = {"factors": 32, "reg": reg, "batch_size": 256, "seed": base.seed}
+            specs.append(Spec(f"mf(λ={reg:g})", "mf", mf, make=partial(MatrixFactorization, **mf)))
     needs_neumf = "neumf" in families or "ensemble" in families or "blend" in families
     if needs_neumf:
         specs.append(Spec("neumf", "neumf", _sizes(base), config=replace(base, model="neumf")))
@@ -179,7 +161,6 @@ def _sizes(cfg: TrainConfig) -> dict[str, Any]:
 class _Fitted:
     """A candidate fitted on the fit part, its validation predictions, and how to fit it again on everything."""
 
-    spec_name: str
     family: str
     model: Model
     predictions: np.ndarray
@@ -190,7 +171,7 @@ def select(
     train: Interactions,
     base: TrainConfig | None = None,
     *,
-    families: Sequence[str] = FAMILY_CHOICES,
+    families: Sequence[str] = FAMILY_NAMES,
     ensemble_members: int | None = None,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
@@ -205,9 +186,9 @@ def select(
     cfg = replace((base or TrainConfig()).resolved(), refit=False)
     if cfg.mode != "explicit" or train.grades is None:
         raise DataError("next-term selection compares predicted grades; it needs graded (explicit) data")
-    unknown = sorted(set(families) - set(FAMILY_CHOICES))
+    unknown = sorted(set(families) - set(FAMILY_NAMES))
     if unknown:
-        raise DataError(f"unknown model family {', '.join(unknown)}; choose from {', '.join(FAMILY_CHOICES)}")
+        raise DataError(f"unknown model family {', '.join(unknown)}; choose from {', '.join(FAMILY_NAMES)}")
     started = time.perf_counter()
     fit_part, val, kind = next_term_validation(train, cfg.val_fraction, cfg.seed)
     actual = np.asarray(val.grades, dtype=np.float64)
@@ -267,7 +248,6 @@ class _Run:
     scale_range: float
     tried: list[Tried] = field(default_factory=list)
     fitted: dict[str, _Fitted] = field(default_factory=dict)
-    configs: dict[str, TrainConfig] = field(default_factory=dict)
 
     def record(self, tried: Tried) -> None:
         self.tried.append(tried)
@@ -301,9 +281,7 @@ class _Run:
         except Exception as exc:  # any failure of one candidate is reported and the others go on
             self.record(Tried(spec.name, spec.family, spec.settings, None, time.perf_counter() - t0, _reason(exc)))
             return
-        self.fitted[spec.name] = _Fitted(spec.name, spec.family, model, predictions, again)
-        if spec.config is not None:
-            self.configs[spec.name] = spec.config
+        self.fitted[spec.name] = _Fitted(spec.family, model, predictions, again)
         self.record(Tried(spec.name, spec.family, spec.settings, self.rmse(predictions), time.perf_counter() - t0))
 
     def fit_ncf(self, config: TrainConfig) -> Model:
@@ -325,10 +303,11 @@ class _Run:
             self.record(Tried("ensemble", "ensemble", {"members": size}, None, 0.0, reason))
             return
         first = min(neumfs, key=lambda t: t.rmse)  # type: ignore[arg-type, return-value]
-        config = self.configs[first.name]
+        members: list[Any] = [self.fitted[first.name].model]  # an NCF: its config and best epoch
+        config = members[0].config
         settings = {"members": size, "of": first.name, "seeds": [config.seed + i for i in range(size)]}
         t0 = time.perf_counter()
-        members, predictions = [self.fitted[first.name].model], [self.fitted[first.name].predictions]
+        predictions = [self.fitted[first.name].predictions]
         # The other seeds train for the epochs member 0's early stopping chose: no validation pass per epoch and
         # no patience epochs past the best, so each costs about 70% of a NeuMF fit.
         epochs = max(1, int(getattr(members[0], "best_epoch", 0) or config.epochs or 1))
@@ -344,13 +323,13 @@ class _Run:
             return
         mean = np.mean(predictions, axis=0)
         again = lambda: Ensemble.of([self.refit_ncf(m) for m in members])  # noqa: E731
-        self.fitted["ensemble"] = _Fitted("ensemble", "ensemble", Ensemble.of(members), mean, again)
+        self.fitted["ensemble"] = _Fitted("ensemble", Ensemble.of(members), mean, again)
         # Seconds: the extra members only (member 0 is the NeuMF candidate, already counted).
         self.record(Tried("ensemble", "ensemble", settings, self.rmse(mean), time.perf_counter() - t0))
 
     def try_blend(self, forced: bool = False) -> None:
         """``forced`` (``--model blend``): a blend even when validation gives one side all the weight."""
-        ncf = self.best(lambda t: t.family in (*NCF_FAMILIES, "ensemble"))
+        ncf = self.best(lambda t: t.family in (*NCF_NAMES, "ensemble"))
         baseline = self.best(lambda t: t.family in BASELINE_FAMILIES)
         if ncf is None or baseline is None:
             missing = "NCF model" if ncf is None else "baseline"
@@ -362,7 +341,7 @@ class _Run:
         if forced or 0.0 < w < 1.0:
             blend = Blend.of(a.model, b.model, w)
             again = lambda: Blend.of(a.again(), b.again(), w)  # noqa: E731
-            self.fitted["blend"] = _Fitted("blend", "blend", blend, w * a.predictions + (1 - w) * b.predictions, again)
+            self.fitted["blend"] = _Fitted("blend", blend, w * a.predictions + (1 - w) * b.predictions, again)
         else:
             settings["same_as"] = ncf.name if w == 1.0 else baseline.name  # not a candidate of its own
         self.record(Tried("blend", "blend", settings, error, 0.0))

@@ -45,14 +45,12 @@ from electives.models.epochs import (
     validation_metric_name,
     validation_score,
 )
-from electives.models.interface import FoldIn, FoldInOptions, Model, register
+from electives.models.interface import DEFAULT_OPTIONS, FoldIn, FoldInOptions, Model, register
 from electives.models.ncf import GMF, MLP, NCFModel, NeuMF, build_model
 from electives.models.ncf_foldin import FoldInSolver, Prior
 from electives.models.ncf_network import Network, sigmoid
 
 __all__ = ["MODE_DEFAULTS", "NCF", "EpochStats", "TrainConfig", "fit", "refit"]
-
-_DEFAULT_OPTIONS = FoldInOptions()
 
 
 @register("neumf", "gmf", "mlp")
@@ -153,7 +151,7 @@ class NCF(Model):
     def scores(self, vector: np.ndarray) -> np.ndarray:
         return sigmoid(self._network().logits(np.asarray(vector, dtype=np.float32))).astype(np.float64)
 
-    def fold_in(self, entries: Mapping[int, float], options: FoldInOptions = _DEFAULT_OPTIONS) -> FoldIn:
+    def fold_in(self, entries: Mapping[int, float], options: FoldInOptions = DEFAULT_OPTIONS) -> FoldIn:
         """MAP fit of a new student's embedding under a Gaussian prior fitted to the trained students
         (:mod:`~electives.models.ncf_foldin`): grades with noise ``options.noise`` (explicit), or the courses taken
         against every other course (implicit, ``options.n_negatives``)."""
@@ -320,16 +318,8 @@ def _fit(
         rng = np.random.default_rng(cfg.seed)
         fit_data, val_data = carve_validation(cfg, train, validation)
         val = prepare_validation(cfg, fit_data=fit_data, validation=val_data, train=train, rng=rng, device=device)
-        loop = _Loop(
-            config=cfg,
-            rows=prepare_training(cfg, fit_data, rng=rng),
-            validation=val,
-            rng=rng,
-            device=device,
-            log=EpochLog(cfg.mode, progress=progress and ctx.is_main, on_epoch=on_epoch),
-            ctx=ctx,
-            local=np.random.default_rng([cfg.seed, ctx.rank]) if ctx.distributed else rng,
-        )
+        log = EpochLog(cfg.mode, progress=progress and ctx.is_main, on_epoch=on_epoch)
+        loop = _Loop.start(cfg, fit_data, val, rng=rng, device=device, log=log, ctx=ctx, stream=[cfg.seed])
         model, best = _fit_phases(loop, shape=train)
         fitted = NCF.trained(
             model.eval(),
@@ -367,16 +357,8 @@ def refit(
     device = choose_device(cfg.device, ctx)
     with seeded_torch(device, cfg.seed + 1):
         rng = np.random.default_rng([cfg.seed, 1])
-        loop = _Loop(
-            config=cfg,
-            rows=prepare_training(cfg, everything, rng=rng),
-            validation=None,
-            rng=rng,
-            device=device,
-            log=EpochLog(cfg.mode, list(fitted.history), progress=progress and ctx.is_main, on_epoch=on_epoch),
-            ctx=ctx,
-            local=np.random.default_rng([cfg.seed, 1, ctx.rank]) if ctx.distributed else rng,
-        )
+        log = EpochLog(cfg.mode, list(fitted.history), progress=progress and ctx.is_main, on_epoch=on_epoch)
+        loop = _Loop.start(cfg, everything, None, rng=rng, device=device, log=log, ctx=ctx, stream=[cfg.seed, 1])
         model, _ = _fit_phases(loop, shape=everything, epochs=fitted.best_epochs)
         history = loop.log.history
     return fitted.replaced(
@@ -399,6 +381,24 @@ class _Loop:
     log: EpochLog
     ctx: Context = field(default_factory=Context)
     local: np.random.Generator | None = None  # this rank's own stream (negatives, shard order)
+
+    @classmethod
+    def start(
+        cls,
+        config: TrainConfig,
+        data: Interactions,
+        validation: ValidationSet | None,
+        *,
+        rng: np.random.Generator,
+        device: str,
+        log: EpochLog,
+        ctx: Context,
+        stream: list[int],
+    ) -> _Loop:
+        """The loop over ``data``'s training rows; under torchrun this rank's own stream is seeded with ``stream``
+        and the rank (alone, the shared ``rng`` serves both)."""
+        local = np.random.default_rng([*stream, ctx.rank]) if ctx.distributed else rng
+        return cls(config, prepare_training(config, data, rng=rng), validation, rng, device, log, ctx, local)
 
 
 def _fit_phases(

@@ -22,10 +22,10 @@ from electives.data.interactions import Interactions
 from electives.data.splits import validation_split
 from electives.errors import DataError
 from electives.models.config import TUNABLE
+from electives.models.epochs import validation_metric_name
 from electives.models.training import NCF, TrainConfig, fit, refit
 
 __all__ = [
-    "SEARCH_SPACE",
     "Candidate",
     "Selection",
     "TuneResult",
@@ -38,7 +38,6 @@ __all__ = [
 
 # Hidden-layer presets: the seed's tower and the paper's, plus smaller ones for small registrars.
 LAYER_CHOICES = ("32,16", "32,16,8", "64,32,16", "64,32,16,8", "128,64,32")
-SEARCH_SPACE = TUNABLE
 CONFIG_FILE_KIND = "electives-train-config"
 
 
@@ -55,7 +54,7 @@ def _better(mode: str) -> Callable[[float, float], bool]:
 
 
 def metric_name(mode: str) -> str:
-    return "val_rmse" if mode == "explicit" else "val_hr@10"
+    return "val_" + validation_metric_name(mode)
 
 
 # -- model selection ------------------------------------------------------------------------------------------
@@ -195,7 +194,7 @@ class TuneResult:
 
     def table(self, scale_range: float = 1.0, digits: int = 4) -> str:
         """One line per trial: number, metric, best epoch, seconds and the sampled parameters."""
-        names = [n for n in SEARCH_SPACE if any(n in t.params for t in self.trials)]
+        names = [n for n in TUNABLE if any(n in t.params for t in self.trials)]
         unit = scale_range if self.metric == "val_rmse" else 1.0
         header = ["trial", self.metric, "epoch", "s", *names]
         rows = []
@@ -289,7 +288,7 @@ def tune(
     trials: int = 20,
     timeout: float | None = None,
     seed: int = 0,
-    space: Sequence[str] = SEARCH_SPACE,
+    space: Sequence[str] = TUNABLE,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> TuneResult:
@@ -301,9 +300,9 @@ def tune(
     """
     import optuna
 
-    unknown = sorted(set(space) - set(SEARCH_SPACE))
+    unknown = sorted(set(space) - set(TUNABLE))
     if unknown:
-        raise DataError(f"cannot tune {', '.join(unknown)}; tunable: {', '.join(SEARCH_SPACE)}")
+        raise DataError(f"cannot tune {', '.join(unknown)}; tunable: {', '.join(TUNABLE)}")
     if trials < 1:
         raise DataError(f"trials must be 1 or more, got {trials}")
     cfg = replace(base.resolved(), refit=False)  # a trial is judged on validation; refitting it would be wasted

@@ -10,12 +10,9 @@ import numpy as np
 
 from electives.data.interactions import Interactions
 from electives.errors import DataError, ModelError
-from electives.models.interface import FoldIn, FoldInOptions, Model
+from electives.models.interface import FoldIn, Model
 
-__all__ = ["DEFAULT_OPTIONS", "Baseline", "graded", "saved", "shrunk_means"]
-
-# fold_in's default (a shared instance: the options are frozen).
-DEFAULT_OPTIONS = FoldInOptions()
+__all__ = ["Baseline", "graded", "saved", "shrunk_means"]
 
 
 def graded(train: Interactions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -8,8 +8,8 @@ from typing import Any, Self
 import numpy as np
 
 from electives.data.interactions import Interactions
-from electives.models.baselines.base import DEFAULT_OPTIONS, Baseline, graded, saved
-from electives.models.interface import FoldIn, FoldInOptions, register
+from electives.models.baselines.base import Baseline, graded, saved
+from electives.models.interface import DEFAULT_OPTIONS, FoldIn, FoldInOptions, register
 
 __all__ = ["BiasModel"]
 

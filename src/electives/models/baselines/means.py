@@ -9,8 +9,8 @@ from typing import Any, Self
 import numpy as np
 
 from electives.data.interactions import Interactions
-from electives.models.baselines.base import DEFAULT_OPTIONS, Baseline, graded, saved, shrunk_means
-from electives.models.interface import FoldIn, FoldInOptions, register
+from electives.models.baselines.base import Baseline, graded, saved, shrunk_means
+from electives.models.interface import DEFAULT_OPTIONS, FoldIn, FoldInOptions, register
 
 __all__ = ["CourseMean", "GlobalMean", "StudentMean"]
 
@@ -50,11 +50,10 @@ class GlobalMean(Baseline):
         return model
 
 
-@register("student-mean")
-class StudentMean(Baseline):
-    """ŷ_ui = mean of student u's training grades (μ + Σ(r − μ)/(n_u + reg)); μ for unseen students.
-    Vector: ``[mean_u]``; fold-in: the same shrunk mean of the entered grades (reg scaled by prior_strength)."""
+class _ShrunkMean(Baseline):
+    """A mean per student or per course (``by``), shrunk towards μ: μ + Σ(r − μ)/(n + reg)."""
 
+    by: str  # "n_students" or "n_courses": which index the means are of
     mu: float = 0.0
 
     def __init__(self, reg: float = 0.0) -> None:
@@ -62,10 +61,30 @@ class StudentMean(Baseline):
 
     def fit(self, train: Interactions) -> Self:
         self.set_shape(train)
-        s, _, r = graded(train)
+        s, c, r = graded(train)
         self.mu = float(r.mean())
-        self.means = shrunk_means(s, r, train.n_students, self.mu, self.reg)
+        idx, n = (s, train.n_students) if self.by == "n_students" else (c, train.n_courses)
+        self.means = shrunk_means(idx, r, n, self.mu, self.reg)
         return self
+
+    def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        return {"means": self.means}, {**self.base_params(), "mu": self.mu, "reg": self.reg}
+
+    @classmethod
+    def from_state(cls, arrays: Mapping[str, np.ndarray], params: Mapping[str, Any]) -> Self:
+        a, p = saved(cls, arrays, params, {"means": (cls.by,)}, ("mu", "reg"))
+        model = cls(reg=float(p["reg"]))
+        model.restore_shape(p)
+        model.mu, model.means = float(p["mu"]), a["means"]
+        return model
+
+
+@register("student-mean")
+class StudentMean(_ShrunkMean):
+    """ŷ_ui = mean of student u's training grades (μ + Σ(r − μ)/(n_u + reg)); μ for unseen students.
+    Vector: ``[mean_u]``; fold-in: the same shrunk mean of the entered grades (reg scaled by prior_strength)."""
+
+    by = "n_students"
 
     def pair_scores(self, s: np.ndarray, c: np.ndarray) -> np.ndarray:
         return self.means[s]
@@ -83,33 +102,12 @@ class StudentMean(Baseline):
         objective = float(((g - mean) ** 2).sum() + reg * (mean - self.mu) ** 2)
         return FoldIn(np.array([mean], dtype=np.float32), iterations=0, objective=objective, grades_used=len(c))
 
-    def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        return {"means": self.means}, {**self.base_params(), "mu": self.mu, "reg": self.reg}
-
-    @classmethod
-    def from_state(cls, arrays: Mapping[str, np.ndarray], params: Mapping[str, Any]) -> Self:
-        a, p = saved(cls, arrays, params, {"means": ("n_students",)}, ("mu", "reg"))
-        model = cls(reg=float(p["reg"]))
-        model.restore_shape(p)
-        model.mu, model.means = float(p["mu"]), a["means"]
-        return model
-
 
 @register("course-mean")
-class CourseMean(Baseline):
+class CourseMean(_ShrunkMean):
     """ŷ_ui = mean training grade of course i (μ + Σ(r − μ)/(n_i + reg)); μ for unseen courses."""
 
-    mu: float = 0.0
-
-    def __init__(self, reg: float = 0.0) -> None:
-        self.reg = reg
-
-    def fit(self, train: Interactions) -> Self:
-        self.set_shape(train)
-        _, c, r = graded(train)
-        self.mu = float(r.mean())
-        self.means = shrunk_means(c, r, train.n_courses, self.mu, self.reg)
-        return self
+    by = "n_courses"
 
     def pair_scores(self, s: np.ndarray, c: np.ndarray) -> np.ndarray:
         return self.means[c]
@@ -122,14 +120,3 @@ class CourseMean(Baseline):
 
     def fold_in(self, entries: Mapping[int, float], options: FoldInOptions = DEFAULT_OPTIONS) -> FoldIn:
         return self.no_vector(entries)
-
-    def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        return {"means": self.means}, {**self.base_params(), "mu": self.mu, "reg": self.reg}
-
-    @classmethod
-    def from_state(cls, arrays: Mapping[str, np.ndarray], params: Mapping[str, Any]) -> Self:
-        a, p = saved(cls, arrays, params, {"means": ("n_courses",)}, ("mu", "reg"))
-        model = cls(reg=float(p["reg"]))
-        model.restore_shape(p)
-        model.mu, model.means = float(p["mu"]), a["means"]
-        return model

@@ -9,9 +9,9 @@ import numpy as np
 import torch
 
 from electives.data.interactions import Interactions
-from electives.models.baselines.base import DEFAULT_OPTIONS, Baseline, graded, saved
+from electives.models.baselines.base import Baseline, graded, saved
 from electives.models.compute import solve_spd
-from electives.models.interface import FoldIn, FoldInOptions, register
+from electives.models.interface import DEFAULT_OPTIONS, FoldIn, FoldInOptions, register
 
 __all__ = ["MatrixFactorization"]
 

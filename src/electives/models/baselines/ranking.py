@@ -8,8 +8,8 @@ from typing import Any, Self
 import numpy as np
 
 from electives.data.interactions import Interactions, sorted_unique
-from electives.models.baselines.base import DEFAULT_OPTIONS, Baseline, saved
-from electives.models.interface import FoldIn, FoldInOptions, Mode, register
+from electives.models.baselines.base import Baseline, saved
+from electives.models.interface import DEFAULT_OPTIONS, FoldIn, FoldInOptions, Mode, register
 
 __all__ = ["EASE", "Popularity"]
 
