@@ -37,45 +37,27 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from foldin import KEY, import_synthetic, interactions, save_and_load
 
-from electives.data.importing import read_export
-from electives.data.interactions import Interactions
-from electives.data.pseudonyms import Pseudonymiser
 from electives.data.storage import Store
-from electives.data.synth import EXPORT_MAPPING, SynthConfig, generate, write
-from electives.models.artifact import load_model, save_model
+from electives.data.synth import SynthConfig
 from electives.models.training import TrainConfig, fit
 from electives.serving.cohorts import Graders
 from electives.serving.recommender import Recommender
 
-KEY = Pseudonymiser(b"benchmark-key-0123456789abcdef")
 COUNTS = (1, 2, 3, 4, 5, 6, 8, 10, 12)
 
 
 def run(seed: int, epochs: int, workdir: Path) -> pd.DataFrame:
-    university = generate(SynthConfig(seed=seed))
-    paths = write(university, workdir / "synth")
-    result = read_export(paths["grades"], mapping=EXPORT_MAPPING, scale="percent", pseudonymiser=KEY)
+    university, result, _ = import_synthetic(SynthConfig(seed=seed), workdir / "synth")
     frame = result.frame[result.frame["grade"].notna()].reset_index(drop=True)
     rng = np.random.default_rng(seed)
     students = np.array(sorted(frame["student"].unique()))
     held = set(rng.choice(students, size=len(students) // 5, replace=False).tolist())
     is_held = frame["student"].isin(held).to_numpy()
-    fit_rows = frame[~is_held]
-    train = Interactions.from_frame(
-        pd.DataFrame(
-            {
-                "student": fit_rows["student"],
-                "course": fit_rows["course"],
-                "term": fit_rows["term_key"].astype("int64"),
-                "grade": fit_rows["grade"],
-            }
-        )
-    )
+    train = interactions(frame[~is_held])
     fitted = fit(train, TrainConfig(epochs=epochs, seed=seed), progress=False)
-    val = [h.val_metric for h in fitted.history if h.val_metric is not None]
-    save_model(workdir / "model", fitted, train, scale=result.scale, metrics={"val_rmse": min(val) * 100})
-    model = load_model(workdir / "model")
+    model = save_and_load(workdir / "model", fitted, train, result)
     url = f"sqlite:///{workdir / 'grades.db'}"
     with Store(url) as store:
         store.save_import(result)

@@ -7,9 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import support
+from support import TEST_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
-TEST_KEY = "test-secret-key-0123456789abcdef"
 
 # Settings of the test suite itself (where the shared data, a PostgreSQL server and screenshots are): kept.
 # Every other ELECTIVES_* variable configures the application, and the caller's (a key the README tells users to
@@ -54,20 +55,9 @@ def secret_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
+def cli() -> Callable[..., tuple[int, str, str]]:
     """Run `electives ARGS...` in-process; returns (exit code, stdout, stderr)."""
-    from electives.cli import main
-
-    def run(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        try:
-            code = main([str(a) for a in args])
-        except SystemExit as exc:  # argparse usage errors
-            code = exc.code if isinstance(exc.code, int) else 2
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
+    return support.run_cli
 
 
 # Shaped like the AAST export: W/I codes in `total`, 777/999 placeholders, a latin-1 course name, a duplicate
@@ -99,9 +89,5 @@ def aast_export(tmp_path: Path) -> Path:
 @pytest.fixture
 def one_torch_thread():
     """One torch thread for the test: the test machine's 2 cores are shared, and OpenMP oversubscription stalls."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+    with support.one_torch_thread():
+        yield

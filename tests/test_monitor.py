@@ -3,8 +3,6 @@ after the served models were trained (issue 15 item 7)."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import shutil
 import time
@@ -14,26 +12,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from support import run_cli, secret_key_set
 
-from electives.cli import main
 from electives.data.importing import read_export
 from electives.data.pseudonyms import Pseudonymiser
 from electives.data.synth import EXPORT_MAPPING, SynthConfig, generate, import_flags, write
 from electives.evaluation.monitoring import unseen_figures, verdict
 from electives.models.artifact import load_artifact, load_model, save_artifact
 
-KEY = "test-secret-key-0123456789abcdef"  # = conftest.TEST_KEY, the key the `secret_key` fixture sets
 NCF_ONE_EPOCH = ["--model", "neumf", "--epochs", "1", "--gmf-dim", "8", "--mlp-dim", "8", "--mlp-layers", "16,8"]
-
-
-def _run(*argv: str | Path) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main([str(a) for a in argv])
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 2
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -47,27 +34,21 @@ def campus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     export[term < term.max()].to_csv(root / "earlier.csv", index=False)
     export[term == term.max()].to_csv(root / "last.csv", index=False)
     db = f"sqlite:///{root / 'grades.db'}"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("ELECTIVES_SECRET_KEY", KEY)
-        mp.setenv("ELECTIVES_KEY_FILE", str(root / "unused-secret.key"))
+    with secret_key_set(root):
         for argv in (
             ["import", root / "earlier.csv", *import_flags(), "--db", db],
             ["train", "--db", db, "--out", root / "good", "--model", "bias", "--quiet"],
             ["train", "--db", db, "--out", root / "bad", *NCF_ONE_EPOCH, "--quiet"],
         ):
-            code, _, err = _run(*argv)
+            code, _, err = run_cli(*argv)
             assert code == 0, err
         shutil.copy(root / "grades.db", root / "before.db")
         # Artifacts record their creation to the second, and the date fallback counts an import in the model's
         # last second as read by it: the new term must land in a later second than the models were written.
         time.sleep(1.1)
-        code, _, err = _run("import", root / "last.csv", *import_flags(), "--db", db)
+        code, _, err = run_cli("import", root / "last.csv", *import_flags(), "--db", db)
         assert code == 0, err
     return {"root": root, "db": db, "before": f"sqlite:///{root / 'before.db'}", "last": root / "last.csv"}
-
-
-def _db(campus: dict[str, Any], which: str = "db") -> str:
-    return campus[which]
 
 
 def _copy(campus: dict[str, Any], name: str, tmp_path: Path) -> Path:
@@ -84,13 +65,13 @@ def _snapshot(path: Path) -> dict[str, bytes]:
 
 
 def test_monitor_scores_exactly_the_grades_imported_after_training(campus, secret_key: str) -> None:
-    code, out, err = _run("monitor", campus["root"] / "good", "--db", _db(campus), "--json")
+    code, out, err = run_cli("monitor", campus["root"] / "good", "--db", campus["db"], "--json")
     assert code == 0, err
     report = json.loads(out)
     # Recomputed from the last term's file itself, read with the same key: its graded pairs, predicted by the model
     # where it knows the student and the course.
     result = read_export(
-        campus["last"], mapping=EXPORT_MAPPING, scale="percent", pseudonymiser=Pseudonymiser(KEY.encode())
+        campus["last"], mapping=EXPORT_MAPPING, scale="percent", pseudonymiser=Pseudonymiser(secret_key.encode())
     )
     last = result.frame[result.frame["grade"].notna()].drop_duplicates(["student", "course"], keep="last")
     assert report["new_grades"] == len(last)
@@ -112,7 +93,7 @@ def test_monitor_scores_exactly_the_grades_imported_after_training(campus, secre
 
 
 def test_monitor_prints_figures_beside_validation_and_a_verdict(campus, secret_key: str) -> None:
-    code, out, err = _run("monitor", campus["root"] / "good", "--db", _db(campus))
+    code, out, err = run_cli("monitor", campus["root"] / "good", "--db", campus["db"])
     assert code == 0, err
     assert "grades imported after import 1" in out
     assert "RMSE (percent points)" in out and "80% interval coverage" in out and "ranking Spearman" in out
@@ -123,20 +104,22 @@ def test_monitor_prints_figures_beside_validation_and_a_verdict(campus, secret_k
 def test_monitor_falls_back_on_dates_and_takes_a_term(campus, secret_key: str, tmp_path: Path) -> None:
     """An artifact from before import numbers were recorded: the imports after it was written; --since TERM:
     every grade of that term on, with a warning when the model trained on that term."""
-    code, out, _ = _run("monitor", campus["root"] / "good", "--db", _db(campus), "--json")
+    code, out, _ = run_cli("monitor", campus["root"] / "good", "--db", campus["db"], "--json")
     expected = json.loads(out)["figures"]
     old = _copy(campus, "good", tmp_path)
     art = load_artifact(old)
     manifest = {k: v for k, v in art.manifest.items() if k not in ("trained_through", "manifest_sha256")}
     save_artifact(old, art.tensors, manifest)
-    code, out, err = _run("monitor", old, "--db", _db(campus), "--json")
+    code, out, err = run_cli("monitor", old, "--db", campus["db"], "--json")
     assert code == 0, err
     report = json.loads(out)
     assert "after the model was written" in report["basis"] and report["figures"] == expected
-    code, out, err = _run("monitor", campus["root"] / "good", "--db", _db(campus), "--since", "2023-Spring", "--json")
+    code, out, err = run_cli(
+        "monitor", campus["root"] / "good", "--db", campus["db"], "--since", "2023-Spring", "--json"
+    )
     assert code == 0, err
     assert json.loads(out)["figures"] == expected and json.loads(out)["warnings"] == []
-    code, out, err = _run("monitor", campus["root"] / "good", "--db", _db(campus), "--since", "2022-fall", "--json")
+    code, out, err = run_cli("monitor", campus["root"] / "good", "--db", campus["db"], "--since", "2022-fall", "--json")
     assert code == 0, err
     assert "flatter it" in json.loads(out)["warnings"][0]
 
@@ -151,8 +134,8 @@ def test_monitor_falls_back_on_dates_and_takes_a_term(campus, secret_key: str, t
     ],
 )
 def test_monitor_refuses_bad_input_by_name(campus, secret_key: str, argv: list[str], message: str) -> None:
-    where = {"root": campus["root"], "db": _db(campus), "before": _db(campus, "before")}
-    code, out, err = _run(*(a.format(**where) for a in argv))
+    where = {"root": campus["root"], "db": campus["db"], "before": campus["before"]}
+    code, out, err = run_cli(*(a.format(**where) for a in argv))
     assert code == 2 and message in err and out == ""
     assert not (campus["root"] / "absent.db").exists()
 
@@ -163,7 +146,7 @@ def test_monitor_refuses_bad_input_by_name(campus, secret_key: str, argv: list[s
 def test_a_worse_challenger_is_refused_and_the_served_model_is_untouched(campus, secret_key: str, tmp_path) -> None:
     served = _copy(campus, "good", tmp_path)
     before = _snapshot(served)
-    code, out, err = _run("train", "--db", _db(campus), "--challenge", served, *NCF_ONE_EPOCH, "--quiet")
+    code, out, err = run_cli("train", "--db", campus["db"], "--challenge", served, *NCF_ONE_EPOCH, "--quiet")
     assert code == 1, err
     assert "refused" in out and "served (bias)" in out and "challenger (neumf)" in out
     assert _snapshot(served) == before  # byte for byte
@@ -177,9 +160,9 @@ def test_a_better_challenger_is_promoted_with_its_history(campus, secret_key: st
     earlier = {"at": "2020-01-01T00:00:00+00:00", "decision": "promoted"}
     manifest = {k: v for k, v in art.manifest.items() if k != "manifest_sha256"}
     save_artifact(served, art.tensors, {**manifest, "promotion_history": [earlier]})
-    code, out, err = _run("monitor", served, "--db", _db(campus), "--json")
+    code, out, err = run_cli("monitor", served, "--db", campus["db"], "--json")
     monitored = json.loads(out)["figures"]
-    code, out, err = _run("train", "--db", _db(campus), "--challenge", served, "--model", "bias", "--quiet")
+    code, out, err = run_cli("train", "--db", campus["db"], "--challenge", served, "--model", "bias", "--quiet")
     assert code == 0, err
     assert "promoted" in out
     model = load_model(served)
@@ -195,7 +178,7 @@ def test_a_better_challenger_is_promoted_with_its_history(campus, secret_key: st
     assert model.manifest["training_data"]["rows"] == entry["refit"]["rows"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad"]
     # The promoted model has seen everything: a second challenge has nothing to compare on.
-    code, _, err = _run("train", "--db", _db(campus), "--challenge", served, "--model", "bias", "--quiet")
+    code, _, err = run_cli("train", "--db", campus["db"], "--challenge", served, "--model", "bias", "--quiet")
     assert code == 2 and "nothing to score" in err
 
 
@@ -214,27 +197,27 @@ def test_challenge_refuses_what_it_cannot_compare(campus, secret_key, tmp_path, 
     where = {"root": campus["root"], "last": campus["last"]}
     argv = ["train", "--challenge", served, "--model", "bias", "--quiet", *(a.format(**where) for a in extra)]
     if "--data" not in extra:
-        argv += ["--db", _db(campus)]
-    code, _, err = _run(*argv)
+        argv += ["--db", campus["db"]]
+    code, _, err = run_cli(*argv)
     assert code == 2 and message in err, err
     assert _snapshot(served) == before and not (campus["root"] / "elsewhere").exists()
 
 
 def test_challenge_refuses_an_unknown_or_implicit_model_and_an_unchanged_database(campus, secret_key, tmp_path) -> None:
-    code, _, err = _run("train", "--db", _db(campus), "--challenge", tmp_path / "nowhere", "--model", "bias")
+    code, _, err = run_cli("train", "--db", campus["db"], "--challenge", tmp_path / "nowhere", "--model", "bias")
     assert code == 2 and "nowhere: no model artifact here" in err
     assert not (tmp_path / "nowhere").exists()
     implicit = tmp_path / "implicit"
     flags = ["--mode", "implicit", "--epochs", "1", "--gmf-dim", "8", "--mlp-dim", "8", "--mlp-layers", "16,8"]
-    code, _, err = _run("train", "--db", _db(campus, "before"), "--out", implicit, *flags, "--quiet")
+    code, _, err = run_cli("train", "--db", campus["before"], "--out", implicit, *flags, "--quiet")
     assert code == 0, err
     before = _snapshot(implicit)
-    code, _, err = _run("train", "--db", _db(campus), "--challenge", implicit, "--model", "bias", "--quiet")
+    code, _, err = run_cli("train", "--db", campus["db"], "--challenge", implicit, "--model", "bias", "--quiet")
     assert code == 2 and "implicit" in err and "predicts no grades" in err
     assert _snapshot(implicit) == before
     served = _copy(campus, "good", tmp_path)
     before = _snapshot(served)
-    code, _, err = _run("train", "--db", _db(campus, "before"), "--challenge", served, "--model", "bias", "--quiet")
+    code, _, err = run_cli("train", "--db", campus["before"], "--challenge", served, "--model", "bias", "--quiet")
     assert code == 2 and "nothing to score" in err
     assert _snapshot(served) == before
 

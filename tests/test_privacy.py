@@ -3,8 +3,6 @@ figures: budgets are respected and recorded, bad settings are refused clearly, D
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import re
 import warnings
@@ -13,9 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from support import one_torch_thread, run_cli, secret_key_set
 
-from electives.cli import main
 from electives.data.interactions import Interactions
 from electives.data.synth import SynthConfig, generate, write
 from electives.errors import ElectivesError
@@ -24,7 +21,6 @@ from electives.models.privacy import PrivacyConfig, default_delta, fit_private
 from electives.models.training import TrainConfig
 from electives.serving.recommender import Recommender
 
-KEY = "test-secret-key-0123456789abcdef"
 SYNTH_FLAGS = [
     "--map", "student=student serial", "--map", "term=Year+term", "--map", "course=Crs Code",
     "--map", "course_name=Course Name", "--map", "grade=total", "--scale", "percent",
@@ -37,23 +33,11 @@ BUDGET = 2.0
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def run_cli(*args: object) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main([str(a) for a in args])
-        except SystemExit as exc:  # argparse usage errors
-            code = exc.code if isinstance(exc.code, int) else 2
-    return code, out.getvalue(), err.getvalue()
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
     """150 synthetic students imported into SQLite and a DP model trained on them through the CLI."""
     root = tmp_path_factory.mktemp("dp")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("ELECTIVES_SECRET_KEY", KEY)
-        mp.setenv("ELECTIVES_KEY_FILE", str(root / "unused.key"))
+    with secret_key_set(root) as mp:
         mp.delenv("WORLD_SIZE", raising=False)
         uni = write(generate(SynthConfig(n_students=150, n_courses=24, n_electives=12, n_departments=2, seed=5)), root)
         db = f"sqlite:///{root / 'e.db'}"
@@ -63,12 +47,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object
         # --batch-size ≥ the students: sampling rate 1, so the accounting (and this fixture) is quick.
         dp = ["--dp-epsilon", BUDGET, "--epochs", "4", "--batch-size", "200"]
         # A module fixture is set up before the tests' function-scoped one_torch_thread: one thread here too.
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
+        with one_torch_thread():
             code, out, err = run_cli("train", "--db", db, "--out", model, *dp, *TINY)
-        finally:
-            torch.set_num_threads(threads)
         assert code == 0, err
         yield {"root": root, "db": db, "model": model, "grades": uni["grades"], "summary": out}
 
@@ -114,14 +94,12 @@ def test_recorded_epsilon_matches_an_independent_accounting(world) -> None:
 def test_dp_model_loads_scores_and_recommends(world) -> None:
     model = load_model(world["model"])
     assert model.mode == "explicit" and model.calibration is not None
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("ELECTIVES_SECRET_KEY", KEY)
-        with Recommender.load(world["model"], world["db"]) as rec:
-            student = _students(rec, world["grades"], limit=1)[0]
-            recs = rec.recommend(student, k=3)
-            assert len(recs) == 3 and all(0 <= r.points <= 100 for r in recs)
-            entered = rec.recommend_for_grades([("CS101", "85"), ("MA101", "72")], k=3)
-            assert len(entered) == 3
+    with secret_key_set(world["root"]), Recommender.load(world["model"], world["db"]) as rec:
+        student = _students(rec, world["grades"], limit=1)[0]
+        recs = rec.recommend(student, k=3)
+        assert len(recs) == 3 and all(0 <= r.points <= 100 for r in recs)
+        entered = rec.recommend_for_grades([("CS101", "85"), ("MA101", "72")], k=3)
+        assert len(entered) == 3
 
 
 @pytest.mark.parametrize(
@@ -233,8 +211,7 @@ def test_min_cohort_below_five_is_an_error(world) -> None:
 
 
 def test_cohort_figures_respect_min_cohort(world) -> None:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("ELECTIVES_SECRET_KEY", KEY)
+    with secret_key_set(world["root"]):
         sizes: dict[int, list[int]] = {}
         students: list[str] = []
         for k in (5, 10, 40):

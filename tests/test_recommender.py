@@ -13,14 +13,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from support import import_university, one_torch_thread
 
-from electives.data.catalog import Catalog, read_catalog
-from electives.data.importing import ImportResult, read_export
+from electives.data.catalog import Catalog
+from electives.data.importing import ImportResult
 from electives.data.interactions import Interactions
 from electives.data.pseudonyms import Pseudonymiser
 from electives.data.splits import validation_split
 from electives.data.storage import Store
-from electives.data.synth import EXPORT_MAPPING, SynthConfig, University, generate, write
+from electives.data.synth import SynthConfig, University
 from electives.errors import DataError, ElectivesError, StorageError
 from electives.evaluation.ground_truth import ground_truth_lift
 from electives.limits import check_k
@@ -31,11 +32,9 @@ from electives.models.training import NCF, TrainConfig, fit
 from electives.serving.entry import GradeEntryError
 from electives.serving.recommender import Recommender, UnknownStudentError
 
-KEY = "test-secret-key-0123456789abcdef"  # = conftest.TEST_KEY, the key the `secret_key` fixture sets
 CONFIG = SynthConfig(n_students=150, n_courses=24, n_electives=12, n_departments=2, seed=5)
 LARGER = SynthConfig(n_students=300, n_courses=30, n_electives=15, n_departments=2, seed=5)
 NEXT_TERM = "2023-Fall"  # the term after the synthetic export window (8 terms from 2019-Fall)
-SYNTH_MAP = EXPORT_MAPPING
 SMALL = TrainConfig(gmf_dim=8, mlp_dim=8, mlp_layers=(16, 8), lr=0.01, batch_size=128, epochs=20, seed=0)
 
 
@@ -60,18 +59,9 @@ class World:
 
 def build_world(tmp: Path, mode: str = "explicit", config: SynthConfig = CONFIG, hold_every: int = 19) -> World:
     """Train on all students but every `hold_every`-th (from the 8th on): those are in the database only."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the 2 shared cores: one thread avoids oversubscription stalls
-    try:
-        university = generate(config)
-        paths = write(university, tmp / "synth")
-        key = Pseudonymiser(KEY.encode())
-        result = read_export(paths["grades"], mapping=SYNTH_MAP, scale="percent", pseudonymiser=key)
-        catalog = read_catalog(paths["catalog"])
-        db_path = tmp / "grades.db"
-        url = f"sqlite:///{db_path}"
-        with Store(url) as store:
-            store.save_import(result, catalog)
+    with one_torch_thread():  # the 2 shared cores: one thread avoids oversubscription stalls
+        imported = import_university(config, tmp)
+        university, key, result = imported.university, imported.key, imported.result
         db_only = [str(s) for s in university.student_ids[7::hold_every]]
         held = {key.pseudonym(s) for s in db_only}
         frame = result.frame[~result.frame["student"].isin(held)]
@@ -98,10 +88,10 @@ def build_world(tmp: Path, mode: str = "explicit", config: SynthConfig = CONFIG,
         return World(
             university,
             result,
-            catalog,
-            paths["catalog"],
-            url,
-            db_path,
+            imported.catalog,
+            imported.paths["catalog"],
+            imported.db_url,
+            imported.db_path,
             model_dir,
             load_model(model_dir),
             fitted,
@@ -110,8 +100,6 @@ def build_world(tmp: Path, mode: str = "explicit", config: SynthConfig = CONFIG,
             key,
             db_only,
         )
-    finally:
-        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -42,6 +42,19 @@ def biases_only(n_students: int = 150, n_courses: int = 30, seed: int = 0) -> In
     return Interactions.from_frame(pd.DataFrame(rows, columns=["student", "course", "term", "grade"]))
 
 
+def broken(error: Exception) -> type:
+    """A model family whose every fit raises ``error``."""
+
+    class Broken:
+        def __init__(self, **settings: object) -> None:
+            pass
+
+        def fit(self, train: Interactions) -> None:
+            raise error
+
+    return Broken
+
+
 def test_bias_data_chooses_the_bias_model() -> None:
     data = biases_only()
     sel = select(data, TINY, families=("bias", "knn", "neumf", "blend"))
@@ -62,14 +75,7 @@ def test_interaction_data_chooses_an_interaction_family() -> None:
 
 
 def test_a_failing_candidate_is_reported_and_selection_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
-    class Broken:
-        def __init__(self, **settings: object) -> None:
-            pass
-
-        def fit(self, train: Interactions) -> None:
-            raise MemoryError("the similarity matrix does not fit")
-
-    monkeypatch.setattr(selection_module, "ItemKNN", Broken)
+    monkeypatch.setattr(selection_module, "ItemKNN", broken(MemoryError("the similarity matrix does not fit")))
     logged: list[str] = []
     sel = select(biases_only(80), TINY, families=("bias", "knn"), log=logged.append)
     failed = sel.failed()
@@ -82,14 +88,7 @@ def test_a_failing_candidate_is_reported_and_selection_goes_on(monkeypatch: pyte
 
 
 def test_nothing_fits_names_every_reason(monkeypatch: pytest.MonkeyPatch) -> None:
-    class Broken:
-        def __init__(self, **settings: object) -> None:
-            pass
-
-        def fit(self, train: Interactions) -> None:
-            raise ValueError("broken on purpose")
-
-    monkeypatch.setattr(selection_module, "BiasModel", Broken)
+    monkeypatch.setattr(selection_module, "BiasModel", broken(ValueError("broken on purpose")))
     with pytest.raises(Exception, match=r"no model could be fitted.*bias\(λu=5,λc=3\): ValueError: broken on purpose"):
         select(biases_only(60), TINY, families=("bias",))
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import re
 from pathlib import Path
@@ -11,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from support import TEST_KEY, run_cli, secret_key_set
 
-from electives.cli import main
 from electives.data.importing import read_export
 from electives.data.interactions import Interactions
 from electives.data.pseudonyms import Pseudonymiser
@@ -21,7 +19,6 @@ from electives.data.synth import EXPORT_MAPPING, SynthConfig, generate, write
 from electives.models.artifact import load_model
 from electives.models.config import TrainConfig
 
-KEY = "test-secret-key-0123456789abcdef"  # = conftest.TEST_KEY, the key the `secret_key` fixture sets
 AAST_FLAGS = [
     "--map", "student=student serial", "--map", "term=Year+term", "--map", "course=Crs Code",
     "--map", "course_name=Course Name", "--map", "grade=total", "--scale", "percent",
@@ -38,15 +35,12 @@ def university(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def trained(university, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One model for the module's tests (they only read it), trained under the key the `secret_key` fixture sets."""
     out = tmp_path_factory.mktemp("trained") / "model"
-    err = io.StringIO()
-    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
-        mp.setenv("ELECTIVES_SECRET_KEY", KEY)
-        mp.setenv("ELECTIVES_KEY_FILE", str(out.parent / "unused-secret.key"))
+    with secret_key_set(out.parent):
         # NeuMF forced: these tests check an NCF model's validation figures and interval on the rows it did not
         # train on (the default, selection, refits its winner on them; tests/test_selection.py covers it).
         argv = ["train", "--data", str(university["grades"]), *AAST_FLAGS, *SMALL, "--model", "neumf"]
-        code = main([*argv, "--out", str(out)])
-    assert code == 0, err.getvalue()
+        code, _, err = run_cli(*argv, "--out", out)
+    assert code == 0, err
     return out
 
 
@@ -222,7 +216,7 @@ def test_a_piped_run_logs_one_line_per_epoch_without_progress_frames(university,
 
     small = [a for a in SMALL if a != "--quiet"]
     argv = ["train", "--data", str(university["grades"]), *AAST_FLAGS, *small, "--model", "neumf"]
-    env = {**os.environ, "ELECTIVES_SECRET_KEY": KEY}
+    env = {**os.environ, "ELECTIVES_SECRET_KEY": TEST_KEY}
     done = subprocess.run(
         [sys.executable, "-m", "electives", *argv, "--out", str(tmp_path / "m")],
         capture_output=True,

@@ -20,24 +20,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-import torch
+from support import TEST_KEY, import_university, one_torch_thread
 
-from electives.data.catalog import Catalog, read_catalog
-from electives.data.importing import ImportResult, read_export
+from electives.data.catalog import Catalog
+from electives.data.importing import ImportResult
 from electives.data.interactions import Interactions
 from electives.data.pseudonyms import Pseudonymiser
 from electives.data.splits import validation_split
-from electives.data.storage import Store
-from electives.data.synth import EXPORT_MAPPING, SynthConfig, University, generate, write
+from electives.data.synth import SynthConfig, University
 from electives.models.artifact import save_model
 from electives.models.calibration import fit_conformal
 from electives.models.training import NCF, TrainConfig, fit
 
-KEY = "test-secret-key-0123456789abcdef"  # the pseudonym key (= conftest.TEST_KEY)
+KEY = TEST_KEY  # the pseudonym key
 WEB_SECRET = "web-test-secret-" + "0" * 32
 CONFIG = SynthConfig(n_students=120, n_courses=24, n_electives=12, n_departments=2, seed=11)
 TRAIN = TrainConfig(gmf_dim=8, mlp_dim=8, mlp_layers=(16, 8), lr=0.01, batch_size=128, epochs=6, patience=6, seed=0)
-SYNTH_MAP = EXPORT_MAPPING
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,17 +81,9 @@ def tiny_png(width: int = 32, height: int = 24, *, blank: bool = False) -> bytes
 def web_world() -> WebWorld:
     root = Path(tempfile.mkdtemp(prefix="electives-web-"))
     atexit.register(shutil.rmtree, root, ignore_errors=True)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        university = generate(CONFIG)
-        paths = write(university, root / "synth")
-        key = Pseudonymiser(KEY.encode())
-        result = read_export(paths["grades"], mapping=SYNTH_MAP, scale="percent", pseudonymiser=key)
-        catalog = read_catalog(paths["catalog"])
-        url = f"sqlite:///{root / 'grades.db'}"
-        with Store(url) as store:
-            store.save_import(result, catalog)
+    with one_torch_thread():
+        imported = import_university(CONFIG, root)
+        result = imported.result
         frame = result.frame
         df = pd.DataFrame(
             {"student": frame["student"], "course": frame["course"], "term": frame["term_key"], "grade": frame["grade"]}
@@ -125,9 +115,18 @@ def web_world() -> WebWorld:
         (model_dir / "blank.png").write_bytes(tiny_png(blank=True))
         (model_dir / "zero.png").write_bytes(b"")
         (model_dir / "truncated.png").write_bytes(tiny_png()[:40])
-    finally:
-        torch.set_num_threads(threads)
-    return WebWorld(root, university, result, catalog, paths["catalog"], url, model_dir, fitted, train, key)
+    return WebWorld(
+        root,
+        imported.university,
+        result,
+        imported.catalog,
+        imported.paths["catalog"],
+        imported.db_url,
+        model_dir,
+        fitted,
+        train,
+        imported.key,
+    )
 
 
 def save_variant(world: WebWorld, out: Path, seed: int) -> Path:
