@@ -255,21 +255,33 @@ def load_model(path: Path | str, device: str = "cpu") -> TrainedModel:
     )
 
 
+def manifest_family(m: Mapping[str, Any]) -> str:
+    """The family a manifest names: ``family`` (format 2), else ``config.model`` (format 1 held NCF models only)."""
+    family = m.get("family")
+    if isinstance(family, str) and family:
+        return family
+    config = m.get("config") if isinstance(m.get("config"), Mapping) else {}
+    return str(config.get("model") or "neumf")
+
+
+def manifest_params(m: Mapping[str, Any]) -> dict[str, Any]:
+    """The family's parameters: ``params`` (format 2); format-1 artifacts kept the NCF's at the top level."""
+    if m.get("kind") == "ncf":
+        return {k: m[k] for k in ("config", "best_epoch", "validation_metric", "history") if k in m}
+    return dict(m["params"]) if isinstance(m.get("params"), Mapping) else {}
+
+
 def _family_and_params(m: Mapping[str, Any], path: Path) -> tuple[str, dict[str, Any]]:
-    """The family and its parameters; format-1 artifacts (``kind: ncf``) kept the NCF's at the top level."""
+    """The family and its parameters, checked: a manifest that names neither is refused by name."""
     kind = m.get("kind")
     if kind == "ncf":
-        config = m.get("config")
-        if not isinstance(config, dict):
+        if not isinstance(m.get("config"), dict):
             raise ModelError(f"{path / MANIFEST}: field 'config' is missing")
-        params = {k: m[k] for k in ("config", "best_epoch", "validation_metric", "history") if k in m}
-        return str(config.get("model", "neumf")), params
-    if kind != "model":
+    elif kind != "model":
         raise ModelError(f"{path / MANIFEST}: 'kind' is {kind!r}, expected 'model'")
-    family, params = m.get("family"), m.get("params")
-    if not isinstance(family, str) or not isinstance(params, dict):
+    elif not isinstance(m.get("family"), str) or not isinstance(m.get("params"), dict):
         raise ModelError(f"{path / MANIFEST}: fields 'family' (a name) and 'params' (an object) are required")
-    return family, dict(params)
+    return manifest_family(m), manifest_params(m)
 
 
 def _jsonable(value: Any) -> Any:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from electives.errors import ElectivesError
-from electives.models.artifact import MANIFEST, load_model
+from electives.models.artifact import MANIFEST, load_model, manifest_family, manifest_params
 from electives.web.model_facts import plot_worth_showing
 
 if TYPE_CHECKING:
@@ -207,8 +207,7 @@ def _model_info(manifest: dict[str, Any], rec: Recommender, version: str) -> dic
     metrics = {
         k: v for k, v in (manifest.get("metrics") or {}).items() if isinstance(v, int | float) and math.isfinite(v)
     }
-    # Format 2 keeps the family's parameters under 'params'; format 1 (NCF only) kept them at the top level.
-    params = manifest.get("params") if isinstance(manifest.get("params"), dict) else manifest
+    params = manifest_params(manifest)
     config = params.get("config") or {}
     calibration = manifest.get("calibration") or {}
     privacy = manifest.get("privacy") if isinstance(manifest.get("privacy"), dict) else None
@@ -239,12 +238,8 @@ def _model_info(manifest: dict[str, Any], rec: Recommender, version: str) -> dic
 
 
 def served_family(manifest: dict[str, Any]) -> str:
-    """The family of the model an artifact holds: ``family`` (format 2), else ``config.model`` (format 1, NCF)."""
-    family = manifest.get("family")
-    if isinstance(family, str) and family:
-        return family
-    config = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
-    return str(config.get("model") or "neumf")
+    """The family of the model an artifact holds (format 2 names it; format-1 artifacts are NCF)."""
+    return manifest_family(manifest)
 
 
 def _selection_summary(selection: Any) -> dict[str, Any] | None:
