@@ -609,6 +609,13 @@ def test_model_page_shows_an_enrolment_models_selection_by_its_ranking_metric(wo
     assert "chosen on each student&#39;s newest course among 2 candidates" in html
     assert "Ranking quality, NDCG@10 (against sampled courses)</th>" in html and "Typical error" not in html
     assert "ease(λ=40) (served)</th><td>ease</td>\n      <td>0.457</td>" in html
+    # The API ranks by EASE's scores: no grade, no interval.
+    taken = [c for c in world.train.course_ids[:3]]
+    r = client.post(API, json={"grades": [{"course": c, "grade": "70"} for c in taken], "k": 3})
+    assert r.status_code == 200, r.json
+    items = r.json["recommendations"]
+    assert items and all(i["points"] is None and i["interval"] is None for i in items)
+    assert [i["score"] for i in items] == sorted((i["score"] for i in items), reverse=True)
 
 
 def test_form_size_caps(client, world: WebWorld) -> None:

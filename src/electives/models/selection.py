@@ -23,7 +23,7 @@ manifest stores as ``model_selection``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
@@ -43,11 +43,12 @@ __all__ = [
     "Selection",
     "Tried",
     "candidate_specs",
+    "conclude",
     "more_seeds",
     "reason",
     "refit_ncf",
-    "refit_winner",
     "select",
+    "winner_of",
 ]
 
 BASELINE_FAMILIES = ("bias", "mf", "knn")
@@ -227,41 +228,42 @@ def select(
         run.try_blend(forced=tuple(families) == ("blend",))
 
     # Only the families asked for compete (neumf is fitted for an ensemble or a blend even when not asked for).
-    eligible = [t for t in run.tried if t.value is not None and t.family in families and t.name in run.fitted]
-    if not eligible:
-        reasons = "; ".join(f"{t.name}: {t.error}" for t in run.tried if t.error) or "no candidates"
-        raise DataError(f"no model could be fitted for selection ({reasons})")
-    best = min(eligible, key=lambda t: t.value)  # type: ignore[arg-type, return-value]  # min keeps the first tie
+    best = winner_of(run.tried, families, run.fitted, lowest=True)
     winner = run.fitted[best.name]
     if log is not None:
         log(f"chose {best.name} (validation RMSE {best.value * scale_range:.4g}); fitting it again on all rows")  # type: ignore[operator]
-    final, refit_error = refit_winner(best.name, winner.again, winner.model, log)
-    return Selection(
-        model=final,
-        validated=winner.model,
-        chosen=best.name,
-        family=winner.family,
-        split=kind,
-        fit_data=fit_part,
-        validation=val,
-        candidates=run.tried,
-        seconds=time.perf_counter() - started,
-        refit_error=refit_error,
+    return conclude(
+        Selection(winner.model, winner.model, best.name, winner.family, kind, fit_part, val, run.tried),
+        again=winner.again,
+        started=started,
+        log=log,
     )
 
 
-def refit_winner(
-    name: str, again: Callable[[], Model], validated: Model, log: Callable[[str], None] | None
-) -> tuple[Model, str | None]:
-    """The winner fitted again on every row, and None; or, when that fails, the winner as fitted on the fit part
-    (it has seen fewer rows, which the manifest says) and the reason."""
+def winner_of(tried: Sequence[Tried], families: Sequence[str], kept: Container[str], *, lowest: bool) -> Tried:
+    """The best of the candidates of ``families`` still ``kept`` (the first of equals): the lowest value, or the
+    highest; a DataError naming each failure when none could be fitted."""
+    eligible = [t for t in tried if t.value is not None and t.family in families and t.name in kept]
+    if not eligible:
+        reasons = "; ".join(f"{t.name}: {t.error}" for t in tried if t.error) or "no candidates"
+        raise DataError(f"no model could be fitted for selection ({reasons})")
+    pick = min if lowest else max  # both keep the first of equals
+    return pick(eligible, key=lambda t: t.value)  # type: ignore[arg-type, return-value]
+
+
+def conclude(
+    chosen: Selection, *, again: Callable[[], Model], started: float, log: Callable[[str], None] | None
+) -> Selection:
+    """``chosen`` (whose ``model`` is still the one ``validated``) with its winner fitted again on every row by
+    ``again``, and the seconds since ``started``. When the refit fails, the winner as fitted on the fit part
+    serves (it has seen fewer rows, which the manifest says, with the reason)."""
     try:
-        return again(), None
+        model, error = again(), None
     except Exception as exc:
-        error = reason(exc)
+        model, error = chosen.validated, reason(exc)
         if log is not None:
-            log(f"refitting {name} on all rows failed ({error}); serving it as fitted on the fit part")
-        return validated, error
+            log(f"refitting {chosen.chosen} on all rows failed ({error}); serving it as fitted on the fit part")
+    return replace(chosen, model=model, refit_error=error, seconds=time.perf_counter() - started)
 
 
 def refit_ncf(model: Any, train: Interactions, *, progress: bool = False) -> Model:
