@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from electives.data.catalog import Catalog, Course
 from electives.data.importing import FRAME_COLUMNS, CleaningReport, ImportResult
 from electives.data.scales import GradeScale, load_scale
-from electives.data.storage import Store
+from electives.data.storage import SCHEMA_VERSION, CourseSeats, Store
 from electives.data.storage import store as storage
 from electives.data.terms import parse_term
 from electives.errors import DataError, StorageError
@@ -381,7 +381,39 @@ def test_sqlite_creates_parent_dirs_and_sets_pragmas(tmp_path: Path) -> None:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     assert path.exists()
     # The schema version is recorded for later migrations.
-    assert sqlite3.connect(path).execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("1",)
+    version = sqlite3.connect(path).execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    assert version == (str(SCHEMA_VERSION),)
+
+
+def test_version_1_database_is_migrated(tmp_path: Path) -> None:
+    """A database written before seats existed (schema 1: no courses.capacity, no plan_courses) opens as the
+    current schema with its courses kept, and then stores capacities and plans."""
+    path = tmp_path / "v1.db"
+    Store(f"sqlite:///{path}").close()
+    with sqlite3.connect(path) as db:  # back to what version 1 wrote
+        db.execute("ALTER TABLE courses DROP COLUMN capacity")
+        db.execute("DROP TABLE plan_courses")
+        db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+        db.execute("INSERT INTO courses (code, name, elective) VALUES ('CS210', 'Databases', 1)")
+    with Store(f"sqlite:///{path}") as store:
+        assert [(c.code, c.name, c.capacity) for c in store.courses()] == [("CS210", "Databases", None)]
+        store.save_catalog(Catalog((Course("CS210", "Databases", elective=True, capacity=40),)))
+        assert store.courses()[0].capacity == 40
+        store.save_plan("2024-Fall", [CourseSeats("CS210", k=2, demand=55, seats=40, allocated=40)])
+        assert store.plan("2024-Fall")["CS210"].likely_full
+    version = sqlite3.connect(path).execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    assert version == (str(SCHEMA_VERSION),)
+
+
+def test_plan_counts_replace_the_terms_earlier_plan(tmp_path: Path) -> None:
+    with Store(f"sqlite:///{tmp_path / 'p.db'}") as store:
+        store.save_plan("2024-Fall", [CourseSeats("A", 2, 10, 5, 5), CourseSeats("B", 2, 3, None, 3)])
+        store.save_plan("Spring", [CourseSeats("A", 1, 1, 5, 1)])
+        store.save_plan("2024-Fall", [CourseSeats("B", 2, 4, 10, 4)])
+        assert store.plan("2024-Fall") == {"B": CourseSeats("B", 2, 4, 10, 4)}
+        assert not store.plan("2024-Fall")["B"].likely_full
+        assert store.plan("Spring")["A"] == CourseSeats("A", 1, 1, 5, 1)
+        assert store.plan("2025-Fall") == {}
 
 
 def test_newer_schema_is_refused(tmp_path: Path) -> None:

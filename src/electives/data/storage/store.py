@@ -18,6 +18,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from electives.data.catalog import Catalog, Course
 from electives.data.importing import FRAME_COLUMNS, RETAKE_POLICIES, ImportResult, RetakePolicy
 from electives.data.scales import GradeScale
+from electives.data.storage.courses import read_courses, upsert_catalog
 from electives.data.storage.engine import (
     WRITE_OPTION,
     configure_sqlite,
@@ -26,6 +27,7 @@ from electives.data.storage.engine import (
     hide_password,
     make_parent_dir,
 )
+from electives.data.storage.plans import CourseSeats, read_plan, replace_plan
 from electives.data.storage.results import CatalogSummary, ImportRecord, ImportSummary
 from electives.data.storage.schema import (
     GRADE_INSERT,
@@ -35,6 +37,7 @@ from electives.data.storage.schema import (
     imports_table,
     meta_table,
     metadata,
+    migrate,
     students_table,
 )
 from electives.defaults import DEFAULT_DB_URL
@@ -79,9 +82,14 @@ class Store:
             if version is None:
                 conn.execute(meta_table.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
             elif version != str(SCHEMA_VERSION):
-                raise StorageError(
-                    f"database {self.url} has schema version {version}; this version of electives reads "
-                    f"version {SCHEMA_VERSION}"
+                if not version.isdigit() or int(version) > SCHEMA_VERSION:
+                    raise StorageError(
+                        f"database {self.url} has schema version {version}; this version of electives reads "
+                        f"version {SCHEMA_VERSION} and older"
+                    )
+                migrate(conn, int(version))
+                conn.execute(
+                    meta_table.update().where(meta_table.c.key == "schema_version").values(value=str(SCHEMA_VERSION))
                 )
 
     # ------------------------------------------------------------------ lifecycle
@@ -109,7 +117,7 @@ class Store:
         frame = _prepare_frame(result.frame)
         report = result.report
         with self._begin(write=True) as conn:
-            courses_added = _upsert_catalog(conn, catalog).added if catalog is not None else 0
+            courses_added = upsert_catalog(conn, catalog).added if catalog is not None else 0
             prior = conn.execute(
                 sa.select(imports_table.c.id, imports_table.c.imported_at, imports_table.c.file_name).where(
                     imports_table.c.file_sha256 == report.file_sha256
@@ -161,7 +169,7 @@ class Store:
         """Insert or update the catalogue's courses in one transaction; catalogue values replace stored ones
         (empty catalogue fields keep what is stored)."""
         with self._begin(write=True) as conn:
-            return _upsert_catalog(conn, catalog)
+            return upsert_catalog(conn, catalog)
 
     # ------------------------------------------------------------------ reads
     def load_grades(
@@ -212,22 +220,19 @@ class Store:
 
     def courses(self) -> list[Course]:
         """All known courses (catalogue and grade files), by code."""
-        t = courses_table
         with self._begin() as conn:
-            rows = conn.execute(sa.select(t).order_by(t.c.code)).all()
-        return [
-            Course(
-                code=r.code,
-                name=r.name,
-                elective=r.elective,
-                prerequisites=_split(r.prerequisites),
-                credits=r.credits,
-                department=r.department,
-                terms_offered=_split(r.terms_offered),
-                description=r.description,
-            )
-            for r in rows
-        ]
+            return read_courses(conn)
+
+    def save_plan(self, term: str, rows: Sequence[CourseSeats]) -> int:
+        """Store a seat plan's per-course counts for ``term`` (a canonical term or season), replacing the term's
+        earlier plan, in one transaction; the rows stored. Counts only: nothing about any student."""
+        with self._begin(write=True) as conn:
+            return replace_plan(conn, term, rows, planned_at=datetime.now(UTC))
+
+    def plan(self, term: str) -> dict[str, CourseSeats]:
+        """The per-course counts of ``term``'s stored plan, by course code (empty: no plan for the term)."""
+        with self._begin() as conn:
+            return read_plan(conn, term)
 
     def imports(self) -> list[ImportRecord]:
         """Stored imports, oldest first, with their cleaning reports."""
@@ -521,38 +526,6 @@ def _parse_or_none(toml: str) -> GradeScale | None:
         return None
 
 
-def _upsert_catalog(conn: Connection, catalog: Catalog) -> CatalogSummary:
-    t = courses_table
-    stored = {code for (code,) in conn.execute(sa.select(t.c.code))}
-    values = [
-        {
-            "b_code": c.code,
-            "b_name": c.name,
-            "b_elective": c.elective,
-            "b_credits": c.credits,
-            "b_department": c.department,
-            "b_prerequisites": ";".join(c.prerequisites) or None,
-            "b_terms_offered": ";".join(c.terms_offered) or None,
-            "b_description": c.description,
-        }
-        for c in catalog.courses
-    ]
-    fields = ("name", "elective", "credits", "department", "prerequisites", "terms_offered", "description")
-    new = [v for v in values if v["b_code"] not in stored]
-    old = [v for v in values if v["b_code"] in stored]
-    if new:
-        conn.execute(t.insert().values(code=sa.bindparam("b_code"), **{f: sa.bindparam(f"b_{f}") for f in fields}), new)
-    if old:
-        # COALESCE: a field the catalogue leaves empty keeps the stored value.
-        conn.execute(
-            t.update()
-            .where(t.c.code == sa.bindparam("b_code"))
-            .values(**{f: sa.func.coalesce(sa.bindparam(f"b_{f}", type_=t.c[f].type), t.c[f]) for f in fields}),
-            old,
-        )
-    return CatalogSummary(added=len(new), updated=len(old))
-
-
 # ---------------------------------------------------------------------- reading
 def _read_grades(
     conn: Connection, pseudonym: str | None, *, after_import: int | None = None, through_import: int | None = None
@@ -586,10 +559,6 @@ def _read_grades(
 
 def _public(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.loc[:, list(GRADE_COLUMNS)].reset_index(drop=True)
-
-
-def _split(text: str | None) -> tuple[str, ...]:
-    return tuple(p for p in (text or "").split(";") if p)
 
 
 def _utc(value: datetime) -> datetime:
