@@ -22,6 +22,7 @@ _COMMAND_MODULES = (
     "electives.cli.evaluate",
     "electives.cli.recommend",
     "electives.cli.score",
+    "electives.cli.plan",
     "electives.cli.web",
     "electives.cli.demo",
 )

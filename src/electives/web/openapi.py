@@ -412,6 +412,11 @@ def _recommendation_schema() -> dict[str, Any]:
                 "description": "how students with records like this one did; only for a record of at least "
                 f"{MIN_RECORD} graded courses the model knows (fewer cannot define 'records like yours')",
             },
+            "likely_full": {
+                **_nullable("boolean"),
+                "description": "from the term's seat plan (electives plan): true when more students have the course "
+                "in their own top k than it has seats; null when no plan for the term is stored",
+            },
         },
     }
 
