@@ -20,8 +20,8 @@ import sqlalchemy as sa
 from electives.data.catalog import Catalog, Course
 from electives.data.importing import FRAME_COLUMNS, CleaningReport, ImportResult
 from electives.data.scales import GradeScale, load_scale
-from electives.data.storage import Store
-from electives.data.storage import store as storage
+from electives.data.storage import GRADE_COLUMNS, Store
+from electives.data.storage import imports as storage
 from electives.data.terms import parse_term
 from electives.errors import DataError, StorageError
 
@@ -300,7 +300,7 @@ def test_empty_store_reads(store: Store) -> None:
     assert store.scale() is None and store.imports() == [] and store.courses() == []
     for policy in ("latest", "best", "all"):
         grades = store.load_grades(policy)
-        assert grades.empty and list(grades.columns) == list(storage.GRADE_COLUMNS)
+        assert grades.empty and list(grades.columns) == list(GRADE_COLUMNS)
         assert grades["term_key"].dtype == "Int64" and grades["grade"].dtype == float
     assert store.student_history("s1").empty
 
