@@ -23,7 +23,8 @@ The forms above keep their keys (``year * 10 + slot``). Beyond them, :class:`Ter
 
 The key is stored as an integer with one digit per calendar year, so forms that need finer places (numbers 10 and
 above, year-long, unassigned-with-year) share the key of the year's slot and carry ``sub``, their order within it:
-an import orders by (key, sub); the database keeps the key.
+an import orders by (key, sub), and so does the database, which stores both (``term_key``, ``term_sub``). Terms that
+share a key still share their place where a model is concerned (its "latest term" is the latest key).
 
 ``--term-order`` (:class:`TermReader` ``order=``) is for codes only the registrar can order: it lists every term
 code, oldest first, and the position is the key (as plain term numbers are).
@@ -246,6 +247,19 @@ def _legacy(text: str, raw: str) -> Term | None:
 
 
 BUILTIN_READER = TermReader()
+
+
+def stored_sub(label: str | None, key: int | None) -> int | None:
+    """The ``sub`` of a term known only by its label and key (as a database of schema 1 or a hand-built frame
+    holds it): a label the reader wrote reads back to its term, so its sub is kept where the key agrees; 0 when it
+    does not (e.g. a ``--term-order`` position); None without a key."""
+    if key is None:
+        return None
+    try:
+        term = BUILTIN_READER.read(label or "")
+    except TermError:
+        return 0
+    return term.sub if term.key == key else 0
 
 
 def parse_term(raw: str) -> Term:

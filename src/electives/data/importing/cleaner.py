@@ -32,6 +32,7 @@ file, so the chunk size the file was read in changes nothing.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -48,6 +49,16 @@ RANK_SCALE = 10**7
 
 # Reasons whose offending values may be shown (marks and terms, never ids or names).
 _VALUE_REASONS = ("bad-term", "unknown-mark", "out-of-range")
+
+
+class _TermCodes(NamedTuple):
+    """Each row's term code, and per code: key, sub (NaN: no key), rank (the full order) and label."""
+
+    codes: np.ndarray
+    keys: np.ndarray
+    subs: np.ndarray
+    ranks: np.ndarray
+    labels: np.ndarray
 
 
 class Cleaner:
@@ -125,14 +136,16 @@ class Cleaner:
             grades = (g_codes, g_values, self._grades(g_codes, g_values))
 
         if self.retakes != "all":
-            rank = np.full(n, np.nan) if terms is None else terms[2][terms[0]]
+            rank = np.full(n, np.nan) if terms is None else terms.ranks[terms.codes]
             points = np.full(n, np.nan) if grades is None else grades[2][grades[0]]
             self._drop("retake", self._retakes(s_codes, c_codes, rank, points))
             del rank, points
         self._minimum_counts(s_codes, c_codes)
 
         keep = np.flatnonzero(self.alive)
-        report.terms = [] if terms is None else _rows_per_term(terms[0][keep], labels=terms[3], ranks=terms[2])
+        report.terms = (
+            [] if terms is None else _rows_per_term(terms.codes[keep], labels=terms.labels, ranks=terms.ranks)
+        )
         report.rows_read = self.rows_read
         report.rows_kept = len(keep)
         if self.blank_lines:
@@ -144,7 +157,7 @@ class Cleaner:
         keep: np.ndarray,
         pseudonymiser: Pseudonymiser,
         *,
-        terms: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None,
+        terms: _TermCodes | None,
         grades: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
     ) -> ImportedRows:
         """The kept rows as codes into tables of what they hold, each in order of first appearance."""
@@ -161,10 +174,11 @@ class Cleaner:
             named = n_values[kept_names] != ""  # an empty name is no name
             name[named], used_names = first_appearance(kept_names[named])
             names = n_values[used_names]
-        term, term_labels, term_keys = np.full(len(keep), -1, dtype=np.int32), object_array([]), np.zeros(0)
+        term, term_labels, term_keys, term_subs = (np.full(len(keep), -1, dtype=np.int32), object_array([]),
+                                                   np.zeros(0), np.zeros(0))  # fmt: skip
         if terms is not None:
-            term, used_terms = first_appearance(terms[0][keep])
-            term_labels, term_keys = terms[3][used_terms], terms[1][used_terms]
+            term, used_terms = first_appearance(terms.codes[keep])
+            term_labels, term_keys, term_subs = terms.labels[used_terms], terms.keys[used_terms], terms.subs[used_terms]
         mark, marks, points = np.full(len(keep), -1, dtype=np.int32), object_array([]), np.zeros(0)
         if grades is not None:
             mark, used_marks = first_appearance(grades[0][keep])
@@ -181,12 +195,13 @@ class Cleaner:
             course_names=names,
             term_labels=term_labels,
             term_keys=term_keys,
+            term_subs=term_subs,
             marks=marks,
             points=points,
             grades=(points - self.scale.low) / (self.scale.high - self.scale.low),
         )
 
-    def _terms(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    def _terms(self) -> _TermCodes | None:
         """Each row's term code, and each code's stored key, full rank (key, then the order within it) and label;
         None without a term column. Empty terms are dropped as ``bad-term``; codes in no known form too, and are
         listed in ``report.unknown_terms`` so the reader can refuse the import (a graded row is never lost to a
@@ -194,7 +209,7 @@ class Cleaner:
         if "term" not in self.fields:
             return None
         t_codes, t_values = self._field("term")
-        keys, ranks = np.full(len(t_values), np.nan), np.full(len(t_values), np.nan)
+        keys, subs, ranks = (np.full(len(t_values), np.nan) for _ in range(3))
         labels = np.full(len(t_values), None, dtype=object)
         errors: dict[int, TermError] = {}
         for j, raw in enumerate(t_values):
@@ -208,6 +223,7 @@ class Cleaner:
             labels[j] = term.label
             # The rank orders attempts exactly; -1 stands for no place (older than every dated row).
             keys[j] = np.nan if term.key is None else term.key
+            subs[j] = np.nan if term.key is None else term.sub
             ranks[j] = -1.0 if term.key is None else term.key * RANK_SCALE + term.sub
         bad = (labels == None)[t_codes]  # noqa: E711 (elementwise)
         alive_codes = t_codes[bad & self.alive]
@@ -222,7 +238,7 @@ class Cleaner:
                 "words": list(exc.words),
             }
         self._drop("bad-term", bad)
-        return t_codes, keys, ranks, labels
+        return _TermCodes(t_codes, keys, subs, ranks, labels)
 
     def _grades(self, codes: np.ndarray, values: np.ndarray) -> np.ndarray:
         """Points of each distinct mark (NaN: dropped), each parsed once."""

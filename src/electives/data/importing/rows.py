@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from electives.data.grade_rows import GradeRows, term_sort_keys
+from electives.data.terms import stored_sub
 from electives.errors import DataError
 
 # Columns of ImportResult.frame, in order. `student` is already the keyed pseudonym: raw ids never leave the reader.
@@ -58,6 +59,7 @@ class ImportedRows:
     course_names: np.ndarray  # object (str)
     term_labels: np.ndarray  # object (str or None)
     term_keys: np.ndarray  # float64, NaN: no key (a term without a place: older than every dated row)
+    term_subs: np.ndarray  # float64: the order among terms sharing a key (Term.sub), NaN: no key
     marks: np.ndarray  # object (str or None)
     points: np.ndarray  # float64, NaN: no grade
     grades: np.ndarray  # float64 in [0, 1], NaN: no grade
@@ -136,6 +138,7 @@ class ImportedRows:
         course_name, course_names = pd.factorize(frame["course_name"])
         term, term_rows = _pairs(frame["term"].to_numpy(object), term_key)
         mark, mark_rows = _pairs(frame["mark"].to_numpy(object), points, grades)
+        labels = _objects(frame["term"].to_numpy(object)[term_rows])  # a hand-built frame's subs: read from labels
         return cls(
             row=frame["row"].to_numpy(np.int64),
             student=student.astype(np.int32),
@@ -146,8 +149,15 @@ class ImportedRows:
             students=np.asarray(students, dtype=object),
             courses=np.asarray(courses, dtype=object),
             course_names=np.asarray(course_names, dtype=object),
-            term_labels=_objects(frame["term"].to_numpy(object)[term_rows]),
+            term_labels=labels,
             term_keys=term_key[term_rows],
+            term_subs=np.array(
+                [
+                    np.nan if np.isnan(k) else stored_sub(t, int(k))
+                    for t, k in zip(labels, term_key[term_rows], strict=True)
+                ],
+                dtype=np.float64,
+            ),
             marks=_objects(frame["mark"].to_numpy(object)[mark_rows]),
             points=points[mark_rows],
             grades=grades[mark_rows],

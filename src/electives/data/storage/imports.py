@@ -92,6 +92,7 @@ class _GradeValues:
     rows: ImportedRows
     labels: np.ndarray
     keys: np.ndarray
+    subs: np.ndarray
     marks: np.ndarray
     points: np.ndarray
     grades: np.ndarray
@@ -106,6 +107,7 @@ class _GradeValues:
             rows,
             labels=with_none(rows.term_labels.tolist()),
             keys=numbers(rows.term_keys, int),
+            subs=numbers(rows.term_subs, int),
             marks=with_none(rows.marks.tolist()),
             points=numbers(rows.points, float),
             grades=numbers(rows.grades, float),
@@ -118,6 +120,7 @@ class _GradeValues:
             cid[part].tolist(),
             self.labels[term].tolist(),
             self.keys[term].tolist(),
+            self.subs[term].tolist(),
             self.marks[mark].tolist(),
             self.points[mark].tolist(),
             self.grades[mark].tolist(),
@@ -130,12 +133,13 @@ class _GradeValues:
 def _repeated_rows(
     conn: Connection, rows: ImportedRows, sid: np.ndarray, cid: np.ndarray, *, known: list[int]
 ) -> np.ndarray:
-    """Rows identical in (student, course, term key, mark) to a stored row of a known student or to an earlier
-    row of the file (no mark and an empty one count as the same)."""
+    """Rows identical in (student, course, term, mark) to a stored row of a known student or to an earlier row of
+    the file (a term is its key and sub; no mark and an empty one count as the same)."""
     key_of = np.append(np.where(np.isnan(rows.term_keys), NO_TERM, rows.term_keys).astype(np.int64), NO_TERM)
+    sub_of = np.append(np.nan_to_num(rows.term_subs, nan=0).astype(np.int64), 0)
     as_text = ["" if m is None else str(m) for m in rows.marks] + [""]
     marks = pd.Index(as_text).unique()
-    file_keys = [sid, cid, key_of[rows.term], marks.get_indexer(as_text).astype(np.int64)[rows.mark]]
+    file_keys = [sid, cid, key_of[rows.term], sub_of[rows.term], marks.get_indexer(as_text).astype(np.int64)[rows.mark]]
     stored = _stored_keys(conn, known, marks)
     both = [np.concatenate([s, f]) for s, f in zip(stored, file_keys, strict=True)]
     if len(both[0]) < 2:
@@ -151,14 +155,14 @@ def _repeated_rows(
 
 
 def _stored_keys(conn: Connection, student_ids: list[int], marks: pd.Index) -> list[np.ndarray]:
-    """(student_id, course_id, term_key, mark) of the stored rows of these students, as int64 arrays; a mark is
-    its position in ``marks`` (-1: a mark the file does not have), read a few students at a time."""
+    """(student_id, course_id, term_key, term_sub, mark) of the stored rows of these students, as int64 arrays; a
+    mark is its position in ``marks`` (-1: a mark the file does not have), read a few students at a time."""
     g = grades_table
     parts: list[list[np.ndarray]] = []
     for start in range(0, len(student_ids), IN_CHUNK):
         stored = fetch_frame(
             conn,
-            sa.select(g.c.student_id, g.c.course_id, g.c.term_key, g.c.mark).where(
+            sa.select(g.c.student_id, g.c.course_id, g.c.term_key, g.c.term_sub, g.c.mark).where(
                 g.c.student_id.in_(student_ids[start : start + IN_CHUNK])
             ),
         )
@@ -167,11 +171,12 @@ def _stored_keys(conn: Connection, student_ids: list[int], marks: pd.Index) -> l
                 stored["student_id"].to_numpy(np.int64),
                 stored["course_id"].to_numpy(np.int64),
                 stored["term_key"].astype("Int64").fillna(NO_TERM).to_numpy(np.int64),
+                stored["term_sub"].astype("Int64").fillna(0).to_numpy(np.int64),
                 marks.get_indexer(stored["mark"].fillna("").astype(str)).astype(np.int64),
             ]
         )
     if not parts:
-        return [np.zeros(0, dtype=np.int64) for _ in range(4)]
+        return [np.zeros(0, dtype=np.int64) for _ in range(5)]
     return [np.concatenate(column) for column in zip(*parts, strict=True)]
 
 

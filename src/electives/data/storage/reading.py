@@ -32,8 +32,9 @@ def read_grades(
     """Stored rows (every attempt) as a frame with the grades' columns plus `student` and `course` strings."""
     g, s, c = grades_table, students_table, courses_table
     stmt = sa.select(
-        g.c.student_id, g.c.course_id, g.c.term, g.c.term_key, g.c.mark, g.c.points, g.c.grade, g.c.import_id, g.c.row
-    )
+        g.c.student_id, g.c.course_id, g.c.term, g.c.term_key, g.c.term_sub, g.c.mark, g.c.points, g.c.grade,
+        g.c.import_id, g.c.row,
+    )  # fmt: skip
     if after_import is not None:
         stmt = stmt.where(g.c.import_id > after_import)
     if through_import is not None:
@@ -50,6 +51,7 @@ def read_grades(
     frame["student"] = frame["student_id"].map(student_map).astype(str)
     frame["course"] = frame["course_id"].map(course_map).astype(str)
     frame["term_key"] = frame["term_key"].astype("Int64")
+    frame["term_sub"] = frame["term_sub"].astype("Int64")
     for column in ("points", "grade"):
         frame[column] = frame[column].astype(float)
     for column in ("term", "mark"):
@@ -60,7 +62,7 @@ def read_grades(
 class _Columns:
     """The streamed chunks' columns as arrays; each chunk's term labels coded into one table."""
 
-    NAMES = ("student_id", "course_id", "term", "term_key", "points", "grade", "import_id", "row")
+    NAMES = ("student_id", "course_id", "term", "term_key", "term_sub", "points", "grade", "import_id", "row")
 
     def __init__(self) -> None:
         self.parts: dict[str, list[np.ndarray]] = {n: [] for n in self.NAMES}
@@ -72,7 +74,7 @@ class _Columns:
             self.parts[name].append(frame[name].to_numpy(np.int32))
         # A row number is a line of its file (int32); a missing one sorts first, as NaN does in load_grades.
         self.parts["row"].append(pd.to_numeric(frame["row"]).fillna(-1).to_numpy(np.int32))
-        for name in ("term_key", "points"):
+        for name in ("term_key", "term_sub", "points"):
             self.parts[name].append(pd.to_numeric(frame[name]).to_numpy(np.float64, na_value=np.nan))
         self.parts["grade"].append(pd.to_numeric(frame["grade"]).to_numpy(np.float32, na_value=np.nan))
         codes, uniq = pd.factorize(frame["term"])  # no label: -1
@@ -93,8 +95,8 @@ def read_grade_rows(
     conn: Connection, *, retakes: str, through_import: int | None = None, chunk_rows: int = READ_CHUNK
 ) -> StoredGrades:
     """Stored grades as :class:`GradeRows`, one row per (student, course) unless ``retakes="all"``, chosen and
-    ordered exactly as ``Store.load_grades`` does (a graded attempt first, then the latest term or the most points,
-    then the later import and row); rows ordered by student id, course id."""
+    ordered exactly as ``Store.load_grades`` does (a graded attempt first, then the latest term — key, then sub — or
+    the most points, then the later import and row); rows ordered by student id, course id."""
     g = grades_table
     stmt = sa.select(*(g.c[n] for n in _Columns.NAMES))
     if through_import is not None:
@@ -131,10 +133,11 @@ def read_grade_rows(
 def _chosen_attempts(a: dict[str, np.ndarray], retakes: str) -> np.ndarray:
     """Indexes of the rows kept, in (student id, course id) order; NaN terms and points sort first."""
     term_key = np.nan_to_num(a["term_key"], nan=-np.inf)
+    term_sub = np.nan_to_num(a["term_sub"], nan=-np.inf)
     if retakes == "all":
-        return np.lexsort((a["row"], a["import_id"], term_key, a["course_id"], a["student_id"]))
+        return np.lexsort((a["row"], a["import_id"], term_sub, term_key, a["course_id"], a["student_id"]))
     graded = ~np.isnan(a["points"])
-    keys = [a["row"], a["import_id"], term_key]
+    keys = [a["row"], a["import_id"], term_sub, term_key]
     if retakes == "best":
         keys.append(np.nan_to_num(a["points"], nan=-np.inf))
     keys += [graded, a["course_id"], a["student_id"]]

@@ -1,11 +1,16 @@
 """The grade store's tables: SQLAlchemy Core metadata for imports, courses, pseudonymous students and their
-grades, and the schema version a database is checked against when it is opened."""
+grades, the schema version a database is checked against when it is opened, and the migrations that bring an
+older database up to it (:func:`migrate`, in the opening transaction)."""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
-SCHEMA_VERSION = 1
+from electives.data.terms import stored_sub
+
+# 2: grades.term_sub, the order of terms that share a key (year + number ≥ 10, year-long, unassigned with a year).
+SCHEMA_VERSION = 2
 
 metadata = sa.MetaData()
 meta_table = sa.Table(
@@ -55,6 +60,7 @@ grades_table = sa.Table(
     sa.Column("course_id", sa.Integer, sa.ForeignKey("courses.id", name="fk_grades_course"), nullable=False),
     sa.Column("term", sa.Text),
     sa.Column("term_key", sa.Integer),
+    sa.Column("term_sub", sa.Integer),  # order among terms sharing term_key (Term.sub); NULL without a term key
     sa.Column("mark", sa.Text),
     sa.Column("points", sa.Float),
     sa.Column("grade", sa.Float),
@@ -63,4 +69,33 @@ grades_table = sa.Table(
     sa.Index("ix_grades_student_course", "student_id", "course_id"),
 )
 # Columns of a grade row as inserted, in the order of the tuples written.
-GRADE_INSERT = ("student_id", "course_id", "term", "term_key", "mark", "points", "grade", "import_id", "row")
+GRADE_INSERT = (
+    "student_id", "course_id", "term", "term_key", "term_sub", "mark", "points", "grade", "import_id", "row",
+)  # fmt: skip
+
+
+def migrate(conn: Connection, version: str) -> bool:
+    """Bring a database of schema ``version`` up to :data:`SCHEMA_VERSION` inside the caller's transaction (all
+    of it or nothing); False when no migration starts from ``version`` (a newer or unknown schema)."""
+    if version != "1":
+        return False
+    _add_term_sub(conn)
+    return True
+
+
+def _add_term_sub(conn: Connection) -> None:
+    """1 → 2: grades get ``term_sub``, each stored (label, key) read again (:func:`stored_sub`)."""
+    quote = conn.dialect.identifier_preparer
+    conn.exec_driver_sql(f"ALTER TABLE {quote.format_table(grades_table)} ADD COLUMN {quote.quote('term_sub')} INTEGER")
+    g = grades_table
+    stored = conn.execute(sa.select(g.c.term, g.c.term_key).where(g.c.term_key.is_not(None)).distinct()).all()
+    subs = [{"b_label": label, "b_key": key, "b_sub": stored_sub(label, key)} for label, key in stored]
+    conn.execute(sa.update(g).where(g.c.term_key.is_not(None)).values(term_sub=0))
+    subs = [s for s in subs if s["b_sub"]]
+    if subs:
+        conn.execute(
+            sa.update(g)
+            .where(g.c.term == sa.bindparam("b_label"), g.c.term_key == sa.bindparam("b_key"))
+            .values(term_sub=sa.bindparam("b_sub")),
+            subs,
+        )

@@ -34,6 +34,7 @@ from electives.data.storage.schema import (
     imports_table,
     meta_table,
     metadata,
+    migrate,
     students_table,
 )
 from electives.defaults import DEFAULT_DB_URL
@@ -73,9 +74,13 @@ class Store:
             if version is None:
                 conn.execute(meta_table.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
             elif version != str(SCHEMA_VERSION):
-                raise StorageError(
-                    f"database {self.url} has schema version {version}; this version of electives reads "
-                    f"version {SCHEMA_VERSION}"
+                if not migrate(conn, version):
+                    raise StorageError(
+                        f"database {self.url} has schema version {version}; this version of electives reads "
+                        f"version {SCHEMA_VERSION}"
+                    )
+                conn.execute(
+                    meta_table.update().where(meta_table.c.key == "schema_version").values(value=str(SCHEMA_VERSION))
                 )
 
     # ------------------------------------------------------------------ lifecycle
@@ -166,14 +171,15 @@ class Store:
             order = ["student_id", "course_id", "_graded"]
             if retakes == "best":
                 order.append("points")
-            order += ["term_key", "import_id", "row"]
+            order += ["term_key", "term_sub", "import_id", "row"]
             frame = (
                 frame.assign(_graded=graded)
                 .sort_values(order, na_position="first", kind="stable")
                 .drop_duplicates(["student_id", "course_id"], keep="last")
             )
         else:
-            frame = frame.sort_values(["student_id", "course_id", "term_key", "import_id", "row"], na_position="first")
+            order = ["student_id", "course_id", "term_key", "term_sub", "import_id", "row"]
+            frame = frame.sort_values(order, na_position="first")
         return _public(frame)
 
     def load_grade_rows(
@@ -190,7 +196,7 @@ class Store:
         """Every stored row (all attempts) of one student, oldest first; empty when the pseudonym is unknown."""
         with self._begin() as conn:
             frame = read_grades(conn, pseudonym)
-        return _public(frame.sort_values(["term_key", "import_id", "row"], na_position="first"))
+        return _public(frame.sort_values(["term_key", "term_sub", "import_id", "row"], na_position="first"))
 
     def scale(self) -> GradeScale | None:
         """The database's grade scale (that of its first graded import); None before any graded import."""
