@@ -48,8 +48,9 @@ def run(*argv: object) -> str:
 
 
 def flagged_rows(seed: int, students: int, model: str, threads: int, root: Path) -> tuple[pd.DataFrame, str]:
-    """The at-risk CSV of the last term, with each row's true grade and the student's terms on record, and the
-    family the training chose."""
+    """The at-risk CSV of the last term, with each row's true grade, the student's terms on record and whether
+    the course is of the student's own department (the synthetic catalogue has no programs, so every required
+    course counts for everyone), and the family the training chose."""
     university = generate(SynthConfig(n_students=students, seed=seed))
     files = write(university, root / "university")
     export = pd.read_csv(files["grades"], dtype=str, keep_default_na=False)
@@ -72,6 +73,7 @@ def flagged_rows(seed: int, students: int, model: str, threads: int, root: Path)
     rows["true"] = university.expected[s, c]
     terms = earlier.assign(t=order[order < order.max()]).groupby("student serial")["t"].nunique()
     rows["terms"] = terms.reindex(university.student_ids[s]).to_numpy()
+    rows["own"] = rows["course"].str.rstrip("0123456789").to_numpy() == university.student_department[s]
     return rows, chosen
 
 
@@ -109,12 +111,14 @@ def why(results: dict[str, pd.DataFrame]) -> None:
             "1 term on record": rows["terms"] == 1,
             "2–3 terms on record": rows["terms"].between(2, 3),
             "4+ terms on record": rows["terms"] >= 4,
+            "own department's course": rows["own"],
+            "another department's": ~rows["own"],
         }
         for label, part in parts.items():
             sub = rows[part]
             truth = sub["true"].to_numpy() < PASS_MARK
             _, p, r = precision_recall((sub["at_risk"] == "yes").to_numpy(), truth)
-            shown = f"{p:.3f}" if label.endswith("on record") else "—"
+            shown = "—" if label.startswith("true") else f"{p:.3f}"
             mean = sub["predicted"][truth].mean()
             print(f"| {name} | {label}: {len(sub):,} | {int(truth.sum()):,} | {r:.3f} | {shown} | {mean:.1f} |")
     ceiling(results)

@@ -122,12 +122,15 @@ def _figure(plt: Any, report: AtRiskReport) -> Any:
         ax.text(0.5, 0.5, "no student is due a required course", transform=ax.transAxes, ha="center")
     else:
         positions = np.arange(len(courses), 0, -1)
-        ax.boxplot([c.predicted for c in courses], positions=positions, orientation="horizontal", widths=0.6, showfliers=False)
+        ax.boxplot(
+            [c.predicted for c in courses], positions=positions, orientation="horizontal", widths=0.6, showfliers=False
+        )
         rng = np.random.default_rng(0)  # jitter only; the same picture every run
         for y, c in zip(positions, courses, strict=True):
             values = np.asarray(c.predicted)
             colours = np.where(values < bar - 1e-9, "C3", "0.55")
-            ax.scatter(values, y + rng.uniform(-0.22, 0.22, values.size), s=6, c=colours, alpha=0.6, linewidths=0)
+            size = 18 if values.size <= 20 else 6  # a few students: each dot must show beside the box
+            ax.scatter(values, y + rng.uniform(-0.22, 0.22, values.size), s=size, c=colours, alpha=0.6, linewidths=0)
         ax.set_yticks(positions, [f"{c.course} ({c.at_risk} of {c.due} at risk)" for c in courses], fontsize=8)
     # From a little below the lowest prediction (or the pass) to the top: the empty bottom of a scale says nothing.
     lowest = min([bar, *(min(c.predicted) for c in courses)])
