@@ -8,6 +8,7 @@ does not run in do not), and a small synthetic university for the command end to
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +18,14 @@ import pytest
 from support import TEST_KEY, run_cli, secret_key_set
 
 from electives.data.advisees import read_advisees
-from electives.data.catalog import parse_catalog, read_catalog
+from electives.data.catalog import Catalog, parse_catalog, read_catalog
 from electives.data.eligibility import EligibilityRules
 from electives.data.pseudonyms import Pseudonymiser
 from electives.data.storage import open_store
 from electives.data.synth import SynthConfig, generate, import_flags, write
 from electives.errors import DataError
 from electives.models.artifact import load_model
-from electives.serving.at_risk import find_at_risk
+from electives.serving.at_risk import find_at_risk, programmes_before
 from electives.serving.at_risk_files import COLUMNS
 from electives.serving.recommender import Recommender
 
@@ -119,6 +120,8 @@ def test_due_courses_known_answer(small) -> None:
     assert due["A-RETAKE"] == {"REQ2", "HARD"}  # the later attempt passed
     assert due["S000"] == {"HARD"}  # failed HARD; SPRING runs in Spring only; electives and UNK never
     assert report.required == 4 and report.students == 6 and not report.unknown
+    # Everyone takes the same required courses here: the records show no programmes, so all count for everyone.
+    assert report.programmes == 0 and report.programmes_from == "none" and report.undecided == 0
     # In the next spring the 2022-Fall pass counts, and the spring-only course is due for those who lack it.
     spring = _due(_report(small, "2023-Spring", ["A-LATE", "A-PASS"]))
     assert spring["A-LATE"] == {"REQ2", "HARD", "SPRING"}
@@ -144,6 +147,8 @@ def test_flags_read_the_prediction_and_the_interval_against_the_pass(small) -> N
 
 
 def test_predictions_and_intervals_are_those_recommend_shows(small) -> None:
+    # A-FAIL's failed REQ1 is folded in (see the test below); the bias family's fold-in is its trained closed
+    # form, so that row matches the card too.
     key = Pseudonymiser(TEST_KEY.encode())
     report = _report(small, "2022-Fall", ["A-FAIL", "A-PASS"])
     rules = EligibilityRules(electives_only=False, allow_retake_ungraded=True)
@@ -154,6 +159,25 @@ def test_predictions_and_intervals_are_those_recommend_shows(small) -> None:
                 card = cards[row.course]
                 shown = (card.points, *card.interval)  # rounded to one decimal in the report
                 assert (row.predicted, row.low, row.high) == pytest.approx(shown, abs=0.05 + 1e-9)
+
+
+def test_a_course_attempted_before_is_predicted_from_the_record_folded_in(small, monkeypatch) -> None:
+    """A failed course due again is predicted by the fold-in (the trained vector has fitted that very grade);
+    courses never attempted keep the trained vector. Here the fold-in is made 20 points more hopeful, so that the
+    two paths differ visibly."""
+    before = {(r.course): r.predicted for r in _report(small, "2022-Fall", ["A-FAIL"]).rows}
+    fitted = small["model"].fitted
+    real = fitted.fold_in
+
+    def hopeful(entries, options):
+        folded = real(entries, options)
+        return replace(folded, embedding=folded.embedding + 0.2)
+
+    monkeypatch.setattr(fitted, "fold_in", hopeful)
+    after = {(r.course): r.predicted for r in _report(small, "2022-Fall", ["A-FAIL"]).rows}
+    assert set(before) == set(after) == {"REQ1", "HARD"}
+    assert after["REQ1"] == pytest.approx(before["REQ1"] + 20, abs=0.11)  # failed in 2021-Fall: folded in
+    assert after["HARD"] == before["HARD"]  # never attempted: the trained vector
 
 
 def test_a_stricter_pass_changes_what_is_passed_and_flagged(small) -> None:
@@ -264,6 +288,63 @@ def test_all_labels_rows_with_pseudonyms_and_matches_the_api(campus, secret_key:
     on_record = report.students
     assert f"{on_record} students on record before 2023-Spring" in stdout
     assert f"{report.students_with_rows} due at least one required course" in stdout
+    assert "Programmes: 4 inferred from the catalogue's departments" in stdout
+    assert f"; {report.undecided} students undecided between programmes" in stdout
+
+
+def _true_programme(university, catalog) -> dict[str, set[str]]:
+    """The synthetic university's programmes by department prefix: the department's required courses and every
+    department's first required course (the common first-year core)."""
+    required = sorted(c.code for c in catalog if c.elective is False)
+    common = {min(c for c in required if c.startswith(p)) for p in set(university.student_department)}
+    return {p: {c for c in required if c.startswith(p)} | common for p in set(university.student_department)}
+
+
+@pytest.mark.parametrize("departments", [True, False], ids=["departments", "co-enrolment"])
+def test_rows_are_the_students_programme_only(campus, secret_key: str, departments: bool) -> None:
+    """Known answer from the synthetic university: a student is never due another programme's core course, the
+    common core is due for students of every programme."""
+    university = campus["university"]
+    catalog = read_catalog(campus["catalog"])
+    if not departments:
+        catalog = Catalog(tuple(replace(c, department=None) for c in catalog), source="no departments")
+    with open_store(campus["db"]) as store:
+        report = find_at_risk(load_model(campus["root"] / "model"), store, "2023-Spring", catalog=catalog)
+    assert report.programmes == 4 and report.programmes_from == ("departments" if departments else "co-enrolment")
+    key = Pseudonymiser(secret_key.encode())
+    department = {
+        key.pseudonym(s): d for s, d in zip(university.student_ids, university.student_department, strict=True)
+    }
+    programmes = _true_programme(university, catalog)
+    outside = [(r.student, r.course) for r in report.rows if r.course not in programmes[department[r.student]]]
+    assert not outside
+    listed_for: dict[str, set[str]] = {}
+    for r in report.rows:
+        listed_for.setdefault(r.course, set()).add(department[r.student])
+    common = set.intersection(*programmes.values())
+    assert len(common) == 4 and all(len(listed_for.get(c, ())) > 1 for c in common)  # due across programmes
+    assert all(listed_for.get(c) == {c[:2]} for c in listed_for if c not in common)  # each core for its own only
+    assert 0 < report.undecided < report.students
+
+
+def test_programmes_inferred_once_serve_advisors_from_their_own_records(
+    campus, secret_key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    university = campus["university"]
+    given = [s for s, t in zip(university.student_ids, university.entry_term, strict=True) if t < 7][::20]
+    (tmp_path / "ids.txt").write_text("\n".join([*given, "00000000"]) + "\n")
+    advisees = read_advisees(tmp_path / "ids.txt", pseudonymiser=Pseudonymiser(secret_key.encode()))
+    model = load_model(campus["root"] / "model")
+    with open_store(campus["db"]) as store:
+        whole = find_at_risk(model, store, "2023-Spring", advisees=advisees)
+        programmes = programmes_before(store, "2023-Spring")
+        monkeypatch.setattr(store, "load_grades", lambda *a, **k: pytest.fail("everyone's records were read"))
+        own = find_at_risk(model, store, "2023-spring", advisees=advisees, programmes=programmes)
+        assert own.rows and own.rows == whole.rows and own.summary() == whole.summary()
+        assert own.unknown == ("00000000",)
+        with pytest.raises(DataError, match="inferred from the records before 2023-Spring") as err:
+            find_at_risk(model, store, "2022-Fall", advisees=advisees, programmes=programmes)
+        assert err.value.field == "term"
 
 
 @pytest.mark.parametrize(

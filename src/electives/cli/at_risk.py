@@ -23,8 +23,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="flag students predicted to fail the required courses they are due to take",
         description=textwrap.fill(
             "For each student and each required course (catalogue: elective = no) they are due to take in TERM — "
-            "not passed yet (a failed or withdrawn attempt leaves it due), prerequisites passed, offered then — "
-            "the predicted grade, its interval (the one recommend shows) and two flags: at_risk when the "
+            "one of their programme's (inferred from the records: the catalogue's departments or co-enrolment, "
+            "then the courses each programme's students take), not passed yet (a failed or withdrawn attempt "
+            "leaves it due), prerequisites passed, offered then — "
+            "the predicted grade, its interval (as recommend shows them; a course attempted before is predicted "
+            "from the record folded in, its grade weighed as one noisy grade) and two flags: at_risk when the "
             "prediction is below a pass, high_confidence when the whole interval is. --students FILE takes an "
             "advisor's own list of student numbers (one per line), pseudonymised with the key, and labels the rows "
             "with those numbers; --all covers every student on record before TERM, labelled with pseudonyms. "
@@ -111,6 +114,7 @@ def format_summary(report: AtRiskReport) -> str:
         f"Students: {who}; {s['with_rows']} due at least one required course, {s['without_rows']} none "
         f"(no rows); {s['folded_in']} folded in (not in the model)."
     )
+    lines.append(_programmes_line(report))
     lines.append(
         f"Rows: {s['rows']} (student, required course due); at risk {s['at_risk']} "
         f"({s['at_risk_students']} students); high confidence {s['high_confidence']}."
@@ -128,3 +132,16 @@ def format_summary(report: AtRiskReport) -> str:
         )
     lines.extend(f"Warning: {w}." for w in report.warnings)
     return "\n".join(lines)
+
+
+def _programmes_line(report: AtRiskReport) -> str:
+    if not report.programmes:
+        return "Programmes: the records show none, so every required course counts for every student."
+    source = "the catalogue's departments" if report.programmes_from == "departments" else "co-enrolment"
+    line = f"Programmes: {report.programmes} inferred from {source} and the courses their students take"
+    if report.undecided:
+        line += (
+            f"; {report.undecided} student{'s' if report.undecided != 1 else ''} undecided between programmes "
+            "(due: only what every programme they may be in requires)"
+        )
+    return line + "."
