@@ -257,6 +257,7 @@ def save_trained(
     out: str, result: Any, data: TrainingData, args: argparse.Namespace, extra: dict[str, Any] | None = None
 ) -> None:
     """Write `result`'s model to `out` (atomically), with what it was trained through and its validation ranking."""
+    from electives.data.pseudonyms import existing_pseudonymiser
     from electives.evaluation.monitoring import ranking_figures
     from electives.models.artifact import save_model
 
@@ -282,6 +283,8 @@ def save_trained(
             **({"privacy": result.privacy.to_dict()} if result.privacy else {}),
             **(extra or {}),
         },
+        # Signed with the deployment's key when there is one, so a server requiring signed models accepts it.
+        signer=(keyed.model_signature if (keyed := existing_pseudonymiser()) else None),
     )
 
 

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from functools import total_ordering
 
 from electives.data.term_words import BUILTIN_WORDS, FILLER, ORDINAL_SUFFIXES, PLACES, YEAR_LONG_SUB
+from electives.errors import DataError
 
 _SEASONS: dict[str, int] = {
     # winter / January intersession
@@ -269,3 +270,24 @@ def parse_term(raw: str) -> Term:
     if term.key is None:
         raise TermError(f"term {raw!r} is unassigned: it has no place in time", why="unassigned")
     return term
+
+
+def stored_term(text: str, stored: Sequence[tuple[str, int]], *, what: str) -> tuple[int, str]:
+    """The order key and label of ``text`` given on the command line as ``what`` (``--since``, ``--term``): a
+    stored term's label (``stored``: (label, key) pairs, any order; case ignored), else a term code in a known
+    form. A :class:`~electives.errors.DataError` naming the stored terms otherwise."""
+    wanted = text.strip().casefold()
+    for label, key in stored:
+        if str(label).casefold() == wanted:
+            return int(key), str(label)
+    try:
+        term = parse_term(text)
+    except TermError as exc:
+        labels = [label for _, label in sorted({int(k): str(lb) for lb, k in stored}.items())]
+        listed = ", ".join(labels[-8:]) if labels else "none"
+        more = f"{len(labels) - 8} earlier, then " if len(labels) > 8 else ""
+        raise DataError(
+            f"{what} {text!r}: no stored term has that name and it is in no known form ({exc}); stored terms: "
+            f"{more}{listed}"
+        ) from None
+    return int(term.key), term.label  # type: ignore[arg-type]
