@@ -23,6 +23,7 @@ _COMMAND_MODULES = (
     "electives.cli.recommend",
     "electives.cli.score",
     "electives.cli.plan",
+    "electives.cli.at_risk",
     "electives.cli.web",
     "electives.cli.demo",
 )

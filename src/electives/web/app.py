@@ -10,7 +10,7 @@ from flask import Flask, Request, Response, request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
 
 from electives.web import errors, state
-from electives.web.config import SECRET_ENV, ConfigError, WebConfig
+from electives.web.config import SECRET_ENV, SIGNED_ENV, ConfigError, WebConfig
 from electives.web.csrf import Csrf
 from electives.web.live_model import LiveModel
 from electives.web.rate_limit import RateLimiter
@@ -103,8 +103,16 @@ def _open_students(config: WebConfig) -> tuple[Store | None, Pseudonymiser | Non
 
 def _live_model(config: WebConfig, store: Store | None, pseudonymiser: Pseudonymiser | None) -> LiveModel:
     from electives.data.catalog import read_catalog
+    from electives.data.pseudonyms import existing_pseudonymiser
 
     assert config.model_dir is not None
+    # Signatures are checked whenever the deployment's key is here (it is, with a database).
+    keyed = pseudonymiser or existing_pseudonymiser()
+    if config.require_signed_model and keyed is None:
+        raise ConfigError(
+            f"{SIGNED_ENV} is set but there is no deployment key to check signatures with: set ELECTIVES_SECRET_KEY "
+            "or ELECTIVES_KEY_FILE to the key the models were trained with"
+        )
     return LiveModel(
         config.model_dir,
         catalog=read_catalog(config.catalog) if config.catalog else None,
@@ -113,6 +121,8 @@ def _live_model(config: WebConfig, store: Store | None, pseudonymiser: Pseudonym
         report_dir=config.report_dir,
         reload_seconds=config.reload_seconds,
         threads=config.torch_threads,
+        signer=keyed.model_signature if keyed is not None else None,
+        require_signature=config.require_signed_model,
     )
 
 

@@ -10,6 +10,8 @@ Environment (read only by :meth:`WebConfig.from_env`, so every setting has one n
 - ``ELECTIVES_WEB_API_RATE`` (``N/SECONDS``, e.g. ``120/60``; ``0/1`` switches it off),
   ``ELECTIVES_WEB_PROXY_HOPS`` (how many proxies set X-Forwarded-For: 1 on Heroku), ``ELECTIVES_WEB_RELOAD_SECONDS``
   (how often to look for a newer artifact; 0: never).
+- ``ELECTIVES_WEB_REQUIRE_SIGNED_MODEL`` (1/true/yes): serve only artifacts signed with this deployment's pseudonym
+  key (``electives train`` signs when it has the key); a signature that does not match is refused in any case.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ PRODUCTION_ENV = "ELECTIVES_WEB_PRODUCTION"
 API_RATE_ENV = "ELECTIVES_WEB_API_RATE"
 PROXY_HOPS_ENV = "ELECTIVES_WEB_PROXY_HOPS"
 RELOAD_ENV = "ELECTIVES_WEB_RELOAD_SECONDS"
+SIGNED_ENV = "ELECTIVES_WEB_REQUIRE_SIGNED_MODEL"
 MIN_SECRET_CHARS = 32
 _TRUE = frozenset({"1", "true", "yes", "on"})
 
@@ -94,6 +97,7 @@ class WebConfig:
     reload_seconds: float = 5.0  # how often a worker looks for a newer artifact (0: never)
     proxy_hops: int = 0
     torch_threads: int | None = 1  # torch and NumPy BLAS threads per worker: a request is a few small products
+    require_signed_model: bool = False  # refuse artifacts not signed with the deployment's key
 
     def __post_init__(self) -> None:
         from electives.limits import MAX_K
@@ -122,8 +126,9 @@ class WebConfig:
             values["report_dir"] = Path(env[REPORT_DIR_ENV])
         if env.get(SECRET_ENV):
             values["secret_key"] = env[SECRET_ENV]
-        if PRODUCTION_ENV in env:
-            values["production"] = env[PRODUCTION_ENV].strip().lower() in _TRUE
+        for name, key in ((PRODUCTION_ENV, "production"), (SIGNED_ENV, "require_signed_model")):
+            if name in env:
+                values[key] = env[name].strip().lower() in _TRUE
         if env.get(API_RATE_ENV):
             values["api_rate_limit"] = RateLimit.parse(env[API_RATE_ENV], API_RATE_ENV)
         for name, key, kind in ((PROXY_HOPS_ENV, "proxy_hops", int), (RELOAD_ENV, "reload_seconds", float)):

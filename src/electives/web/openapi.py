@@ -225,6 +225,10 @@ def _status_schemas() -> dict[str, Any]:
                 "status": {"type": "string", "enum": ["ready", "unavailable"]},
                 "model_version": {"type": "string"},
                 "model_family": {"type": "string", "description": "the served model family (e.g. neumf, bias)"},
+                "model_signed": {
+                    "type": "boolean",
+                    "description": "the artifact is signed with this deployment's key (checked when loaded)",
+                },
                 "database": {"type": "string", "nullable": True, "enum": ["ok", "unavailable", None]},
             },
         },
@@ -257,6 +261,7 @@ def _model_info_schema() -> dict[str, Any]:
             "training_rows": {"type": "integer", "nullable": True},
             "metrics": {"type": "object", "additionalProperties": {"type": "number"}},
             "interval_coverage": _nullable("number"),
+            "signed": {"type": "boolean", "description": "signed with this deployment's key (checked when loaded)"},
             "privacy": {
                 "type": "object",
                 "nullable": True,

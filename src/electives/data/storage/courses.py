@@ -1,4 +1,5 @@
-"""The courses table's writes and reads: a catalogue saved over the stored courses, and the stored courses as
+"""The courses table: the catalogue's courses inserted or updated, a grade file's courses added with the names the
+file gives them (which only fill names still missing), and the stored courses read back as
 :class:`~electives.data.catalog.Course` objects."""
 
 from __future__ import annotations
@@ -7,11 +8,34 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from electives.data.catalog import Catalog, Course
+from electives.data.storage.engine import write_rows
 from electives.data.storage.results import CatalogSummary
 from electives.data.storage.schema import courses_table
 
 # Catalogue fields as stored; a field the catalogue leaves empty keeps the stored value.
 _FIELDS = ("name", "elective", "credits", "department", "prerequisites", "terms_offered", "description", "capacity")
+
+
+def ensure_courses(conn: Connection, codes: list[str], file_names: dict[str, str]) -> tuple[dict[str, int], int, int]:
+    """Ids of ``codes`` (inserting new ones, in order), how many were new, and how many stored courses without a
+    name got the file's (``file_names``: code → name)."""
+    t = courses_table
+    stored = {r.code: (r.id, r.name) for r in conn.execute(sa.select(t.c.code, t.c.id, t.c.name))}
+    new = [c for c in codes if c not in stored]
+    if new:
+        write_rows(conn, t, ("code", "name"), [(c, file_names.get(c)) for c in new])
+    fill = [
+        {"b_code": c, "b_name": file_names[c]}
+        for c in codes
+        if c in stored and stored[c][1] is None and c in file_names
+    ]
+    if fill:
+        conn.execute(
+            t.update().where(t.c.code == sa.bindparam("b_code")).values(name=sa.bindparam("b_name")),
+            fill,
+        )
+    ids = {r.code: r.id for r in conn.execute(sa.select(t.c.code, t.c.id))}
+    return {c: ids[c] for c in codes}, len(new), len(fill)
 
 
 def upsert_catalog(conn: Connection, catalog: Catalog) -> CatalogSummary:
