@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,8 +24,8 @@ from electives.data.storage.engine import (
     hide_password,
     make_parent_dir,
 )
-from electives.data.storage.plans import CourseSeats, read_plan, replace_plan
 from electives.data.storage.imports import check_scale, insert_import, write_grades
+from electives.data.storage.plans import CourseSeats, read_plan, replace_plan
 from electives.data.storage.reading import READ_CHUNK, StoredGrades, read_grade_rows, read_grades
 from electives.data.storage.results import CatalogSummary, ImportRecord, ImportSummary
 from electives.data.storage.schema import (
