@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +127,21 @@ class postgres_schema:
 
 
 # ---------------------------------------------------------------------- contract (both backends)
+def test_terms_plans_and_the_latest_import(store: Store) -> None:
+    """What the advisor page lists: the dated terms of the grades, the terms with a plan, the latest import."""
+    assert store.terms() == [] and store.plans() == [] and store.last_import() is None
+    store.save_import(make_result(SPRING, name="spring.csv"))
+    store.save_import(make_result(FALL, name="fall.csv"))
+    assert store.terms() == [("2020-Fall", 20206), ("2021-Spring", 20212)]  # oldest first, whatever the order in
+    assert store.last_import() == max(r.id for r in store.imports())
+    before = datetime.now(UTC)
+    store.save_plan("2021-Fall", [CourseSeats("MATH", 2, 10, 5, 5), CourseSeats("ART", 2, 3, None, 3)])
+    store.save_plan("Spring", [CourseSeats("ART", 1, 1, 5, 1)])
+    plans = store.plans()
+    assert [(p.term, p.k, p.courses) for p in plans] == [("2021-Fall", 2, 2), ("Spring", 1, 1)]
+    assert all(p.planned_at.tzinfo is not None and p.planned_at >= before - timedelta(seconds=5) for p in plans)
+
+
 def test_round_trip(store: Store) -> None:
     result = make_result(FALL, course_names={"MATH": "Calculus"})
     summary = store.save_import(result)

@@ -291,3 +291,23 @@ def stored_term(text: str, stored: Sequence[tuple[str, int]], *, what: str) -> t
             f"{more}{listed}"
         ) from None
     return int(term.key), term.label  # type: ignore[arg-type]
+
+
+def next_term(stored: Sequence[tuple[str, int]]) -> str | None:
+    """The term after the latest of ``stored`` ((label, key) pairs, as :func:`stored_term` takes them) in the
+    data's own rhythm: the next of the seasons or numbered terms the data has (2023-Spring → 2023-Fall when it
+    has spring and fall terms, 2023-Fall → 2024-Spring), or the next plain term number. None when the latest term
+    is in none of these forms (a ``--term-order`` position, a year-long term): no guess is made."""
+    dated = [(int(key), str(label)) for label, key in stored]
+    if not dated:
+        return None
+    key, label = max(dated)
+    if label == str(key):
+        return str(key + 1)  # plain term numbers
+    year, slot = divmod(key, 10)
+    for name in (_SEASON_LABEL.get, str):  # seasons (2023-Fall) or numbered terms (2021-2), as the latest is
+        if label == f"{year}-{name(slot)}":
+            slots = sorted({k % 10 for k, lb in dated if lb == f"{k // 10}-{name(k % 10)}"})
+            later = [s for s in slots if s > slot]
+            return f"{year}-{name(later[0])}" if later else f"{year + 1}-{name(slots[0])}"
+    return None

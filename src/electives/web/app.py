@@ -10,6 +10,8 @@ from flask import Flask, Request, Response, request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
 
 from electives.web import errors, state
+from electives.web.advisor_access import AdvisorAccess
+from electives.web.advisor_cache import AdvisorCache
 from electives.web.config import SECRET_ENV, SIGNED_ENV, ConfigError, WebConfig
 from electives.web.csrf import Csrf
 from electives.web.live_model import LiveModel
@@ -50,6 +52,7 @@ def create_app(config: WebConfig | None = None) -> Flask:
         raise
 
     app = _flask_app(config, secret_key)
+    advisor = _advisor_access(config, secret_key)
     state.init_app(
         app,
         state.WebState(
@@ -63,6 +66,8 @@ def create_app(config: WebConfig | None = None) -> Flask:
             access_limiter=RateLimiter(config.access_code_rate_limit),
             failure_limiter=RateLimiter(config.access_code_failures),
             secret_key=secret_key,
+            advisor=advisor,
+            advisor_cache=AdvisorCache() if advisor is not None else None,
         ),
     )
 
@@ -71,6 +76,10 @@ def create_app(config: WebConfig | None = None) -> Flask:
 
     app.register_blueprint(pages)
     app.register_blueprint(api)
+    if advisor is not None:
+        from electives.web.advisor import advisor as advisor_pages
+
+        app.register_blueprint(advisor_pages)
     errors.register(app)
     app.after_request(_security_headers)
     return app
@@ -83,6 +92,19 @@ def _secret_key(config: WebConfig) -> str:
     # another worker would fail, so `electives serve` generates one key for all its workers.
     log.warning("%s is not set: using a random key for this process (development only)", SECRET_ENV)
     return secrets.token_hex(32)
+
+
+def _advisor_access(config: WebConfig, secret_key: str) -> AdvisorAccess | None:
+    """The advisor page's sign-in, or None when no advisor token is set (then the page does not exist)."""
+    if config.advisor_token is None:
+        return None
+    return AdvisorAccess(
+        config.advisor_token,
+        secret_key=secret_key,
+        max_age=config.advisor_session_max_age,
+        failures=RateLimiter(config.advisor_token_failures),
+        secure=config.production,
+    )
 
 
 def _open_students(config: WebConfig) -> tuple[Store | None, Pseudonymiser | None]:

@@ -8,7 +8,7 @@ holds one grade scale; enrolment-only imports (no grades) mix with any scale. Ev
 ``results`` what a write hands back.
 """
 
-from electives.data.storage.plans import CourseSeats
+from electives.data.storage.plans import CourseSeats, StoredPlan
 from electives.data.storage.results import CatalogSummary, ImportRecord, ImportSummary
 from electives.data.storage.schema import SCHEMA_VERSION
 from electives.data.storage.store import GRADE_COLUMNS, Store, open_store
@@ -21,5 +21,6 @@ __all__ = [
     "ImportRecord",
     "ImportSummary",
     "Store",
+    "StoredPlan",
     "open_store",
 ]

@@ -5,6 +5,7 @@ chunks, and plain tuples inserted in bulk."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,11 @@ def hide_password(url: str) -> str:
         return sa.make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
         return url.split("@")[-1] if "@" in url else url
+
+
+def as_utc(value: datetime) -> datetime:
+    """A stored time as an aware UTC time (SQLite has no time zones: it hands back the naive UTC time stored)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def make_parent_dir(url: URL) -> None:

@@ -14,6 +14,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from electives.data.storage.engine import as_utc
 from electives.data.storage.schema import plan_courses_table
 
 
@@ -32,6 +33,16 @@ class CourseSeats:
     def likely_full(self) -> bool:
         """More students want it than it has seats."""
         return self.seats is not None and self.demand > self.seats
+
+
+@dataclass(frozen=True)
+class StoredPlan:
+    """A term with a stored plan: its ``k``, how many courses it counts and when it was made (UTC)."""
+
+    term: str
+    k: int
+    courses: int
+    planned_at: datetime
 
 
 def replace_plan(conn: Connection, term: str, rows: Iterable[CourseSeats], *, planned_at: datetime) -> int:
@@ -60,3 +71,14 @@ def read_plan(conn: Connection, term: str) -> dict[str, CourseSeats]:
     t = plan_courses_table
     rows = conn.execute(sa.select(t).where(t.c.term == term).order_by(t.c.course)).all()
     return {r.course: CourseSeats(r.course, r.k, r.demand, r.seats, r.allocated) for r in rows}
+
+
+def read_plans(conn: Connection) -> list[StoredPlan]:
+    """Every term with a stored plan, by term."""
+    t = plan_courses_table
+    stmt = (
+        sa.select(t.c.term, sa.func.max(t.c.k), sa.func.count(), sa.func.max(t.c.planned_at))
+        .group_by(t.c.term)
+        .order_by(t.c.term)
+    )
+    return [StoredPlan(term, int(k), int(n), as_utc(at)) for term, k, n, at in conn.execute(stmt).all()]

@@ -19,13 +19,14 @@ from electives.data.scales import GradeScale
 from electives.data.storage.courses import read_courses, upsert_catalog
 from electives.data.storage.engine import (
     WRITE_OPTION,
+    as_utc,
     configure_sqlite,
     engine_options,
     hide_password,
     make_parent_dir,
 )
 from electives.data.storage.imports import check_scale, insert_import, write_grades
-from electives.data.storage.plans import CourseSeats, read_plan, replace_plan
+from electives.data.storage.plans import CourseSeats, StoredPlan, read_plan, read_plans, replace_plan
 from electives.data.storage.reading import READ_CHUNK, StoredGrades, read_grade_rows, read_grades
 from electives.data.storage.results import CatalogSummary, ImportRecord, ImportSummary
 from electives.data.storage.schema import (
@@ -122,7 +123,7 @@ class Store:
                 return ImportSummary(
                     import_id=prior.id,
                     already_imported=True,
-                    imported_at=_utc(prior.imported_at),
+                    imported_at=as_utc(prior.imported_at),
                     file_name=prior.file_name,
                     rows_added=0,
                     rows_skipped=0,
@@ -228,6 +229,24 @@ class Store:
         with self._begin() as conn:
             return read_plan(conn, term)
 
+    def plans(self) -> list[StoredPlan]:
+        """Every term with a stored plan (its k, its number of courses, when it was made), by term."""
+        with self._begin() as conn:
+            return read_plans(conn)
+
+    def terms(self) -> list[tuple[str, int]]:
+        """The dated terms of the stored grades: (label, order key) pairs, oldest first."""
+        g = grades_table
+        stmt = sa.select(g.c.term, g.c.term_key).where(g.c.term_key.is_not(None)).distinct()
+        with self._begin() as conn:
+            pairs = {(str(term), int(key)) for term, key in conn.execute(stmt).all()}
+        return sorted(pairs, key=lambda pair: (pair[1], pair[0]))
+
+    def last_import(self) -> int | None:
+        """The number of the latest import (None before any): what the stored grades are as of."""
+        with self._begin() as conn:
+            return conn.execute(sa.select(sa.func.max(imports_table.c.id))).scalar_one_or_none()
+
     def imports(self) -> list[ImportRecord]:
         """Stored imports, oldest first, with their cleaning reports."""
         t = imports_table
@@ -238,7 +257,7 @@ class Store:
                 id=r.id,
                 file_sha256=r.file_sha256,
                 file_name=r.file_name,
-                imported_at=_utc(r.imported_at),
+                imported_at=as_utc(r.imported_at),
                 scale_name=r.scale_name,
                 enrolment_only=bool(r.enrolment_only),
                 rows_kept=r.rows_kept,
@@ -297,8 +316,3 @@ def open_store(url: str) -> Store:
 # ---------------------------------------------------------------------- reading
 def _public(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.loc[:, list(GRADE_COLUMNS)].reset_index(drop=True)
-
-
-def _utc(value: datetime) -> datetime:
-    # SQLite has no time zones: it hands back the naive UTC time that was stored.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
