@@ -196,3 +196,36 @@ def test_a_hand_edited_manifest_is_refused(artifact):
     (path / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(ModelError, match="manifest was modified"):
         load_artifact(path)
+
+
+def _signer(key: str):
+    from electives.data.pseudonyms import Pseudonymiser
+
+    return Pseudonymiser(key.encode()).model_signature
+
+
+def test_a_signed_artifact_loads_only_under_its_own_key(tmp_path):
+    """The HMAC covers the manifest digest (and so the weights' digest): another key, or a forged manifest whose
+    checksums were recomputed by someone without the key, is refused; unsigned models only when required."""
+    tensors = {"w": torch.ones(2, 2)}
+    ours, theirs = _signer("deployment-key-0123456789"), _signer("another-key-0123456789ab")
+    path = save_artifact(tmp_path / "signed", tensors, {"config": {}}, signer=ours)
+    assert load_artifact(path, signer=ours, require_signature=True).manifest["signature"]
+    assert load_artifact(path).tensors["w"].sum() == 4  # no key here: loads, unchecked
+    with pytest.raises(ModelError, match="does not match this deployment's key"):
+        load_artifact(path, signer=theirs)
+    # A forger edits the manifest and recomputes its checksum, but cannot recompute the signature.
+    manifest = json.loads((path / MANIFEST).read_text())
+    manifest["config"] = {"tampered": True}
+    manifest["manifest_sha256"] = manifest_digest(manifest)
+    (path / MANIFEST).write_text(json.dumps(manifest))
+    assert read_manifest(path)["config"] == {"tampered": True}  # the checksum alone is satisfied
+    with pytest.raises(ModelError, match="field 'signature' does not match"):
+        load_artifact(path, signer=ours)
+    unsigned = save_artifact(tmp_path / "unsigned", tensors, {"config": {}})
+    assert "signature" not in read_manifest(unsigned)
+    load_artifact(unsigned, signer=ours)  # not required: accepted
+    with pytest.raises(ModelError, match=r"accepts only models signed .* it is not signed"):
+        load_artifact(unsigned, signer=ours, require_signature=True)
+    with pytest.raises(ModelError, match="no key here to check its signature"):
+        load_artifact(save_artifact(tmp_path / "again", tensors, {"config": {}}, signer=ours), require_signature=True)

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from web_support import WebWorld, known_student, make_app, web_world
+from web_support import ADVISOR_TOKEN, WebWorld, advisor_app, advisor_world, known_student, make_app, web_world
 
 from electives.web import RateLimit
 
@@ -41,15 +41,24 @@ def world() -> WebWorld:
 
 @pytest.fixture(scope="module")
 def base_url(world: WebWorld) -> Iterator[str]:
+    yield from serve(make_app(world, api_rate_limit=UNLIMITED, search_rate_limit=UNLIMITED))
+
+
+def serve(app) -> Iterator[str]:
     from werkzeug.serving import make_server
 
-    app = make_app(world, api_rate_limit=UNLIMITED, search_rate_limit=UNLIMITED)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
     thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def advisor_url(world: WebWorld) -> Iterator[str]:
+    """The app with the advisor page on (a token set), over a database with stored seat plans."""
+    yield from serve(advisor_app(world))
 
 
 @pytest.fixture(scope="module")
@@ -229,9 +238,64 @@ def test_phone_screen(browser, base_url: str, world: WebWorld) -> None:
         context.close()
 
 
+def test_no_advisor_page_without_a_token(page, base_url: str) -> None:
+    page.goto(base_url + "/")
+    nav = page.get_by_role("navigation", name="Main")
+    assert nav.get_by_role("link", name="The model").is_visible()
+    assert nav.get_by_role("link", name="Advisors").count() == 0
+    response = page.goto(base_url + "/advisor")
+    assert response is not None and response.status == 404
+    assert page.get_by_role("heading", name="Page not found").is_visible()
+    assert page.get_by_label("Advisor token").count() == 0
+
+
+def test_advisor_page_with_the_token(page, advisor_url: str, world: WebWorld) -> None:
+    from electives.data.storage import Store
+
+    adv = advisor_world(world)
+    with Store(adv.db_url) as store:
+        stored = store.plan(adv.next_term)
+    page.goto(advisor_url + "/")
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Advisors").click()
+    # A wrong token: refused, nothing shown.
+    page.get_by_label("Advisor token").fill("not-the-advisor-token")
+    page.get_by_role("button", name="Sign in").click()
+    assert "not the advisor token" in page.locator(".error-summary").inner_text()
+    assert page.locator("table").count() == 0
+    shot(page, "advisor-wrong-token")
+    page.get_by_label("Advisor token").fill(ADVISOR_TOKEN)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("heading", name=f"Demand and seats, {adv.next_term}").wait_for()
+    # Demand against seats: every elective of the stored plan, a count under 10 never shown.
+    assert page.locator("table.seats-table tbody tr").count() == len(stored)
+    for code, line in stored.items():
+        texts = page.locator(f'table.seats-table tr[data-course="{code}"] td').all_inner_texts()
+        assert texts[1:3] == [str(n) if n >= 10 else "fewer than 10" for n in (line.demand, line.allocated)]
+    assert any(line.demand < 10 for line in stored.values())
+    # At-risk counts per required course, under the same rule.
+    page.get_by_role("heading", name=f"Students at risk in required courses, {adv.next_term}").wait_for()
+    risk = page.locator("table.risk-table tbody tr")
+    assert risk.count() >= 1
+    for text in page.locator("table.risk-table td").all_inner_texts():
+        assert text in ("fewer than 10", "withheld") or int(text) >= 10
+    shot(page, "advisor")
+    # Another term: the season's plan, and why it has no at-risk counts.
+    page.get_by_label("Term").select_option(adv.season)
+    page.get_by_role("button", name="Show").click()
+    page.get_by_role("heading", name=f"Demand and seats, {adv.season}").wait_for()
+    assert "dated term" in page.locator("main").inner_text()
+    # A phone: the tables scroll inside their box, the page does not.
+    page.set_viewport_size({"width": 375, "height": 740})
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_label("Advisor token").wait_for()
+    assert page.locator("table").count() == 0
+
+
 def test_screenshots_were_written(fresh_screenshots: float) -> None:
     shots = {p.stem: p for p in SHOTS.glob("*.png")}
-    assert {"home", "grades-form", "results", "student-wrong-code", "student-results", "model"} <= set(shots)
+    expected = {"home", "grades-form", "results", "student-wrong-code", "student-results", "model", "advisor"}
+    assert expected <= set(shots)
     assert all(re.fullmatch(r"[a-z-]+", n) for n in shots)
     for name, path in shots.items():
         # Written by this run (the folder was emptied when it started) and a real image.

@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -159,3 +160,19 @@ def test_offered_in_rejects_nonsense() -> None:
 def test_catalog_getitem_unknown_code() -> None:
     with pytest.raises(KeyError, match="not in the catalogue"):
         Catalog((Course("A", "a"),))["B"]
+
+
+def test_capacity_is_seats_per_offering_and_empty_is_unlimited() -> None:
+    text = "course_id,name,terms_offered,capacity\nA,Alpha,Fall;Spring,30\nB,Beta,,\nC,Gamma,,0\nD,Delta,, 25.0 \n"
+    catalog = parse_catalog(text)
+    assert [(c.code, c.capacity) for c in catalog] == [("A", 30), ("B", None), ("C", 0), ("D", 25)]
+
+
+@pytest.mark.parametrize("raw", ["-5", "12.5", "thirty", "1e3", "1,000", "+4", "inf"])
+def test_capacity_not_a_whole_number_names_line_and_column(raw: str) -> None:
+    text = f'course_id,name,capacity\nA,Alpha,10\nB,Beta,"{raw}"\n'
+    with pytest.raises(
+        DataError,
+        match=rf"line 3, column capacity: expected the seats per offering, a whole number ≥ 0 .*got '{re.escape(raw)}'",
+    ):
+        parse_catalog(text)

@@ -61,6 +61,16 @@ def _snapshot(path: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(path.iterdir())}
 
 
+def test_train_signs_the_model_with_the_deployment_key(campus, secret_key: str) -> None:
+    """`electives train` with the deployment's key signs the artifact, so a server requiring signatures serves it."""
+    from electives.errors import ModelError
+
+    ours = Pseudonymiser(secret_key.encode()).model_signature
+    load_model(campus["root"] / "good", signer=ours, require_signature=True)
+    with pytest.raises(ModelError, match="does not match"):
+        load_model(campus["root"] / "good", signer=Pseudonymiser(b"some-other-deployment-key").model_signature)
+
+
 # ------------------------------------------------------------------------------------------------------ monitor
 
 

@@ -8,7 +8,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
-from web_support import known_student, make_app, web_world
+from web_support import ADVISOR_TOKEN, advisor_app, known_student, make_app, web_world
 
 from electives.web import RateLimit
 
@@ -93,3 +93,31 @@ def test_documented_example_works(app) -> None:
         app.test_client().get("/api/v1/openapi.json").json["components"]["schemas"]["Recommendations"]["required"]
     )
     assert set(required) <= set(r.json)
+
+
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=lambda m: m.value)
+def test_the_advisor_api_behaves_as_documented(mode: GenerationMode) -> None:
+    """With an advisor token, the advisor's routes are in the document and answer as it says, with the token
+    and without it (401), for terms that exist and any other string (400)."""
+    app = advisor_app(web_world(), advisor_token_failures=UNLIMITED)
+    ops = [
+        op for op in operations(schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)) if "advisor" in op.label
+    ]
+    assert {op.label for op in ops} == {"GET /api/v1/advisor/terms", "GET /api/v1/advisor/terms/{term}"}
+    calls: list[int] = []
+    for op in ops:
+        for headers in ({"Authorization": f"Bearer {ADVISOR_TOKEN}"}, {}):
+            checker(op, mode, headers, calls)()
+    assert {200, 400, 401} <= set(calls)
+
+
+def checker(op, mode: GenerationMode, headers: dict[str, str], calls: list[int]):
+    """A Hypothesis test of ``op``: each generated request, sent with ``headers``, answers as documented."""
+
+    @given(case=op.as_strategy(generation_mode=mode))
+    @settings(max_examples=10, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    def check(case) -> None:
+        response = case.call_and_validate(headers=headers, excluded_checks=[positive_data_acceptance])
+        calls.append(response.status_code)
+
+    return check

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from electives.data.importing import FRAME_COLUMNS, CleaningReport, ImportResult
 from electives.data.scales import load_scale
 from electives.data.storage import Store
-from electives.data.storage import store as storage
+from electives.data.storage import imports as storage
 from electives.errors import StorageError
 
 pytestmark = pytest.mark.postgres

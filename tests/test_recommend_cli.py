@@ -56,10 +56,11 @@ def test_grades_file_json(cli, world: World, grades_file: Path) -> None:
     card = data["recommendations"][0]
     assert set(card) == {
         "rank", "course", "name", "description", "score", "points", "letter", "interval", "explanation",
-        "similar_courses", "cohort",
+        "similar_courses", "cohort", "likely_full",
     }  # fmt: skip
     assert card["rank"] == 1 and card["interval"][0] <= card["points"] <= card["interval"][1]
     assert card["cohort"] is None  # no database: no graders to compare with
+    assert card["likely_full"] is None  # nor a seat plan
     assert data["why_not"]["course"] == "CS101" and data["why_not"]["reason"] in {"already-passed", "not-an-elective"}
 
 

@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +21,9 @@ import sqlalchemy as sa
 from electives.data.catalog import Catalog, Course
 from electives.data.importing import FRAME_COLUMNS, CleaningReport, ImportResult
 from electives.data.scales import GradeScale, load_scale
-from electives.data.storage import Store
-from electives.data.storage import store as storage
+from electives.data.storage import GRADE_COLUMNS, SCHEMA_VERSION, CourseSeats, Store
+from electives.data.storage import imports as storage
+from electives.data.term_words import YEAR_LONG_SUB
 from electives.data.terms import parse_term
 from electives.errors import DataError, StorageError
 
@@ -125,6 +127,21 @@ class postgres_schema:
 
 
 # ---------------------------------------------------------------------- contract (both backends)
+def test_terms_plans_and_the_latest_import(store: Store) -> None:
+    """What the advisor page lists: the dated terms of the grades, the terms with a plan, the latest import."""
+    assert store.terms() == [] and store.plans() == [] and store.last_import() is None
+    store.save_import(make_result(SPRING, name="spring.csv"))
+    store.save_import(make_result(FALL, name="fall.csv"))
+    assert store.terms() == [("2020-Fall", 20206), ("2021-Spring", 20212)]  # oldest first, whatever the order in
+    assert store.last_import() == max(r.id for r in store.imports())
+    before = datetime.now(UTC)
+    store.save_plan("2021-Fall", [CourseSeats("MATH", 2, 10, 5, 5), CourseSeats("ART", 2, 3, None, 3)])
+    store.save_plan("Spring", [CourseSeats("ART", 1, 1, 5, 1)])
+    plans = store.plans()
+    assert [(p.term, p.k, p.courses) for p in plans] == [("2021-Fall", 2, 2), ("Spring", 1, 1)]
+    assert all(p.planned_at.tzinfo is not None and p.planned_at >= before - timedelta(seconds=5) for p in plans)
+
+
 def test_round_trip(store: Store) -> None:
     result = make_result(FALL, course_names={"MATH": "Calculus"})
     summary = store.save_import(result)
@@ -296,11 +313,52 @@ def test_same_term_tie_goes_to_later_import_then_row(store: Store) -> None:
     assert store.load_grades("best")["mark"].tolist() == ["70"]
 
 
+def test_terms_sharing_a_key_keep_their_order(store: Store) -> None:
+    """Summer schools 2012 91 and 2012 95 share the year's last key: their sub orders them in storage too."""
+    store.save_import(make_result([("s1", "X", "2012 95", "60"), ("s1", "Y", "2021-Fall", "70")], name="a.csv"))
+    later = [("s1", "X", "2012 91", "40"), ("s2", "Z", "2012 91", "50"), ("s2", "Z", "2012 95", "50")]
+    summary = store.save_import(make_result(later, name="b.csv"))
+    assert summary.rows_added == 3  # the same mark in another summer school is another attempt, not a copy
+    assert store.load_grades("latest").set_index(["student", "course"])["term"].to_dict() == {
+        ("s1", "X"): "2012-95",  # the later summer school, though imported first
+        ("s1", "Y"): "2021-Fall",
+        ("s2", "Z"): "2012-95",
+    }
+    assert store.student_history("s1")["term"].tolist() == ["2012-91", "2012-95", "2021-Fall"]
+    rows = store.load_grade_rows("latest").rows
+    assert np.isclose(rows.grades, [0.6, 0.7, 0.5]).all()
+
+
+def test_a_schema_1_database_is_migrated(url: str) -> None:
+    """A database from before term_sub: opening it adds the column and reads each stored label's sub again."""
+    rows = [("s1", "X", "2012 95", "60"), ("s1", "X", "2012 91", "40"), ("s1", "Y", "2020-21", "70"),
+            ("s1", "W", "2021-Spring", "80"), ("s2", "X", None, "50")]  # fmt: skip
+    with Store(url) as store:
+        store.save_import(make_result(rows))
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE grades DROP COLUMN term_sub")
+        conn.exec_driver_sql("ALTER TABLE courses DROP COLUMN capacity")  # schema 3's, so not in a schema 1 file
+        conn.exec_driver_sql("DROP TABLE plan_courses")
+        conn.exec_driver_sql("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    with Store(url) as store:
+        assert store.load_grades("latest").set_index(["student", "course"])["mark"].to_dict() == {
+            ("s1", "W"): "80", ("s1", "X"): "60", ("s1", "Y"): "70", ("s2", "X"): "50",
+        }  # fmt: skip
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT value FROM meta WHERE key = 'schema_version'").scalar() == str(
+            SCHEMA_VERSION
+        )
+        subs = dict(conn.exec_driver_sql("SELECT term, term_sub FROM grades").all())
+    engine.dispose()
+    assert subs == {"2012-95": 95, "2012-91": 91, "2020-21 Year": YEAR_LONG_SUB, "2021-Spring": 0, None: None}
+
+
 def test_empty_store_reads(store: Store) -> None:
     assert store.scale() is None and store.imports() == [] and store.courses() == []
     for policy in ("latest", "best", "all"):
         grades = store.load_grades(policy)
-        assert grades.empty and list(grades.columns) == list(storage.GRADE_COLUMNS)
+        assert grades.empty and list(grades.columns) == list(GRADE_COLUMNS)
         assert grades["term_key"].dtype == "Int64" and grades["grade"].dtype == float
     assert store.student_history("s1").empty
 
@@ -381,7 +439,39 @@ def test_sqlite_creates_parent_dirs_and_sets_pragmas(tmp_path: Path) -> None:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     assert path.exists()
     # The schema version is recorded for later migrations.
-    assert sqlite3.connect(path).execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("1",)
+    version = sqlite3.connect(path).execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    assert version == (str(SCHEMA_VERSION),)
+
+
+def test_version_2_database_is_migrated(tmp_path: Path) -> None:
+    """A database written before seats existed (schema 2: no courses.capacity, no plan_courses) opens as the
+    current schema with its courses kept, and then stores capacities and plans."""
+    path = tmp_path / "v1.db"
+    Store(f"sqlite:///{path}").close()
+    with sqlite3.connect(path) as db:  # back to what version 1 wrote
+        db.execute("ALTER TABLE courses DROP COLUMN capacity")
+        db.execute("DROP TABLE plan_courses")
+        db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+        db.execute("INSERT INTO courses (code, name, elective) VALUES ('CS210', 'Databases', 1)")
+    with Store(f"sqlite:///{path}") as store:
+        assert [(c.code, c.name, c.capacity) for c in store.courses()] == [("CS210", "Databases", None)]
+        store.save_catalog(Catalog((Course("CS210", "Databases", elective=True, capacity=40),)))
+        assert store.courses()[0].capacity == 40
+        store.save_plan("2024-Fall", [CourseSeats("CS210", k=2, demand=55, seats=40, allocated=40)])
+        assert store.plan("2024-Fall")["CS210"].likely_full
+    version = sqlite3.connect(path).execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    assert version == (str(SCHEMA_VERSION),)
+
+
+def test_plan_counts_replace_the_terms_earlier_plan(tmp_path: Path) -> None:
+    with Store(f"sqlite:///{tmp_path / 'p.db'}") as store:
+        store.save_plan("2024-Fall", [CourseSeats("A", 2, 10, 5, 5), CourseSeats("B", 2, 3, None, 3)])
+        store.save_plan("Spring", [CourseSeats("A", 1, 1, 5, 1)])
+        store.save_plan("2024-Fall", [CourseSeats("B", 2, 4, 10, 4)])
+        assert store.plan("2024-Fall") == {"B": CourseSeats("B", 2, 4, 10, 4)}
+        assert not store.plan("2024-Fall")["B"].likely_full
+        assert store.plan("Spring")["A"] == CourseSeats("A", 1, 1, 5, 1)
+        assert store.plan("2025-Fall") == {}
 
 
 def test_newer_schema_is_refused(tmp_path: Path) -> None:

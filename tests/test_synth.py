@@ -101,7 +101,7 @@ def test_headers(small_dir: Path) -> None:
     assert header("grades.csv") == "student serial,Year,term,Crs Code,Course Name,total,Grade"
     assert header("grades.csv") == ",".join(EXPORT_COLUMNS)
     assert header("catalog.csv") == (
-        "course_id,name,elective,prerequisites,credits,department,terms_offered,description"
+        "course_id,name,elective,prerequisites,credits,department,terms_offered,description,capacity"
     )
     assert header("catalog.csv") == ",".join(CATALOG_COLUMNS)
     assert header("truth.csv") == "student serial,Crs Code,expected_total" == ",".join(TRUTH_COLUMNS)
@@ -267,3 +267,30 @@ def test_other_sizes_keep_the_contracts() -> None:
     assert len(u.truth) == 60 * 40
     assert set(u.export["Crs Code"]) <= set(u.catalog["course_id"])
     assert re.fullmatch(r"\d+", str(u.export["Year"].iloc[0]))
+
+
+def test_electives_have_seats_some_oversubscribed_some_not(default: University) -> None:
+    """Seats per offering: each elective's largest class rounded up to 5 (core courses unlimited); against what
+    students would do best in next term (each one's top 2 by true grade), some electives are oversubscribed and
+    others have seats to spare."""
+    catalog = default.catalog.set_index("course_id")
+    elective = catalog["elective"] == "yes"
+    assert catalog.loc[~elective, "capacity"].isna().all()
+    seats = catalog.loc[elective, "capacity"].astype(int)
+    assert (seats % 5 == 0).all() and (seats >= 10).all()
+    largest = default.enrolments.groupby(["Crs Code", "term_index"]).size().groupby(level=0).max()
+    largest = largest.reindex(seats.index).fillna(0)
+    assert (seats >= largest).all()
+    assert ((seats - largest < 5) | (seats == 10)).all()  # nothing beyond the rounding
+
+    fall = [c for c in seats.index if "Fall" in catalog.at[c, "terms_offered"].split(";")]
+    cid = {c: i for i, c in enumerate(default.course_ids)}
+    sid = {s: i for i, s in enumerate(default.student_ids)}
+    x = default.expected[:, [cid[c] for c in fall]].copy()
+    e = default.enrolments
+    taken = e[e["Crs Code"].isin(fall)]
+    x[taken["student serial"].map(sid).to_numpy(), [fall.index(c) for c in taken["Crs Code"]]] = -np.inf
+    demand = np.bincount(np.argsort(-x, axis=1)[:, :2].ravel(), minlength=len(fall))
+    over = demand > seats[fall].to_numpy()
+    assert 2 <= over.sum() <= len(fall) - 5
+    assert seats[fall].sum() > demand.sum()  # enough seats in all, in the wrong places

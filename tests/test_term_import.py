@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from electives.data.importing import UnknownTerms, read_export
+from electives.data.storage import Store
 from electives.data.term_files import load_term_order, load_term_words, term_reader
 from electives.errors import DataError
 
@@ -95,6 +96,23 @@ def test_summer_schools_coded_91_to_95_are_kept_and_ordered(tmp_path: Path) -> N
     assert result.report.dropped == {"retake": 1}
     assert result.frame.loc[result.frame["course"] == "A", "mark"].tolist() == ["70", "60"]  # 95 is after 2
     assert [t["term"] for t in result.report.terms] == ["2012-91", "2012-93", "2012-95", "2013-1"]
+
+
+def test_summer_schools_keep_their_order_in_the_database(tmp_path: Path, cli: Cli) -> None:
+    """Each summer school's number is stored beside the year's key (term_sub), so the database orders 2012 91
+    before 2012 95 whichever file came first; the same mark in two of them is two attempts, not one row twice."""
+    db = f"sqlite:///{tmp_path / 'g.db'}"
+    first = write(tmp_path, "a.csv", "student,course,term,grade\n1,A,2012 95,70\n2,B,2012 91,50\n")
+    later = write(tmp_path, "b.csv", "student,course,term,grade\n1,A,2012 91,40\n2,B,2012 95,50\n")
+    for export in (first, later):
+        code, _out, err = cli("import", export, "--scale", "percent", "--db", db)
+        assert code == 0, err
+    with sqlite3.connect(tmp_path / "g.db") as conn:
+        stored = conn.execute("SELECT term, term_key, term_sub FROM grades ORDER BY term_sub").fetchall()
+    conn.close()
+    assert stored == [("2012-91", 20129, 91)] * 2 + [("2012-95", 20129, 95)] * 2
+    with Store(db) as store:
+        assert store.load_grades("latest")["mark"].tolist() == ["70", "50"]  # 2012 95's attempts
 
 
 def test_unknown_codes_refuse_the_import_naming_the_words_and_the_format(tmp_path: Path, cli: Cli) -> None:

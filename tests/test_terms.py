@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from electives.data.terms import Term, TermError, parse_term
+from electives.data.terms import Term, TermError, next_term, parse_term
 
 
 @pytest.mark.parametrize(
@@ -202,3 +202,28 @@ def test_a_term_order_orders_by_position_only() -> None:
 
 def test_every_place_is_reachable_and_named() -> None:
     assert set(BUILTIN_WORDS.values()) == set(PLACES)
+
+
+@pytest.mark.parametrize(
+    ("stored", "expected"),
+    [
+        (["2022-Fall", "2023-Spring"], "2023-Fall"),  # the data's own seasons, in order
+        (["2023-Spring", "2023-Fall"], "2024-Spring"),  # past the last season of the year: the next year's first
+        (["2022-Fall", "2023-Spring", "2023-Summer"], "2023-Fall"),
+        (["2023-Fall"], "2024-Fall"),  # fall terms only: a year later
+        (["2021 1", "2021 2"], "2022-1"),  # numbered terms
+        (["2021 1", "2021 2", "2021 3"], "2022-1"),
+        (["3", "7"], "8"),  # plain term numbers
+    ],
+)
+def test_next_term_follows_the_datas_rhythm(stored: list[str], expected: str) -> None:
+    pairs = [(parse_term(t).label, int(parse_term(t).key)) for t in stored]  # type: ignore[arg-type]
+    assert next_term(pairs) == expected
+    assert next_term(list(reversed(pairs))) == expected  # order does not matter
+    assert parse_term(expected).key > max(k for _, k in pairs)  # type: ignore[operator]
+
+
+def test_next_term_guesses_nothing_it_cannot_read() -> None:
+    assert next_term([]) is None
+    assert next_term([("Week 7", 7)]) is None  # a --term-order position: no rhythm to follow
+    assert next_term([("2020-21 Year", 20217)]) is None  # a year-long term

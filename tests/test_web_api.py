@@ -88,6 +88,7 @@ def test_health_and_readiness(client, world: WebWorld) -> None:
         "status": "ready",
         "model_version": manifest["weights_sha256"][:12],
         "model_family": manifest["family"],
+        "model_signed": False,  # the test world's model is saved without a key
         "database": "ok",
     }
 
@@ -940,3 +941,34 @@ def test_grades_form_shows_a_course_entered_twice_beside_both_rows(client) -> No
     form["grade"] = ["45", "", "70", "75"]
     ok = client.post("/recommend", data=form)
     assert ok.status_code == 200 and "the later attempt counts" in ok.get_data(as_text=True)
+
+
+def test_a_server_requiring_signed_models_serves_only_its_own(world: WebWorld, tmp_path: Path, caplog) -> None:
+    """ELECTIVES_WEB_REQUIRE_SIGNED_MODEL: an unsigned artifact is refused at start, a signed one is served (and
+    /readyz says so), and an unsigned replacement is not loaded: the signed model keeps serving."""
+    from electives.data.pseudonyms import Pseudonymiser
+    from electives.errors import ModelError
+    from electives.models.artifact import save_model
+
+    with pytest.raises(ModelError, match="accepts only models signed"):
+        make_app(world, require_signed_model=True)
+    model_dir = save_model(
+        tmp_path / "model",
+        world.fitted,
+        world.train,
+        scale=world.result.scale,
+        signer=Pseudonymiser(KEY.encode()).model_signature,
+    )
+    app = make_app(world, model_dir=model_dir, require_signed_model=True)
+    client = app.test_client()
+    assert client.get("/readyz").json["model_signed"] is True
+    assert client.get("/api/v1/model").json["signed"] is True
+    assert "signed with this deployment" in client.get("/model").get_data(as_text=True)
+    live = app.extensions["electives"].model
+    before = live.current.version
+    save_variant(world, model_dir, seed=7)  # unsigned
+    with caplog.at_level(logging.ERROR, logger="electives.web"):
+        assert not live.reload()
+    assert live.current.version == before and "it is not signed" in caplog.text
+    # Without the requirement the same world's unsigned model is served and reported as not signed.
+    assert make_app(world).test_client().get("/readyz").json["model_signed"] is False

@@ -34,6 +34,7 @@ from electives.models.training import NCF, TrainConfig, fit
 
 KEY = TEST_KEY  # the pseudonym key
 WEB_SECRET = "web-test-secret-" + "0" * 32
+ADVISOR_TOKEN = "advisor-test-token-0123456789"
 CONFIG = SynthConfig(n_students=120, n_courses=24, n_electives=12, n_departments=2, seed=11)
 TRAIN = TrainConfig(gmf_dim=8, mlp_dim=8, mlp_layers=(16, 8), lr=0.01, batch_size=128, epochs=6, patience=6, seed=0)
 
@@ -191,3 +192,40 @@ def _student_with_choices(world: WebWorld) -> str:
 def known_student(world: WebWorld) -> str:
     """A raw student id with at least six grades on record and at least three electives still open."""
     return _student_with_choices(world)
+
+
+@dataclass(frozen=True)
+class AdvisorWorld:
+    """A copy of the world's database with seat plans stored (``electives plan``'s functions): one for the term
+    after the grades (``next_term``) and one for a season (``season``)."""
+
+    db_url: str
+    next_term: str
+    season: str
+
+
+@functools.cache
+def advisor_world(world: WebWorld) -> AdvisorWorld:
+    from electives.data.storage import Store
+    from electives.data.terms import next_term
+    from electives.models.artifact import load_model
+    from electives.serving.plan import build_plan
+
+    db = world.root / "advisor.db"
+    shutil.copyfile(world.db_url.removeprefix("sqlite:///"), db)
+    url = f"sqlite:///{db}"
+    model = load_model(world.model_dir)
+    with Store(url) as store, one_torch_thread():
+        upcoming = next_term(store.terms())
+        assert upcoming is not None
+        season = "Spring" if upcoming.endswith("Fall") else "Fall"  # a plan for every term of a season
+        for term in (upcoming, season):
+            plan = build_plan(model, store, term=term, k=2)
+            store.save_plan(plan.term, plan.seat_counts())
+    return AdvisorWorld(url, upcoming, season)
+
+
+def advisor_app(world: WebWorld, **overrides: Any):
+    """An app with the advisor page on, over the advisor world's database."""
+    values = {"db_url": advisor_world(world).db_url, "advisor_token": ADVISOR_TOKEN, **overrides}
+    return make_app(world, **values)

@@ -22,6 +22,8 @@ _COMMAND_MODULES = (
     "electives.cli.evaluate",
     "electives.cli.recommend",
     "electives.cli.score",
+    "electives.cli.plan",
+    "electives.cli.at_risk",
     "electives.cli.web",
     "electives.cli.demo",
 )

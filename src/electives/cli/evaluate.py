@@ -149,8 +149,6 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, TrainingData, Any]:
     """(resolved TrainConfig, the data, its Interactions) — shared by evaluate and tune."""
     import torch
 
-    from electives.data.interactions import Interactions
-
     if args.db and args.data:
         raise DataError("give either --db or --data, not both")
     if args.threads:
@@ -158,19 +156,15 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, TrainingData, Any]:
     file_values = read_config_file(args.config) if args.config else {}
     config = config_from_flags(args, file_values).resolved()
     data = load_training_data(args)
-    has_grades = bool(data.frame["grade"].notna().any())
-    if config.mode == "explicit" and not has_grades:
+    if config.mode == "explicit" and not data.rows.has_grades:
         raise DataError(f"{data.source} holds enrolments only (no grades): use --mode implicit")
-    frame = data.frame if config.mode == "implicit" else data.frame[data.frame["grade"].notna()]
-    if config.mode == "implicit":
-        frame = frame.drop(columns=["grade"])
-    return config, data, Interactions.from_frame(frame)
+    return config, data, data.rows.interactions(config.mode)
 
 
 def _split(args: argparse.Namespace, data: TrainingData, everything: Any, seed: int) -> tuple[str, Any, Any]:
     from electives.data.splits import split
 
-    has_terms = "term" in data.frame.columns and data.frame["term"].nunique() > 1
+    has_terms = data.rows.term_count > 1
     kind = args.split or ("temporal" if has_terms else "random")
     if kind == "temporal" and not has_terms:
         raise DataError(f"--split temporal needs terms, and {data.source} has none; use --split random or loo")

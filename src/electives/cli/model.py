@@ -9,9 +9,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from electives.cli.data import add_export_arguments, read_export_from_args
+from electives.data.grade_rows import GradeRows
 from electives.data.scales import GradeScale
 from electives.defaults import DB_ENV, DEFAULT_DB_URL
 from electives.errors import DataError, ElectivesError
@@ -40,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 class TrainingData:
     """Grades (or enrolments) ready for training, with the scale and course names that go into the artifact."""
 
-    frame: pd.DataFrame  # student, course, term (int key, optional), grade (normalised, NaN if none)
+    rows: GradeRows  # every row kept: index arrays, grades normalised (NaN if none), term sort keys if any
     scale: GradeScale | None
     course_names: dict[str, str]
     source: str
@@ -55,12 +54,12 @@ def db_url(args: argparse.Namespace) -> str:
 
 def load_training_data(args: argparse.Namespace, through_import: int | None = None) -> TrainingData:
     """From `--data FILE` (read with the import flags, nothing stored) or from the database (its imports up to
-    `through_import`, else all of them)."""
+    `through_import`, else all of them). Either way the rows come as index arrays, never a string per row."""
     seen: dict[str, Any] = {}
     if args.data:
         result = read_export_from_args(args, args.data)
-        frame = result.frame
-        names = {c: n for c, n in zip(frame["course"], frame["course_name"], strict=False) if isinstance(n, str) and n}
+        rows, latest = result.rows.grade_rows(), result.rows.latest_term()
+        names = result.rows.names_by_course()
         scale = None if result.enrolment_only else result.scale
         source = f"file {Path(args.data).name} (sha256 {result.report.file_sha256[:12]}…)"
     else:
@@ -71,23 +70,16 @@ def load_training_data(args: argparse.Namespace, through_import: int | None = No
             imports = [r for r in store.imports() if through_import is None or r.id <= through_import]
             if imports:
                 seen = {"import": imports[-1].id, "imported_at": imports[-1].imported_at.isoformat(timespec="seconds")}
-            frame = store.load_grades(retakes=args.retakes, through_import=seen.get("import", through_import))
+            stored = store.load_grade_rows(retakes=args.retakes, through_import=seen.get("import", through_import))
+            rows, latest = stored.rows, stored.latest_term
             scale = store.scale()
             names = {c.code: c.name for c in store.courses() if c.name}
             source = f"database {store.url}"
-        if frame.empty:
+        if not len(rows):
             raise DataError(f"{source} holds no grades; import an export first (electives import FILE ...)")
-    if frame["term_key"].notna().any():
-        latest = frame.loc[frame["term_key"].idxmax()]
-        seen.update(term=str(latest["term"]), term_key=int(latest["term_key"]))
-    out = pd.DataFrame({"student": frame["student"], "course": frame["course"], "grade": frame["grade"]})
-    keys = frame["term_key"]
-    if keys.notna().all():
-        out["term"] = keys.astype("int64")
-    elif keys.notna().any():
-        # Rows without a term sort before every dated row of the same student (treated as the oldest).
-        out["term"] = keys.fillna(keys.min() - 1).astype("int64")
-    return TrainingData(out, scale, names, source, seen)
+    if latest is not None:
+        seen.update(term=latest[0], term_key=latest[1])
+    return TrainingData(rows, scale, names, source, seen)
 
 
 # ----------------------------------------------------------------------------------------------------- train
@@ -281,6 +273,7 @@ def save_trained(
     out: str, result: Any, data: TrainingData, args: argparse.Namespace, extra: dict[str, Any] | None = None
 ) -> None:
     """Write `result`'s model to `out` (atomically), with what it was trained through and its validation ranking."""
+    from electives.data.pseudonyms import existing_pseudonymiser
     from electives.evaluation.monitoring import ranking_figures
     from electives.models.artifact import save_model
 
@@ -306,18 +299,16 @@ def save_trained(
             **({"privacy": result.privacy.to_dict()} if result.privacy else {}),
             **(extra or {}),
         },
+        # Signed with the deployment's key when there is one, so a server requiring signed models accepts it.
+        signer=(keyed.model_signature if (keyed := existing_pseudonymiser()) else None),
     )
 
 
 def training_rows(data: TrainingData, mode: str) -> Any:
     """The `Interactions` to train on in `mode`: graded rows (explicit) or every enrolment without grades."""
-    from electives.data.interactions import Interactions
-
-    if mode == "explicit" and not data.frame["grade"].notna().any():
+    if mode == "explicit" and not data.rows.has_grades:
         raise DataError(f"{data.source} holds enrolments only (no grades): train with --mode implicit")
-    if mode == "implicit":
-        return Interactions.from_frame(data.frame.drop(columns=["grade"]))
-    return Interactions.from_frame(data.frame[data.frame["grade"].notna()])
+    return data.rows.interactions(mode)
 
 
 def _stderr(message: str) -> None:

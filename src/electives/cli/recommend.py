@@ -175,6 +175,8 @@ def format_text(recs: Recommendations, why: WhyNot | None = None) -> str:
             lines.append(predicted)
         else:
             lines.append(f"    Score {item.score:.3f} (no grade predicted)")
+        if item.likely_full:
+            lines.append("    Likely full: more students are predicted to want it than it has seats.")
         if item.explanation:
             lines.append(f"    {item.explanation}")
     if not recs.items:

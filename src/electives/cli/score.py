@@ -102,11 +102,12 @@ def _taken(url: str, model: Any) -> Any:
     from electives.data.storage import Store
 
     with Store(url) as store:
-        frame = store.load_grades(retakes="all")
-    s = frame["student"].map(model.student_index()).to_numpy(dtype=np.float64)
-    c = frame["course"].map(model.course_index()).to_numpy(dtype=np.float64)
-    known = ~np.isnan(s) & ~np.isnan(c)  # students or courses the model never saw cannot be ranked anyway
-    s, c = s[known].astype(np.int64), c[known].astype(np.int64)
+        rows = store.load_grade_rows(retakes="all").rows  # index arrays: no string per stored row
+    students, courses = model.student_index(), model.course_index()
+    s = np.array([students.get(p, -1) for p in rows.student_ids], dtype=np.int64)[rows.students]
+    c = np.array([courses.get(code, -1) for code in rows.course_ids], dtype=np.int64)[rows.courses]
+    known = (s >= 0) & (c >= 0)  # students or courses the model never saw cannot be ranked anyway
+    s, c = s[known], c[known]
     return Interactions(s, c, None, np.zeros(len(s), np.int64), model.student_ids, model.course_ids).item_lookup()
 
 

@@ -157,6 +157,8 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"electives serve: {SECRET_ENV} not set; using a random key until this server stops", file=sys.stderr)
     where = options["bind"].replace("0.0.0.0", "localhost")
     print(f"electives serve: http://{where} ({options['workers']} workers)", file=sys.stderr)
+    if config.advisor_token:
+        print(f"electives serve: advisor page at http://{where}/advisor (ELECTIVES_WEB_ADVISOR_TOKEN)", file=sys.stderr)
     _gunicorn(config, options).run()
     return 0
 

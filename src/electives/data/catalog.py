@@ -2,11 +2,12 @@
 
 The catalogue is a CSV file with the header::
 
-    course_id,name,elective,prerequisites,credits,department,terms_offered,description
+    course_id,name,elective,prerequisites,credits,department,terms_offered,description,capacity
 
 Only ``course_id`` and ``name`` are required. ``elective`` is yes/no/true/false/1/0/y/n (empty: unknown),
 ``prerequisites`` and ``terms_offered`` are ``;``-separated (course ids; season names such as ``Fall`` or term
-labels such as ``2021-Fall``). Every problem is a :class:`~electives.errors.DataError` naming the line (the header
+labels such as ``2021-Fall``). ``capacity`` is the seats of one offering, a whole number ≥ 0 (empty: unlimited);
+a course offered in several terms has that many seats in each. Every problem is a :class:`~electives.errors.DataError` naming the line (the header
 is line 1), the column and what was expected.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,10 +26,21 @@ from electives.data.terms import TermError, parse_term
 from electives.data.text_files import read_text_file
 from electives.errors import DataError
 
-COLUMNS = ("course_id", "name", "elective", "prerequisites", "credits", "department", "terms_offered", "description")
+COLUMNS = (
+    "course_id",
+    "name",
+    "elective",
+    "prerequisites",
+    "credits",
+    "department",
+    "terms_offered",
+    "description",
+    "capacity",
+)
 REQUIRED = ("course_id", "name")
 _TRUE = frozenset({"yes", "y", "true", "t", "1"})
 _FALSE = frozenset({"no", "n", "false", "f", "0"})
+_WHOLE = re.compile(r"(\d{1,9})(?:\.0*)?")  # seats: digits only (no sign, exponent or thousands separator)
 
 
 @dataclass(frozen=True)
@@ -42,6 +55,7 @@ class Course:
     department: str | None = None
     terms_offered: tuple[str, ...] = ()  # canonical: seasons as "Fall", terms as "2021-Fall"
     description: str | None = None
+    capacity: int | None = None  # seats per offering; None: unlimited
 
     def offered_in(self, term: str) -> bool | None:
         """Whether the course runs in ``term`` (a season such as ``Fall`` or a term such as ``2024-Fall``);
@@ -191,12 +205,18 @@ def _course(row: dict[str, str], ln: int, seen: dict[str, int], source: str) -> 
     for entry in (t.strip() for t in row.get("terms_offered", "").split(";")):
         if not entry:
             continue
-        canonical = _canonical_offering(entry)
+        canonical = canonical_term(entry)
         if canonical is None:
             raise fail(
                 "terms_offered", f"expected a season (e.g. Fall, Spring) or a term (e.g. 2024-Fall), got {entry!r}"
             )
         terms.append(canonical)
+
+    capacity: int | None = None
+    if raw := row.get("capacity", ""):
+        capacity = _whole_number(raw)
+        if capacity is None:
+            raise fail("capacity", f"expected the seats per offering, a whole number ≥ 0 (or empty), got {raw!r}")
 
     return Course(
         code=code,
@@ -207,7 +227,14 @@ def _course(row: dict[str, str], ln: int, seen: dict[str, int], source: str) -> 
         department=row.get("department") or None,
         terms_offered=tuple(dict.fromkeys(terms)),
         description=row.get("description") or None,
+        capacity=capacity,
     )
+
+
+def _whole_number(text: str) -> int | None:
+    """A whole number ≥ 0 as a spreadsheet writes it ("30", or "30.0" from a float column); None otherwise."""
+    match = _WHOLE.fullmatch(text)
+    return int(match[1]) if match else None
 
 
 def _delimiter(text: str) -> str:
@@ -237,7 +264,10 @@ def _offering(text: str) -> tuple[int | None, int | None] | None:
     return term.key, season[0] if season else None
 
 
-def _canonical_offering(text: str) -> str | None:
+def canonical_term(text: str) -> str | None:
+    """A season or term as the catalogue stores it ("fall" → "Fall", "FA2024" → "2024-Fall"); None when ``text``
+    is neither."""
+    text = text.strip()
     try:
         return parse_term(text).label
     except TermError:

@@ -22,6 +22,7 @@ _MIN_KEY_BYTES = 16
 # Domain separation: a pseudonym and an access code of the same id must not be derivable from each other.
 _PSEUDONYM_CONTEXT = b"electives/pseudonym/v1\x00"
 _ACCESS_CONTEXT = b"electives/access-code/v1\x00"
+_MODEL_CONTEXT = b"electives/model-signature/v1\x00"
 _CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: codes are read aloud and typed
 
 
@@ -66,6 +67,15 @@ def _create_key_file(path: Path) -> bytes:
     return key
 
 
+def existing_pseudonymiser(key_file: Path | None = None) -> Pseudonymiser | None:
+    """The deployment's pseudonymiser when its key exists (environment or key file), else None — never creates a
+    key (signing a model with a fresh key would bind it to no deployment)."""
+    try:
+        return Pseudonymiser(load_key(key_file, create=False))
+    except ElectivesError:
+        return None
+
+
 class Pseudonymiser:
     """Maps raw student ids to stable pseudonyms (and access codes) under one secret key."""
 
@@ -92,6 +102,11 @@ class Pseudonymiser:
             n, r = divmod(n, len(_CODE_ALPHABET))
             chars.append(_CODE_ALPHABET[r])
         return "".join(chars[:5]) + "-" + "".join(chars[5:])
+
+    def model_signature(self, manifest_sha256: str) -> str:
+        """HMAC-SHA256 of a model manifest's digest (which covers the weights' digest too): only tools holding this
+        deployment's key can write a model its server accepts when it requires signed models."""
+        return hmac.new(self._key, _MODEL_CONTEXT + manifest_sha256.encode("ascii"), hashlib.sha256).hexdigest()
 
     def check_access_code(self, raw_id: str, code: str) -> bool:
         wanted = self.access_code(raw_id)

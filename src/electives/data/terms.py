@@ -23,7 +23,8 @@ The forms above keep their keys (``year * 10 + slot``). Beyond them, :class:`Ter
 
 The key is stored as an integer with one digit per calendar year, so forms that need finer places (numbers 10 and
 above, year-long, unassigned-with-year) share the key of the year's slot and carry ``sub``, their order within it:
-an import orders by (key, sub); the database keeps the key.
+an import orders by (key, sub), and so does the database, which stores both (``term_key``, ``term_sub``). Terms that
+share a key still share their place where a model is concerned (its "latest term" is the latest key).
 
 ``--term-order`` (:class:`TermReader` ``order=``) is for codes only the registrar can order: it lists every term
 code, oldest first, and the position is the key (as plain term numbers are).
@@ -38,6 +39,7 @@ from dataclasses import dataclass
 from functools import total_ordering
 
 from electives.data.term_words import BUILTIN_WORDS, FILLER, ORDINAL_SUFFIXES, PLACES, YEAR_LONG_SUB
+from electives.errors import DataError
 
 _SEASONS: dict[str, int] = {
     # winter / January intersession
@@ -248,6 +250,19 @@ def _legacy(text: str, raw: str) -> Term | None:
 BUILTIN_READER = TermReader()
 
 
+def stored_sub(label: str | None, key: int | None) -> int | None:
+    """The ``sub`` of a term known only by its label and key (as a database of schema 1 or a hand-built frame
+    holds it): a label the reader wrote reads back to its term, so its sub is kept where the key agrees; 0 when it
+    does not (e.g. a ``--term-order`` position); None without a key."""
+    if key is None:
+        return None
+    try:
+        term = BUILTIN_READER.read(label or "")
+    except TermError:
+        return 0
+    return term.sub if term.key == key else 0
+
+
 def parse_term(raw: str) -> Term:
     """Parse one term string with the built-in vocabulary; raises :class:`TermError` naming the value when it is
     in no known form, or has no place in time (an "unassigned" word without a year)."""
@@ -255,3 +270,44 @@ def parse_term(raw: str) -> Term:
     if term.key is None:
         raise TermError(f"term {raw!r} is unassigned: it has no place in time", why="unassigned")
     return term
+
+
+def stored_term(text: str, stored: Sequence[tuple[str, int]], *, what: str) -> tuple[int, str]:
+    """The order key and label of ``text`` given on the command line as ``what`` (``--since``, ``--term``): a
+    stored term's label (``stored``: (label, key) pairs, any order; case ignored), else a term code in a known
+    form. A :class:`~electives.errors.DataError` naming the stored terms otherwise."""
+    wanted = text.strip().casefold()
+    for label, key in stored:
+        if str(label).casefold() == wanted:
+            return int(key), str(label)
+    try:
+        term = parse_term(text)
+    except TermError as exc:
+        labels = [label for _, label in sorted({int(k): str(lb) for lb, k in stored}.items())]
+        listed = ", ".join(labels[-8:]) if labels else "none"
+        more = f"{len(labels) - 8} earlier, then " if len(labels) > 8 else ""
+        raise DataError(
+            f"{what} {text!r}: no stored term has that name and it is in no known form ({exc}); stored terms: "
+            f"{more}{listed}"
+        ) from None
+    return int(term.key), term.label  # type: ignore[arg-type]
+
+
+def next_term(stored: Sequence[tuple[str, int]]) -> str | None:
+    """The term after the latest of ``stored`` ((label, key) pairs, as :func:`stored_term` takes them) in the
+    data's own rhythm: the next of the seasons or numbered terms the data has (2023-Spring → 2023-Fall when it
+    has spring and fall terms, 2023-Fall → 2024-Spring), or the next plain term number. None when the latest term
+    is in none of these forms (a ``--term-order`` position, a year-long term): no guess is made."""
+    dated = [(int(key), str(label)) for label, key in stored]
+    if not dated:
+        return None
+    key, label = max(dated)
+    if label == str(key):
+        return str(key + 1)  # plain term numbers
+    year, slot = divmod(key, 10)
+    for name in (_SEASON_LABEL.get, str):  # seasons (2023-Fall) or numbered terms (2021-2), as the latest is
+        if label == f"{year}-{name(slot)}":
+            slots = sorted({k % 10 for k, lb in dated if lb == f"{k // 10}-{name(k % 10)}"})
+            later = [s for s in slots if s > slot]
+            return f"{year}-{name(later[0])}" if later else f"{year + 1}-{name(slots[0])}"
+    return None

@@ -1,19 +1,21 @@
 """Model artifacts: a directory with ``model.safetensors`` and ``manifest.json`` — safe to load, never pickle.
 
 Writing is atomic (a temporary sibling directory, then a rename), so a reader never sees half an artifact.
-Loading checks the format version and the sha256 of the weights before anything is deserialised, and fails with a
-clear :class:`ModelError` on a missing, truncated, tampered or newer-format artifact.
+Loading checks the format version, the sha256 of the manifest and of the weights (and, given the deployment's key,
+the manifest's HMAC signature) before anything is deserialised, and fails with a clear :class:`ModelError` on a
+missing, truncated, tampered, foreign-signed or newer-format artifact.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import math
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +38,9 @@ from electives.models.interface import Model
 FORMAT_VERSION = 2
 WEIGHTS = "model.safetensors"
 MANIFEST = "manifest.json"
+SIGNATURE = "signature"  # manifest field: HMAC of manifest_sha256 under the deployment's key (optional)
+# Signs a manifest digest (`Pseudonymiser.model_signature`): the models layer never sees the key itself.
+Signer = Callable[[str], str]
 
 
 @dataclass(frozen=True)
@@ -47,11 +52,18 @@ class Artifact:
     path: Path
 
 
-def save_artifact(path: Path | str, tensors: Mapping[str, torch.Tensor], manifest: Mapping[str, Any]) -> Path:
-    """Write ``tensors`` and ``manifest`` to the directory ``path`` atomically, replacing an existing artifact."""
+def save_artifact(
+    path: Path | str,
+    tensors: Mapping[str, torch.Tensor],
+    manifest: Mapping[str, Any],
+    *,
+    signer: Signer | None = None,
+) -> Path:
+    """Write ``tensors`` and ``manifest`` to the directory ``path`` atomically, replacing an existing artifact;
+    with a ``signer`` the manifest carries a signature of its digest."""
     path = Path(path)
     blob = save_safetensors({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()})
-    full = dict(manifest)
+    full = {k: v for k, v in manifest.items() if k != SIGNATURE}
     full.update(
         format_version=FORMAT_VERSION,
         package_version=__version__,
@@ -60,6 +72,8 @@ def save_artifact(path: Path | str, tensors: Mapping[str, torch.Tensor], manifes
     )
     try:
         full["manifest_sha256"] = manifest_digest(full)
+        if signer is not None:
+            full[SIGNATURE] = signer(full["manifest_sha256"])
         text = json.dumps(full, indent=2, sort_keys=True, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ModelError(f"manifest is not plain JSON: {exc}") from exc
@@ -120,15 +134,38 @@ def read_manifest(path: Path | str) -> dict[str, Any]:
 
 
 def manifest_digest(manifest: Mapping[str, Any]) -> str:
-    """sha256 of the manifest's canonical JSON without its own ``manifest_sha256`` field."""
-    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    """sha256 of the manifest's canonical JSON without its own ``manifest_sha256`` and ``signature`` fields."""
+    body = {k: v for k, v in manifest.items() if k not in ("manifest_sha256", SIGNATURE)}
     return hashlib.sha256(json.dumps(body, sort_keys=True, allow_nan=False).encode("utf-8")).hexdigest()
 
 
-def load_artifact(path: Path | str) -> Artifact:
-    """Load and verify an artifact written by :func:`save_artifact`."""
+def check_signature(manifest: Mapping[str, Any], path: Path, *, signer: Signer | None, required: bool) -> bool:
+    """Whether the manifest is signed with ``signer``'s key. A signature that does not match is refused whenever
+    there is a key to check it with; an unsigned (or uncheckable) artifact is refused only when ``required``."""
+    given = manifest.get(SIGNATURE)
+    if given is not None and signer is not None:
+        digest = str(manifest.get("manifest_sha256", ""))
+        if not (isinstance(given, str) and hmac.compare_digest(given.encode(), signer(digest).encode())):
+            raise ModelError(
+                f"{path / MANIFEST}: field '{SIGNATURE}' does not match this deployment's key — the model was "
+                "written with another key or modified; train it again with this deployment's key"
+            )
+        return True
+    if required:
+        why = "it is not signed" if given is None else "there is no key here to check its signature with"
+        raise ModelError(
+            f"{path}: this server accepts only models signed with its deployment key, and {why}; train the model "
+            "where ELECTIVES_SECRET_KEY (or the key file) is this deployment's key"
+        )
+    return False
+
+
+def load_artifact(path: Path | str, *, signer: Signer | None = None, require_signature: bool = False) -> Artifact:
+    """Load and verify an artifact written by :func:`save_artifact` (its signature too, see
+    :func:`check_signature`)."""
     path = Path(path)
     manifest = read_manifest(path)
+    check_signature(manifest, path, signer=signer, required=require_signature)
     try:
         blob = (path / WEIGHTS).read_bytes()
     except FileNotFoundError:
@@ -189,8 +226,10 @@ def save_model(
     calibration: ConformalInterval | None = None,
     metrics: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
+    signer: Signer | None = None,
 ) -> Path:
-    """Save a fitted model of any family trained on ``train`` (whose id maps give its indices their meaning)."""
+    """Save a fitted model of any family trained on ``train`` (whose id maps give its indices their meaning),
+    signed when a ``signer`` (the deployment's key) is given."""
     if (fitted.n_students, fitted.n_courses) != (train.n_students, train.n_courses):
         raise ModelError(
             f"model has {fitted.n_students}×{fitted.n_courses} students × courses but the training data "
@@ -215,15 +254,18 @@ def save_model(
     }
     manifest.update(_jsonable(dict(extra or {})))
     tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
-    return save_artifact(path, tensors, manifest)
+    return save_artifact(path, tensors, manifest, signer=signer)
 
 
-def load_model(path: Path | str, device: str = "cpu") -> TrainedModel:
+def load_model(
+    path: Path | str, device: str = "cpu", *, signer: Signer | None = None, require_signature: bool = False
+) -> TrainedModel:
     """Load a model saved by :func:`save_model` (or a format-1 NCF artifact), rebuilding it from its family's
-    state. ``device`` is where a torch family keeps its weights."""
+    state. ``device`` is where a torch family keeps its weights; ``signer``/``require_signature``: see
+    :func:`check_signature`."""
     from electives.models.families import family_class
 
-    art = load_artifact(path)
+    art = load_artifact(path, signer=signer, require_signature=require_signature)
     m = art.manifest
     family, params = _family_and_params(m, art.path)
     try:

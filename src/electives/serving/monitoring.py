@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from electives.data.terms import TermError, parse_term
+from electives.data.terms import stored_term
 from electives.errors import DataError, ElectivesError, ModelError
 from electives.evaluation.monitoring import unseen_figures, verdict
 from electives.serving.options import fold_in_options
@@ -146,19 +146,10 @@ def _split_by_import(store: Store, after: int) -> tuple[pd.DataFrame, np.ndarray
 
 def _term_key(rows: pd.DataFrame, since: str) -> tuple[int, str]:
     """The order key of ``since``: a term label stored in the database, else a term code in a known form."""
-    stored = rows.dropna(subset=["term_key"])
-    match = stored[stored["term"].astype(str).str.casefold() == since.strip().casefold()]
-    if len(match):
-        return int(match["term_key"].iloc[0]), str(match["term"].iloc[0])
-    try:
-        term = parse_term(since)
-    except TermError as exc:
-        labels = stored.drop_duplicates("term_key").sort_values("term_key")["term"].astype(str).tolist()
-        raise DataError(
-            f"--since {since!r}: no stored term has that name and it is in no known form ({exc}); stored terms: "
-            + ", ".join(labels[-8:])
-        ) from None
-    return int(term.key), term.label  # type: ignore[arg-type]
+    stored = rows.dropna(subset=["term_key"]).drop_duplicates(["term", "term_key"])
+    return stored_term(
+        since, list(zip(stored["term"].astype(str), stored["term_key"].astype(int), strict=True)), what="--since"
+    )
 
 
 def _since_warnings(seen: dict[str, Any], key: int) -> tuple[str, ...]:

@@ -32,7 +32,10 @@ Explanations: similar courses the student did well in (:mod:`~electives.serving.
 vectors), and :func:`~electives.serving.explanations.cohort_from_similarities` over the trained students
 who graded the course (:mod:`~electives.serving.cohorts`). Those per-course graders come from the database
 (``Store.load_grades``, read once per Recommender), so without a database there is no cohort figure; a cohort
-under ``min_cohort`` students (default 10, never below 5: k-anonymity) is never reported. Nor is one for a record
+under ``min_cohort`` students (default 10, never below 5: k-anonymity) is never reported.
+
+Seats: when the database holds a seat plan for the requested term (``electives plan``; per-course counts only),
+each card says whether the course is likely full — more students have it in their own top k than it has seats. Nor is one for a record
 under ``cohort_min_grades`` graded courses (default :data:`~electives.serving.cohorts.MIN_RECORD`): two grades
 cannot define "records like yours", and the figure would then contradict the card's prediction with noise.
 """
@@ -46,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from electives.data.catalog import Catalog, read_catalog
+from electives.data.catalog import Catalog, canonical_term, read_catalog
 from electives.data.eligibility import EligibilityIndex, EligibilityRules
 from electives.data.scales import GradeScale
 from electives.errors import DataError, ElectivesError
@@ -58,7 +61,7 @@ from electives.serving.cohorts import MIN_RECORD, Graders
 from electives.serving.entry import EligibilityRow, Entered, GradeReader
 from electives.serving.explanations import MIN_COHORT, CohortStatistic, check_min_cohort
 from electives.serving.options import fold_in_options
-from electives.serving.results import Basis, LazyRanking, Recommendations
+from electives.serving.results import Basis, LazyRanking, Recommendation, Recommendations
 
 if TYPE_CHECKING:
     import torch
@@ -373,7 +376,7 @@ class Recommender:
         return Recommendations(
             mode=self.mode,
             basis=basis,
-            items=self._cards.cards(top, scores, entries, cohorts),
+            items=self._seat_outlook(self._cards.cards(top, scores, entries, cohorts), target_term),
             k=k,
             eligible=len(order),
             excluded=eligibility.excluded,
@@ -385,6 +388,17 @@ class Recommender:
             note=self._note,
             ranking=LazyRanking(self.course_ids, order, scores),
             known=self._reader.known,
+        )
+
+    def _seat_outlook(self, cards: tuple[Recommendation, ...], target_term: str | None) -> tuple[Recommendation, ...]:
+        """Cards marked likely full (or not) from the term's stored seat plan (``electives plan``); unchanged when
+        there is no database, no term or no plan for it."""
+        term = canonical_term(target_term) if self.store is not None and target_term else None
+        plan = self.store.plan(term) if term is not None else None
+        if not plan:
+            return cards
+        return tuple(
+            replace(card, likely_full=plan[card.course].likely_full) if card.course in plan else card for card in cards
         )
 
     def _cohorts(self, courses: np.ndarray, p: np.ndarray, exclude: int | None) -> list[CohortStatistic | None]:

@@ -64,6 +64,9 @@ class Recommendation:
     explanation: str | None
     similar: tuple[SimilarCourse, ...] = ()
     cohort: CohortStatistic | None = None  # mean normalised grade of similar students, ≥ min_cohort of them
+    # The term's stored seat plan: True when more students have the course in their own top k than it has seats;
+    # None when no plan for the term is stored (or it does not cover the course).
+    likely_full: bool | None = None
 
     def to_dict(self, scale: GradeScale | None) -> dict[str, Any]:
         cohort = None
@@ -94,6 +97,7 @@ class Recommendation:
                 for s in self.similar
             ],
             "cohort": cohort,
+            "likely_full": self.likely_full,
         }
 
 

@@ -44,6 +44,7 @@ def readyz() -> Response:
         "status": "ready",
         "model_version": served.version,
         "model_family": served.info.get("family"),
+        "model_signed": bool(served.info.get("signed")),
         "database": None,
     }
     if store is not None:

@@ -10,7 +10,9 @@ from flask import Flask, Request, Response, request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
 
 from electives.web import errors, state
-from electives.web.config import SECRET_ENV, ConfigError, WebConfig
+from electives.web.advisor_access import AdvisorAccess
+from electives.web.advisor_cache import AdvisorCache
+from electives.web.config import SECRET_ENV, SIGNED_ENV, ConfigError, WebConfig
 from electives.web.csrf import Csrf
 from electives.web.live_model import LiveModel
 from electives.web.rate_limit import RateLimiter
@@ -50,6 +52,7 @@ def create_app(config: WebConfig | None = None) -> Flask:
         raise
 
     app = _flask_app(config, secret_key)
+    advisor = _advisor_access(config, secret_key)
     state.init_app(
         app,
         state.WebState(
@@ -63,6 +66,8 @@ def create_app(config: WebConfig | None = None) -> Flask:
             access_limiter=RateLimiter(config.access_code_rate_limit),
             failure_limiter=RateLimiter(config.access_code_failures),
             secret_key=secret_key,
+            advisor=advisor,
+            advisor_cache=AdvisorCache() if advisor is not None else None,
         ),
     )
 
@@ -71,6 +76,10 @@ def create_app(config: WebConfig | None = None) -> Flask:
 
     app.register_blueprint(pages)
     app.register_blueprint(api)
+    if advisor is not None:
+        from electives.web.advisor import advisor as advisor_pages
+
+        app.register_blueprint(advisor_pages)
     errors.register(app)
     app.after_request(_security_headers)
     return app
@@ -83,6 +92,19 @@ def _secret_key(config: WebConfig) -> str:
     # another worker would fail, so `electives serve` generates one key for all its workers.
     log.warning("%s is not set: using a random key for this process (development only)", SECRET_ENV)
     return secrets.token_hex(32)
+
+
+def _advisor_access(config: WebConfig, secret_key: str) -> AdvisorAccess | None:
+    """The advisor page's sign-in, or None when no advisor token is set (then the page does not exist)."""
+    if config.advisor_token is None:
+        return None
+    return AdvisorAccess(
+        config.advisor_token,
+        secret_key=secret_key,
+        max_age=config.advisor_session_max_age,
+        failures=RateLimiter(config.advisor_token_failures),
+        secure=config.production,
+    )
 
 
 def _open_students(config: WebConfig) -> tuple[Store | None, Pseudonymiser | None]:
@@ -103,8 +125,16 @@ def _open_students(config: WebConfig) -> tuple[Store | None, Pseudonymiser | Non
 
 def _live_model(config: WebConfig, store: Store | None, pseudonymiser: Pseudonymiser | None) -> LiveModel:
     from electives.data.catalog import read_catalog
+    from electives.data.pseudonyms import existing_pseudonymiser
 
     assert config.model_dir is not None
+    # Signatures are checked whenever the deployment's key is here (it is, with a database).
+    keyed = pseudonymiser or existing_pseudonymiser()
+    if config.require_signed_model and keyed is None:
+        raise ConfigError(
+            f"{SIGNED_ENV} is set but there is no deployment key to check signatures with: set ELECTIVES_SECRET_KEY "
+            "or ELECTIVES_KEY_FILE to the key the models were trained with"
+        )
     return LiveModel(
         config.model_dir,
         catalog=read_catalog(config.catalog) if config.catalog else None,
@@ -113,6 +143,8 @@ def _live_model(config: WebConfig, store: Store | None, pseudonymiser: Pseudonym
         report_dir=config.report_dir,
         reload_seconds=config.reload_seconds,
         threads=config.torch_threads,
+        signer=keyed.model_signature if keyed is not None else None,
+        require_signature=config.require_signed_model,
     )
 
 

@@ -10,6 +10,12 @@ Environment (read only by :meth:`WebConfig.from_env`, so every setting has one n
 - ``ELECTIVES_WEB_API_RATE`` (``N/SECONDS``, e.g. ``120/60``; ``0/1`` switches it off),
   ``ELECTIVES_WEB_PROXY_HOPS`` (how many proxies set X-Forwarded-For: 1 on Heroku), ``ELECTIVES_WEB_RELOAD_SECONDS``
   (how often to look for a newer artifact; 0: never).
+- ``ELECTIVES_WEB_REQUIRE_SIGNED_MODEL`` (1/true/yes): serve only artifacts signed with this deployment's pseudonym
+  key (``electives train`` signs when it has the key); a signature that does not match is refused in any case.
+- ``ELECTIVES_WEB_ADVISOR_TOKEN``: turns on the advisor page (``/advisor``) and its API
+  (``/api/v1/advisor/...``): a term's demand against seats and at-risk counts, under the k-anonymity rule. Advisors
+  sign in with this token (≥ 16 characters; needs ``ELECTIVES_DB``). Unset or empty: neither exists (404) and no
+  page links to them.
 """
 
 from __future__ import annotations
@@ -31,7 +37,10 @@ PRODUCTION_ENV = "ELECTIVES_WEB_PRODUCTION"
 API_RATE_ENV = "ELECTIVES_WEB_API_RATE"
 PROXY_HOPS_ENV = "ELECTIVES_WEB_PROXY_HOPS"
 RELOAD_ENV = "ELECTIVES_WEB_RELOAD_SECONDS"
+SIGNED_ENV = "ELECTIVES_WEB_REQUIRE_SIGNED_MODEL"
+ADVISOR_TOKEN_ENV = "ELECTIVES_WEB_ADVISOR_TOKEN"
 MIN_SECRET_CHARS = 32
+MIN_ADVISOR_TOKEN_CHARS = 16
 _TRUE = frozenset({"1", "true", "yes", "on"})
 
 
@@ -94,6 +103,12 @@ class WebConfig:
     reload_seconds: float = 5.0  # how often a worker looks for a newer artifact (0: never)
     proxy_hops: int = 0
     torch_threads: int | None = 1  # torch and NumPy BLAS threads per worker: a request is a few small products
+    require_signed_model: bool = False  # refuse artifacts not signed with the deployment's key
+    # The advisor page: off without a token; a signed-in advisor stays so for advisor_session_max_age seconds.
+    advisor_token: str | None = field(default=None, repr=False)
+    advisor_session_max_age: int = 3600
+    advisor_token_failures: RateLimit = RateLimit(5, 15 * 60)  # wrong tokens per address (then even the right waits)
+    advisor_wait_seconds: float = 10.0  # a request waits this long for at-risk counts being computed, then says so
 
     def __post_init__(self) -> None:
         from electives.limits import MAX_K
@@ -106,6 +121,8 @@ class WebConfig:
             raise ConfigError("need 1 ≤ default_course_limit ≤ max_course_limit")
         if self.proxy_hops < 0 or self.reload_seconds < 0:
             raise ConfigError("proxy_hops and reload_seconds must be ≥ 0")
+        if self.advisor_session_max_age < 1 or self.advisor_wait_seconds < 0:
+            raise ConfigError("advisor_session_max_age must be ≥ 1 and advisor_wait_seconds ≥ 0")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> WebConfig:
@@ -122,8 +139,11 @@ class WebConfig:
             values["report_dir"] = Path(env[REPORT_DIR_ENV])
         if env.get(SECRET_ENV):
             values["secret_key"] = env[SECRET_ENV]
-        if PRODUCTION_ENV in env:
-            values["production"] = env[PRODUCTION_ENV].strip().lower() in _TRUE
+        if env.get(ADVISOR_TOKEN_ENV, "").strip():
+            values["advisor_token"] = env[ADVISOR_TOKEN_ENV].strip()
+        for name, key in ((PRODUCTION_ENV, "production"), (SIGNED_ENV, "require_signed_model")):
+            if name in env:
+                values[key] = env[name].strip().lower() in _TRUE
         if env.get(API_RATE_ENV):
             values["api_rate_limit"] = RateLimit.parse(env[API_RATE_ENV], API_RATE_ENV)
         for name, key, kind in ((PROXY_HOPS_ENV, "proxy_hops", int), (RELOAD_ENV, "reload_seconds", float)):
@@ -141,6 +161,17 @@ class WebConfig:
             raise ConfigError(f"no model: give MODEL (a directory from `electives train`) or set {MODEL_ENV}")
         if self.secret_key is not None and len(self.secret_key) < MIN_SECRET_CHARS:
             raise ConfigError(f"{SECRET_ENV} must be at least {MIN_SECRET_CHARS} characters long")
+        if self.advisor_token is not None:
+            if len(self.advisor_token) < MIN_ADVISOR_TOKEN_CHARS:
+                raise ConfigError(
+                    f"{ADVISOR_TOKEN_ENV} must be at least {MIN_ADVISOR_TOKEN_CHARS} characters long (e.g. python -c "
+                    '"import secrets; print(secrets.token_urlsafe(24))"), or unset to turn the advisor page off'
+                )
+            if not self.db_url:
+                raise ConfigError(
+                    f"{ADVISOR_TOKEN_ENV} is set but there is no grade database: the advisor page reads the stored "
+                    f"plans and records; give --db URL or set {DB_ENV}"
+                )
         if self.production and not self.secret_key:
             raise ConfigError(
                 f"production mode needs a secret key: set {SECRET_ENV} to a random string of at least "

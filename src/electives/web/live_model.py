@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from electives.errors import ElectivesError
-from electives.models.artifact import MANIFEST, load_model, manifest_family, manifest_params
+from electives.models.artifact import MANIFEST, SIGNATURE, Signer, load_model, manifest_family, manifest_params
 from electives.web.model_facts import plot_worth_showing
 
 if TYPE_CHECKING:
@@ -91,8 +91,11 @@ class LiveModel:
         report_dir: Path | None = None,
         reload_seconds: float = 5.0,
         threads: int | None = 1,
+        signer: Signer | None = None,
+        require_signature: bool = False,
     ) -> None:
         self.model_dir = Path(model_dir)
+        self._signer, self._require_signature = signer, require_signature
         self._catalog, self._store, self._pseudonymiser = catalog, store, pseudonymiser
         self._report_dir = report_dir
         self._reload_seconds = reload_seconds
@@ -119,6 +122,10 @@ class LiveModel:
         return self._maybe_reload(background=False)
 
     # ------------------------------------------------------------------ internals
+    def _signed(self, manifest: dict[str, Any]) -> bool:
+        """Signed with this deployment's key (load_model refused a signature that does not match)."""
+        return self._signer is not None and manifest.get(SIGNATURE) is not None
+
     def _stamp(self) -> tuple[int, int, int] | None:
         try:
             st = (self.model_dir / MANIFEST).stat()
@@ -159,7 +166,7 @@ class LiveModel:
     def _load(self, stamp: tuple[int, int, int] | None) -> ServedModel:
         from electives.serving.recommender import Recommender
 
-        model = load_model(self.model_dir)
+        model = load_model(self.model_dir, signer=self._signer, require_signature=self._require_signature)
         recommender = Recommender(model, self._catalog, self._store, self._pseudonymiser, threads=self._threads)
         manifest = model.manifest
         version = str(manifest.get("weights_sha256", ""))[:12] or "unknown"
@@ -171,7 +178,7 @@ class LiveModel:
         return ServedModel(
             recommender=recommender,
             version=version,
-            info=_model_info(manifest, recommender, version),
+            info={**_model_info(manifest, recommender, version), "signed": self._signed(manifest)},
             courses=courses,
             names={c.code: c.name for c in courses},
             marks=marks,

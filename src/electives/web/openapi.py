@@ -8,6 +8,7 @@ from typing import Any
 
 from electives import __version__
 from electives.serving.cohorts import MIN_RECORD
+from electives.web.advisor_openapi import advisor_paths, advisor_schemas
 from electives.web.config import WebConfig
 from electives.web.inputs import (
     MAX_ACCESS_CODE_CHARS,
@@ -16,14 +17,30 @@ from electives.web.inputs import (
     MAX_QUERY_CHARS,
     MAX_TERM_CHARS,
 )
+from electives.web.openapi_parts import (
+    error_answer,
+    get_path,
+    json_answer,
+    nullable,
+    rate_limited_answer,
+    ref,
+    string_schema,
+)
 
 
 def openapi_document(config: WebConfig) -> dict[str, Any]:
-    """The document for ``config``: paths in route order, then the schemas they refer to."""
-    return {
+    """The document for ``config``: paths in route order, then the schemas they refer to (the advisor's only
+    when the deployment has an advisor token: without one those routes do not exist)."""
+    advisor = config.advisor_token is not None
+    document = {
         "openapi": "3.0.3",
         "info": _info(config),
-        "paths": {**_probe_paths(), **_read_paths(config), **_recommend_paths(config)},
+        "paths": {
+            **_probe_paths(),
+            **_read_paths(config),
+            **_recommend_paths(config),
+            **(advisor_paths() if advisor else {}),
+        },
         "components": {
             "schemas": {
                 **_status_schemas(),
@@ -31,45 +48,14 @@ def openapi_document(config: WebConfig) -> dict[str, Any]:
                 **_course_schemas(),
                 **_request_schemas(config),
                 **_recommendation_schemas(config),
+                **(advisor_schemas() if advisor else {}),
             }
         },
     }
-
-
-# ---------------------------------------------------------------------------------------------------- pieces
-
-
-def _string(max_chars: int, description: str, example: str | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": max_chars, "description": description}
-    if example is not None:
-        out["example"] = example
-    return out
-
-
-def _error(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
-    out = _json(description, _ref("Error"))
-    if headers:
-        out["headers"] = headers
-    return out
-
-
-def _nullable(type_: str) -> dict[str, Any]:
-    # A new dict each time: a caller may change the document it gets without changing the next one.
-    return {"type": type_, "nullable": True}
-
-
-def _ref(schema: str) -> dict[str, Any]:
-    return {"$ref": f"#/components/schemas/{schema}"}
-
-
-def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
-    """A response with a JSON body of ``schema``."""
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _get(operation_id: str, summary: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
-    """A GET path with one 200 answer."""
-    return {"get": {"operationId": operation_id, "summary": summary, "responses": {"200": _json(description, schema)}}}
+    if advisor:
+        bearer = {"type": "http", "scheme": "bearer", "description": "the deployment's advisor token"}
+        document["components"]["securitySchemes"] = {"advisorToken": bearer}
+    return document
 
 
 def _info(config: WebConfig) -> dict[str, Any]:
@@ -90,28 +76,21 @@ def _info(config: WebConfig) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------------- paths
 
 
-def _rate_limited() -> dict[str, Any]:
-    return _error(
-        "too many requests from this address (per worker process)",
-        {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds to wait"}},
-    )
-
-
 def _common_errors(config: WebConfig) -> dict[str, Any]:
     """The errors every recommendation request can get."""
     return {
-        "400": _error("a field is missing or invalid; `field` names it"),
-        "413": _error(f"the body is larger than {config.max_content_length} bytes"),
-        "415": _error("the body is not JSON"),
-        "429": _rate_limited(),
-        "503": _error("the model or the grade database is not available"),
+        "400": error_answer("a field is missing or invalid; `field` names it"),
+        "413": error_answer(f"the body is larger than {config.max_content_length} bytes"),
+        "415": error_answer("the body is not JSON"),
+        "429": rate_limited_answer(),
+        "503": error_answer("the model or the grade database is not available"),
     }
 
 
 def _probe_paths() -> dict[str, Any]:
-    ready = _json("ready", _ref("Ready"))
+    ready = json_answer("ready", ref("Ready"))
     return {
-        "/healthz": _get("healthz", "Liveness probe", "the process is up", _ref("Health")),
+        "/healthz": get_path("healthz", "Liveness probe", "the process is up", ref("Health")),
         "/readyz": {
             "get": {
                 "operationId": "readyz",
@@ -149,9 +128,9 @@ def _read_paths(config: WebConfig) -> dict[str, Any]:
         },
     ]
     return {
-        "/api/v1/openapi.json": _get("openapi", "This document", "OpenAPI 3 document", {"type": "object"}),
-        "/api/v1/model": _get(
-            "model", "The served model: version, data size, validation metrics", "model information", _ref("ModelInfo")
+        "/api/v1/openapi.json": get_path("openapi", "This document", "OpenAPI 3 document", {"type": "object"}),
+        "/api/v1/model": get_path(
+            "model", "The served model: version, data size, validation metrics", "model information", ref("ModelInfo")
         ),
         "/api/v1/courses": {
             "get": {
@@ -159,9 +138,9 @@ def _read_paths(config: WebConfig) -> dict[str, Any]:
                 "summary": "Search the catalogue (for grade entry)",
                 "parameters": parameters,
                 "responses": {
-                    "200": _json("matching courses, codes starting with the query first", _ref("CourseList")),
+                    "200": json_answer("matching courses, codes starting with the query first", ref("CourseList")),
                     "400": _common_errors(config)["400"],
-                    "429": _rate_limited(),
+                    "429": rate_limited_answer(),
                 },
             }
         },
@@ -174,8 +153,8 @@ def _recommend_paths(config: WebConfig) -> dict[str, Any]:
             "post": {
                 "operationId": operation_id,
                 "summary": summary,
-                "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(request)}}},
-                "responses": {"200": _json("the top-k eligible electives", _ref("Recommendations")), **errors},
+                "requestBody": {"required": True, "content": {"application/json": {"schema": ref(request)}}},
+                "responses": {"200": json_answer("the top-k eligible electives", ref("Recommendations")), **errors},
             }
         }
 
@@ -190,9 +169,9 @@ def _recommend_paths(config: WebConfig) -> dict[str, Any]:
             "StudentRequest",
             {
                 **common,
-                "401": _error("the student number and access code do not match"),
-                "404": _error("no grades on record for this student"),
-                "501": _error("this server has no grade database"),
+                "401": error_answer("the student number and access code do not match"),
+                "404": error_answer("no grades on record for this student"),
+                "501": error_answer("this server has no grade database"),
             },
         ),
     }
@@ -225,6 +204,10 @@ def _status_schemas() -> dict[str, Any]:
                 "status": {"type": "string", "enum": ["ready", "unavailable"]},
                 "model_version": {"type": "string"},
                 "model_family": {"type": "string", "description": "the served model family (e.g. neumf, bias)"},
+                "model_signed": {
+                    "type": "boolean",
+                    "description": "the artifact is signed with this deployment's key (checked when loaded)",
+                },
                 "database": {"type": "string", "nullable": True, "enum": ["ok", "unavailable", None]},
             },
         },
@@ -250,9 +233,9 @@ def _model_info_schema() -> dict[str, Any]:
                     "NDCG@10 against sampled courses on enrolments; null when forced)"
                 ),
                 "properties": {
-                    "chosen": _nullable("string"),
-                    "validation": _nullable("string"),
-                    "metric": _nullable("string"),
+                    "chosen": nullable("string"),
+                    "validation": nullable("string"),
+                    "metric": nullable("string"),
                     "candidates": {"type": "array", "items": {"type": "object"}},
                 },
             },
@@ -260,7 +243,8 @@ def _model_info_schema() -> dict[str, Any]:
             "courses": {"type": "integer"},
             "training_rows": {"type": "integer", "nullable": True},
             "metrics": {"type": "object", "additionalProperties": {"type": "number"}},
-            "interval_coverage": _nullable("number"),
+            "interval_coverage": nullable("number"),
+            "signed": {"type": "boolean", "description": "signed with this deployment's key (checked when loaded)"},
             "privacy": {
                 "type": "object",
                 "nullable": True,
@@ -268,9 +252,9 @@ def _model_info_schema() -> dict[str, Any]:
                 "properties": {
                     "epsilon": {"type": "number"},
                     "delta": {"type": "number"},
-                    "target_epsilon": _nullable("number"),
-                    "max_grad_norm": _nullable("number"),
-                    "unit": _nullable("string"),
+                    "target_epsilon": nullable("number"),
+                    "max_grad_norm": nullable("number"),
+                    "unit": nullable("string"),
                 },
             },
         },
@@ -286,14 +270,14 @@ def _course_schemas() -> dict[str, Any]:
                 "course": {"type": "string"},
                 "name": {"type": "string"},
                 "elective": {"type": "boolean", "nullable": True},
-                "department": _nullable("string"),
+                "department": nullable("string"),
             },
         },
         "CourseList": {
             "type": "object",
             "required": ["courses", "total"],
             "properties": {
-                "courses": {"type": "array", "items": _ref("Course")},
+                "courses": {"type": "array", "items": ref("Course")},
                 "total": {"type": "integer", "minimum": 0},
             },
         },
@@ -311,14 +295,16 @@ def _options(config: WebConfig) -> dict[str, Any]:
             "description": "how many electives to recommend",
         },
         "term": {
-            **_string(MAX_TERM_CHARS, "target term: a season (Fall) or a term (2025-Fall); only courses offered then"),
+            **string_schema(
+                MAX_TERM_CHARS, "target term: a season (Fall) or a term (2025-Fall); only courses offered then"
+            ),
             "nullable": True,
             "example": "Fall",
         },
         "why_not": {
             "type": "array",
             "maxItems": config.max_why_not,
-            "items": _string(MAX_CODE_CHARS, "a course code"),
+            "items": string_schema(MAX_CODE_CHARS, "a course code"),
             "description": "courses to explain: why each is (not) recommended",
         },
     }
@@ -332,7 +318,7 @@ def _request_schemas(config: WebConfig) -> dict[str, Any]:
             "required": ["course"],
             "additionalProperties": False,
             "properties": {
-                "course": _string(MAX_CODE_CHARS, "course code (or exact name of a catalogue course)", "CS101"),
+                "course": string_schema(MAX_CODE_CHARS, "course code (or exact name of a catalogue course)", "CS101"),
                 "grade": {
                     "description": "mark on the model's grade scale (a letter or a number); required "
                     "unless the model is enrolment-only",
@@ -352,7 +338,7 @@ def _request_schemas(config: WebConfig) -> dict[str, Any]:
                 "grades": {
                     "type": "array",
                     "maxItems": config.max_grades,
-                    "items": _ref("Grade"),
+                    "items": ref("Grade"),
                     "description": "each course once; a course may appear twice only as a failed mark followed "
                     "by its retake (the later attempt counts); any other repeat is a 400 naming both entries",
                 },
@@ -364,8 +350,8 @@ def _request_schemas(config: WebConfig) -> dict[str, Any]:
             "required": ["student_id", "access_code"],
             "additionalProperties": False,
             "properties": {
-                "student_id": _string(MAX_CODE_CHARS, "student number as the registrar writes it"),
-                "access_code": _string(MAX_ACCESS_CODE_CHARS, "code from `electives access-code ID`"),
+                "student_id": string_schema(MAX_CODE_CHARS, "student number as the registrar writes it"),
+                "access_code": string_schema(MAX_ACCESS_CODE_CHARS, "code from `electives access-code ID`"),
                 **options,
             },
         },
@@ -380,8 +366,8 @@ def _recommendation_schema() -> dict[str, Any]:
         "properties": {
             "course": {"type": "string"},
             "name": {"type": "string"},
-            "points": _nullable("number"),
-            "letter": _nullable("string"),
+            "points": nullable("number"),
+            "letter": nullable("string"),
             "similarity": {"type": "number"},
         },
     }
@@ -392,15 +378,15 @@ def _recommendation_schema() -> dict[str, Any]:
             "rank": {"type": "integer", "minimum": 1},
             "course": {"type": "string"},
             "name": {"type": "string"},
-            "description": _nullable("string"),
+            "description": nullable("string"),
             "score": {
                 "type": "number",
                 "description": "predicted normalised grade, or (enrolment-only models) a score that ranks courses",
             },
-            "points": {**_nullable("number"), "description": "predicted grade on the scale"},
-            "letter": _nullable("string"),
+            "points": {**nullable("number"), "description": "predicted grade on the scale"},
+            "letter": nullable("string"),
             "interval": {"type": "array", "nullable": True, "items": {"type": "number"}, "minItems": 2, "maxItems": 2},
-            "explanation": _nullable("string"),
+            "explanation": nullable("string"),
             "similar_courses": {"type": "array", "items": similar},
             "cohort": {
                 "type": "object",
@@ -418,6 +404,11 @@ def _recommendation_schema() -> dict[str, Any]:
                 },
                 "description": "how students with records like this one did; only for a record of at least "
                 f"{MIN_RECORD} graded courses the model knows (fewer cannot define 'records like yours')",
+            },
+            "likely_full": {
+                **nullable("boolean"),
+                "description": "from the term's seat plan (electives plan): true when more students have the course "
+                "in their own top k than it has seats; null when no plan for the term is stored",
             },
         },
     }
@@ -445,15 +436,15 @@ def _recommendation_schemas(config: WebConfig) -> dict[str, Any]:
                 "basis": {"type": "string", "enum": ["trained", "folded-in"]},
                 "grades_used": {"type": "integer", "minimum": 0},
                 "k": {"type": "integer", "minimum": 1},
-                "target_term": _nullable("string"),
-                "scale": _nullable("string"),
-                "coverage": _nullable("number"),
+                "target_term": nullable("string"),
+                "scale": nullable("string"),
+                "coverage": nullable("number"),
                 "note": {
-                    **_nullable("string"),
+                    **nullable("string"),
                     "description": "sentences about the whole answer: an enrolment-only model; an average "
                     "student's ranking when no grade the model knows was entered; retaken courses",
                 },
-                "recommendations": {"type": "array", "maxItems": config.max_k, "items": _ref("Recommendation")},
+                "recommendations": {"type": "array", "maxItems": config.max_k, "items": ref("Recommendation")},
                 "eligible": {"type": "integer", "minimum": 0},
                 "excluded_count": {"type": "integer", "minimum": 0},
                 "ignored_courses": {"type": "array", "items": {"type": "string"}},
@@ -462,7 +453,7 @@ def _recommendation_schemas(config: WebConfig) -> dict[str, Any]:
                     "items": {"type": "string"},
                     "description": "courses entered twice as a failed mark, then a retake (the later attempt counts)",
                 },
-                "why_not": {"type": "array", "items": _ref("WhyNot")},
+                "why_not": {"type": "array", "items": ref("WhyNot")},
             },
         },
     }

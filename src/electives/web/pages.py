@@ -38,6 +38,7 @@ def _globals() -> dict[str, Any]:
         "csrf_field": CSRF_FIELD,
         "csrf_token": s.csrf.token,
         "students_flow": s.store is not None,
+        "advisor_flow": s.advisor is not None,
         "config": s.config,
     }
 

@@ -17,6 +17,8 @@ from flask import Flask, current_app
 if TYPE_CHECKING:
     from electives.data.pseudonyms import Pseudonymiser
     from electives.data.storage import Store
+    from electives.web.advisor_access import AdvisorAccess
+    from electives.web.advisor_cache import AdvisorCache
     from electives.web.config import WebConfig
     from electives.web.csrf import Csrf
     from electives.web.live_model import LiveModel, ServedModel
@@ -39,6 +41,8 @@ class WebState:
     access_limiter: RateLimiter
     failure_limiter: RateLimiter
     secret_key: str
+    advisor: AdvisorAccess | None = None  # the advisor page's sign-in (None: no advisor token, no page)
+    advisor_cache: AdvisorCache | None = None  # its at-risk counts (per model, term and import) and terms
 
     def student_key(self, student_id: str) -> str:
         """A keyed hash of a student number for the per-student attempt counter (raw numbers are never held)."""

@@ -13,11 +13,14 @@ written (:mod:`~electives.data.importing.reader`).
 
 The modules, in the order a file goes through them: :mod:`.options` (the flags' parsers), :mod:`.source` (size,
 gzip, encoding), :mod:`.records` (delimiter, fields, header), :mod:`.columns` (fields from ``--map`` or the
-header), :mod:`.cleaner` (the row rules), :mod:`.report` (what comes back) and :mod:`.reader` (all of it).
+header), :mod:`.codes` (each chunk of records as codes of distinct values), :mod:`.cleaner` (the row rules, on the
+whole file), :mod:`.rows` (the kept rows as codes), :mod:`.report` (what comes back) and :mod:`.reader` (all of
+it). Memory grows with the distinct values and a few dozen bytes per row, never with a string per field.
 """
 
 from electives.data.importing.columns import GUESSES
 from electives.data.importing.options import (
+    DEFAULT_CHUNK_ROWS,
     DEFAULT_MAX_SIZE,
     DEFAULT_PLACEHOLDERS,
     FIELDS,
@@ -32,7 +35,6 @@ from electives.data.importing.options import (
 from electives.data.importing.reader import ephemeral_pseudonymiser, read_export
 from electives.data.importing.report import (
     ENROLMENT_ONLY_SCALE,
-    FRAME_COLUMNS,
     REASONS,
     CleaningReport,
     ImportRefused,
@@ -40,8 +42,10 @@ from electives.data.importing.report import (
     NothingToImport,
     UnknownTerms,
 )
+from electives.data.importing.rows import FRAME_COLUMNS, ImportedRows
 
 __all__ = [
+    "DEFAULT_CHUNK_ROWS",
     "DEFAULT_MAX_SIZE",
     "DEFAULT_PLACEHOLDERS",
     "ENROLMENT_ONLY_SCALE",
@@ -54,6 +58,7 @@ __all__ = [
     "CleaningReport",
     "ImportRefused",
     "ImportResult",
+    "ImportedRows",
     "NothingToImport",
     "RetakePolicy",
     "UnknownTerms",

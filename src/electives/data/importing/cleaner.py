@@ -1,4 +1,5 @@
-"""The row cleaner: every rule that drops a row, vectorised, and the pseudonyms of the rows kept.
+"""The row cleaner: every rule that drops a row, vectorised over the whole file's codes
+(:class:`~electives.data.importing.codes.FileCodes`), and the pseudonyms of the rows kept.
 
 Row-level problems never stop an import: each rule below drops the row, counts it under its reason and keeps up
 to five example row numbers (file line numbers, the header is line 1). A row is counted under the first rule
@@ -24,18 +25,21 @@ that drops it, in this order:
 The two minimum-count filters run repeatedly until nothing changes (dropping a course can push a student below
 the minimum), so every kept student and course meets them. Retakes: ``latest`` keeps the attempt in the latest
 term (ties and files without a term: the later row), ``best`` the most points (ties: the latest), ``all`` keeps
-every attempt. Blank lines (also ``,,,``) are skipped and noted, not counted as rows.
+every attempt. Blank lines (also ``,,,``) are skipped and noted, not counted as rows. Every rule sees the whole
+file, so the chunk size the file was read in changes nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from operator import itemgetter
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from electives.data.importing.report import FRAME_COLUMNS, CleaningReport
+from electives.data.importing.codes import FileCodes
+from electives.data.importing.report import CleaningReport
+from electives.data.importing.rows import ImportedRows, first_appearance, object_array
 from electives.data.pseudonyms import Pseudonymiser
 from electives.data.scales import GradeScale, MarkError
 from electives.data.terms import TermError, TermReader
@@ -47,17 +51,23 @@ RANK_SCALE = 10**7
 _VALUE_REASONS = ("bad-term", "unknown-mark", "out-of-range")
 
 
+class _TermCodes(NamedTuple):
+    """Each row's term code, and per code: key, sub (NaN: no key), rank (the full order) and label."""
+
+    codes: np.ndarray
+    keys: np.ndarray
+    subs: np.ndarray
+    ranks: np.ndarray
+    labels: np.ndarray
+
+
 class Cleaner:
-    """Vectorised cleaning: every distinct id, term and mark is parsed once, rows are handled as arrays."""
+    """Vectorised cleaning: every distinct id, term and mark is parsed once; rows are arrays of codes."""
 
     def __init__(
         self,
+        codes: FileCodes,
         *,
-        records: list[list[str]],
-        ends: np.ndarray,
-        first_line: int,
-        ncols: int,
-        fields: dict[str, list[int]],
         scale: GradeScale,
         enrolment_only: bool,
         placeholders: tuple[str, ...],
@@ -67,6 +77,7 @@ class Cleaner:
         report: CleaningReport,
         terms: TermReader,
     ) -> None:
+        self.codes = codes
         self.report = report
         self.terms = terms
         self.scale = scale
@@ -75,55 +86,10 @@ class Cleaner:
         self.retakes = retakes
         self.min_per_student = min_per_student
         self.min_per_course = min_per_course
-        self.fields = fields
-
-        n = len(records)
-        end = ends
-        start = np.empty(n, dtype=np.int64)
-        if n:
-            start[0] = first_line
-            start[1:] = end[:-1] + 1  # a quoted field may span lines: a row is numbered by its first line
-        lengths = np.fromiter(map(len, records), dtype=np.int64, count=n)
-        good = lengths == ncols
-        blank = np.zeros(n, dtype=bool)
-        for i in np.flatnonzero(~good):
-            blank[i] = not any(f.strip() for f in records[i])
-        ragged = ~good & ~blank
-        self._drop_lines("ragged-row", start[ragged])
-        spans = np.flatnonzero(ragged & (end > start))
-        if len(spans):
-            i = spans[0]
-            more = f" (and {len(spans) - 1:,} more)" if len(spans) > 1 else ""
-            report.notes.append(f"row {start[i]} runs on to line {end[i]}{more}: a quote left open?")
-        self.n_ragged = int(ragged.sum())
-
-        good_idx = np.flatnonzero(good)
-        rows = records if len(good_idx) == n else [records[i] for i in good_idx]
-        # itemgetter + fromiter: far faster than zip(*rows) on a million short lists
-        self.raw = [np.fromiter(map(itemgetter(j), rows), dtype=object, count=len(rows)) for j in range(ncols)]
-        del rows
-        self.lines = start[good_idx]
-        # Each column is factorised once; rows whose every field is blank (",,,") are blank lines too.
-        self._codes: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        all_empty = np.ones(len(self.lines), dtype=bool)
-        for i in range(ncols):
-            codes, uniq = self._factorised(i)
-            all_empty &= np.array([not str(u).strip() for u in uniq], dtype=bool)[codes]
-            if not all_empty.any():
-                break
-        if all_empty.any():
-            keep = ~all_empty
-            self.raw = [col[keep] for col in self.raw]
-            self.lines = self.lines[keep]
-            self._codes = {}
-        self.blank_lines = int(blank.sum() + all_empty.sum())
-        self.rows_read = len(self.lines) + self.n_ragged
-
-    def _factorised(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        if i not in self._codes:
-            codes, uniq = pd.factorize(self.raw[i])
-            self._codes[i] = (codes, np.asarray(uniq, dtype=object))
-        return self._codes[i]
+        self.fields = codes.fields
+        self.lines = codes.lines()
+        self.rows_read = codes.rows_read
+        self.blank_lines = codes.blank_lines
 
     # -- bookkeeping
     def _drop_lines(self, reason: str, lines: np.ndarray) -> None:
@@ -146,27 +112,16 @@ class Cleaner:
 
     def _field(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """Row codes and distinct values (trimmed; parts of ``a+b`` joined by one space, empty if any part is)."""
-        parts = [self._factorised(i) for i in self.fields[name]]
-        if len(parts) == 1:
-            codes, uniq = parts[0]
-            values = np.array([str(u).strip() for u in uniq], dtype=object)
-        else:
-            codes = _combine([c for c, _ in parts])
-            _, first = np.unique(codes, return_index=True)  # codes are 0..k-1: first[k] is code k's first row
-            strips = [np.array([str(u).strip() for u in uniq], dtype=object)[c[first]] for c, uniq in parts]
-            values = np.array([" ".join(ps) if all(ps) else "" for ps in zip(*strips, strict=True)], dtype=object)
-        # trimming may merge values (" A" and "A"): re-code on the trimmed values
-        recode, canon = pd.factorize(values)
-        return recode[codes], np.asarray(canon, dtype=object)
+        values = self.fields[name]
+        return values.codes(), values.values()
 
     # -- the rules, in order
-    def run(self, pseudonymiser: Pseudonymiser) -> pd.DataFrame:
+    def run(self, pseudonymiser: Pseudonymiser) -> ImportedRows:
         report = self.report
         n = len(self.lines)
         self.alive = np.ones(n, dtype=bool)
         if n:
-            whole_row = _combine([self._factorised(i)[0] for i in range(len(self.raw))])
-            self._drop("duplicate", pd.Series(whole_row).duplicated(keep="first").to_numpy())
+            self._drop("duplicate", _later_copies(*self.codes.take_hashes()))
 
         s_codes, s_values = self._field("student")
         self._ids = set(s_values.tolist())
@@ -174,64 +129,87 @@ class Cleaner:
         c_codes, c_values = self._field("course")
         self._drop("missing-course", (c_values == "")[c_codes])
 
-        term_key, term_rank, term_label = self._terms(n)
-        points = np.full(n, np.nan)
-        marks = np.full(n, None, dtype=object)
+        terms = self._terms()
+        grades = None
         if not self.enrolment_only:
             g_codes, g_values = self._field("grade")
-            points, marks = self._grades(g_codes, g_values)
+            grades = (g_codes, g_values, self._grades(g_codes, g_values))
 
         if self.retakes != "all":
-            self._drop("retake", self._retakes(s_codes, c_codes, term_rank, points))
+            rank = np.full(n, np.nan) if terms is None else terms.ranks[terms.codes]
+            points = np.full(n, np.nan) if grades is None else grades[2][grades[0]]
+            self._drop("retake", self._retakes(s_codes, c_codes, rank, points))
+            del rank, points
         self._minimum_counts(s_codes, c_codes)
 
         keep = np.flatnonzero(self.alive)
-        report.terms = _rows_per_term(term_label[keep], term_rank[keep])
+        report.terms = (
+            [] if terms is None else _rows_per_term(terms.codes[keep], labels=terms.labels, ranks=terms.ranks)
+        )
         report.rows_read = self.rows_read
         report.rows_kept = len(keep)
         if self.blank_lines:
             report.notes.append(f"{self.blank_lines:,} blank line(s) skipped")
+        return self._kept(keep, pseudonymiser, terms=terms, grades=grades)
 
+    def _kept(
+        self,
+        keep: np.ndarray,
+        pseudonymiser: Pseudonymiser,
+        *,
+        terms: _TermCodes | None,
+        grades: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+    ) -> ImportedRows:
+        """The kept rows as codes into tables of what they hold, each in order of first appearance."""
+        s_codes, s_values = self._field("student")
+        student, used_students = first_appearance(s_codes[keep])
         # Pseudonymise each distinct id once, and only those that are kept.
-        s_keep = s_codes[keep]
-        used = np.unique(s_keep)
-        pseudonyms = np.full(len(s_values), None, dtype=object)
-        pseudonyms[used] = [pseudonymiser.pseudonym(s_values[j]) for j in used]
-
+        students = object_array([pseudonymiser.pseudonym(s_values[j]) for j in used_students])
+        c_codes, c_values = self._field("course")
+        course, used_courses = first_appearance(c_codes[keep])
+        name, names = np.full(len(keep), -1, dtype=np.int32), object_array([])
         if "course_name" in self.fields:
             n_codes, n_values = self._field("course_name")
-            n_values = np.where(n_values == "", None, n_values)
-            names = n_values[n_codes[keep]]
-        else:
-            names = np.full(len(keep), None, dtype=object)
-        pts = points[keep]
-        grade = (pts - self.scale.low) / (self.scale.high - self.scale.low)
-        return pd.DataFrame(
-            {
-                "row": self.lines[keep],
-                "student": pd.Series(pseudonyms[s_keep], dtype=object),
-                "course": pd.Series(c_values[c_codes[keep]], dtype=object),
-                "course_name": pd.Series(names, dtype=object),
-                "term": pd.Series(term_label[keep], dtype=object),
-                "term_key": pd.array(term_key[keep], dtype="Float64").astype("Int64"),
-                "mark": pd.Series(marks[keep], dtype=object),
-                "points": pts,
-                "grade": grade,
-            },
-            columns=list(FRAME_COLUMNS),
+            kept_names = n_codes[keep]
+            named = n_values[kept_names] != ""  # an empty name is no name
+            name[named], used_names = first_appearance(kept_names[named])
+            names = n_values[used_names]
+        term, term_labels, term_keys, term_subs = (np.full(len(keep), -1, dtype=np.int32), object_array([]),
+                                                   np.zeros(0), np.zeros(0))  # fmt: skip
+        if terms is not None:
+            term, used_terms = first_appearance(terms.codes[keep])
+            term_labels, term_keys, term_subs = terms.labels[used_terms], terms.keys[used_terms], terms.subs[used_terms]
+        mark, marks, points = np.full(len(keep), -1, dtype=np.int32), object_array([]), np.zeros(0)
+        if grades is not None:
+            mark, used_marks = first_appearance(grades[0][keep])
+            marks, points = grades[1][used_marks], grades[2][used_marks]
+        return ImportedRows(
+            row=self.lines[keep],
+            student=student,
+            course=course,
+            course_name=name,
+            term=term,
+            mark=mark,
+            students=students,
+            courses=c_values[used_courses],
+            course_names=names,
+            term_labels=term_labels,
+            term_keys=term_keys,
+            term_subs=term_subs,
+            marks=marks,
+            points=points,
+            grades=(points - self.scale.low) / (self.scale.high - self.scale.low),
         )
 
-    def _terms(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Each row's stored key, full rank (key, then the order within it) and label. Empty terms are dropped as
-        ``bad-term``; codes in no known form too, and are listed in ``report.unknown_terms`` so the reader can
-        refuse the import (a graded row is never lost to a code the registrar can explain)."""
-        term_key = np.full(n, np.nan)
-        term_rank = np.full(n, np.nan)
-        term_label = np.full(n, None, dtype=object)
+    def _terms(self) -> _TermCodes | None:
+        """Each row's term code, and each code's stored key, full rank (key, then the order within it) and label;
+        None without a term column. Empty terms are dropped as ``bad-term``; codes in no known form too, and are
+        listed in ``report.unknown_terms`` so the reader can refuse the import (a graded row is never lost to a
+        code the registrar can explain)."""
         if "term" not in self.fields:
-            return term_key, term_rank, term_label
+            return None
         t_codes, t_values = self._field("term")
-        keys, ranks = np.full(len(t_values), np.nan), np.full(len(t_values), np.nan)
+        keys, subs, ranks = (np.full(len(t_values), np.nan) for _ in range(3))
         labels = np.full(len(t_values), None, dtype=object)
         errors: dict[int, TermError] = {}
         for j, raw in enumerate(t_values):
@@ -245,6 +223,7 @@ class Cleaner:
             labels[j] = term.label
             # The rank orders attempts exactly; -1 stands for no place (older than every dated row).
             keys[j] = np.nan if term.key is None else term.key
+            subs[j] = np.nan if term.key is None else term.sub
             ranks[j] = -1.0 if term.key is None else term.key * RANK_SCALE + term.sub
         bad = (labels == None)[t_codes]  # noqa: E711 (elementwise)
         alive_codes = t_codes[bad & self.alive]
@@ -259,10 +238,10 @@ class Cleaner:
                 "words": list(exc.words),
             }
         self._drop("bad-term", bad)
-        return keys[t_codes], ranks[t_codes], labels[t_codes]
+        return _TermCodes(t_codes, keys, subs, ranks, labels)
 
-    def _grades(self, codes: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Points per row, and the mark as written; each distinct mark is parsed once."""
+    def _grades(self, codes: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Points of each distinct mark (NaN: dropped), each parsed once."""
         holders = set(self.placeholders)
         holder_numbers = {float(p) for p in self.placeholders if _is_number(p)}
         reason = np.full(len(values), "", dtype=object)
@@ -286,7 +265,7 @@ class Cleaner:
             if r in _VALUE_REASONS:
                 self._values(r, [values[j] for j in _seen_codes(codes[mask & self.alive])])
             self._drop(r, mask)
-        return pts[codes], values[codes]
+        return pts
 
     def _retakes(
         self, s_codes: np.ndarray, c_codes: np.ndarray, term_rank: np.ndarray, points: np.ndarray
@@ -332,21 +311,26 @@ class Cleaner:
         )
 
 
-def _combine(codes: list[np.ndarray]) -> np.ndarray:
-    """One code per distinct tuple of codes, numbered 0..k-1 in order of first appearance."""
-    combined = codes[0].astype(np.int64)
-    for c in codes[1:]:
-        combined, _ = pd.factorize(combined * (int(c.max(initial=0)) + 1) + c)
-    if len(codes) == 1:
-        combined, _ = pd.factorize(combined)
-    return combined.astype(np.int64)
+def _later_copies(low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Rows whose 128-bit hash (two lanes) equals an earlier row's: exact copies of it."""
+    order = np.lexsort((low, high))  # stable: equal rows stay in file order
+    low, high = low[order], high[order]
+    same = np.zeros(len(order), dtype=bool)
+    same[1:] = (low[1:] == low[:-1]) & (high[1:] == high[:-1])
+    out = np.zeros(len(order), dtype=bool)
+    out[order[same]] = True
+    return out
 
 
-def _rows_per_term(labels: np.ndarray, ranks: np.ndarray) -> list[dict]:
-    """Kept rows per term, oldest first (rows without a term column are not counted)."""
-    frame = pd.DataFrame({"term": labels, "rank": ranks}).dropna(subset=["term"])
-    counts = frame.groupby(["rank", "term"], sort=True).size()
-    return [{"term": term, "rows": int(rows)} for (_, term), rows in counts.items()]
+def _rows_per_term(codes: np.ndarray, *, labels: np.ndarray, ranks: np.ndarray) -> list[dict]:
+    """Kept rows per term, oldest first, from each row's term code (codes of one label and rank are summed)."""
+    counts = np.bincount(codes, minlength=len(labels))
+    totals: dict[tuple[float, str], int] = {}
+    for j in np.flatnonzero(counts):
+        if labels[j] is not None:
+            key = (float(ranks[j]), str(labels[j]))
+            totals[key] = totals.get(key, 0) + int(counts[j])
+    return [{"term": term, "rows": rows} for (_, term), rows in sorted(totals.items())]
 
 
 def _seen_codes(codes: np.ndarray) -> list[int]:

@@ -16,6 +16,8 @@ REQUIRED_FIELDS = ("student", "course")
 
 DEFAULT_PLACEHOLDERS = ("777", "888", "999")
 DEFAULT_MAX_SIZE = 100 * 2**20  # bytes on disk (compressed size for gzip files)
+# Records split and coded at a time: about 50 MB of Python strings for a short row, whatever the file's size.
+DEFAULT_CHUNK_ROWS = 100_000
 
 # Names of delimiters in the printed summary, and the names accepted by --delimiter.
 DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe", "whitespace": "whitespace"}

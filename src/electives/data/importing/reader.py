@@ -10,11 +10,11 @@ import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-import numpy as np
-
 from electives.data.importing.cleaner import Cleaner
+from electives.data.importing.codes import FileCodes
 from electives.data.importing.columns import resolve_fields
 from electives.data.importing.options import (
+    DEFAULT_CHUNK_ROWS,
     DEFAULT_MAX_SIZE,
     DEFAULT_PLACEHOLDERS,
     FIELDS,
@@ -22,7 +22,7 @@ from electives.data.importing.options import (
     RetakePolicy,
     parse_delimiter,
 )
-from electives.data.importing.records import check_column_count, detect_delimiter, read_records
+from electives.data.importing.records import RecordChunks, check_column_count, detect_delimiter
 from electives.data.importing.report import (
     ENROLMENT_ONLY_SCALE,
     CleaningReport,
@@ -56,13 +56,15 @@ def read_export(
     max_size: int | None = DEFAULT_MAX_SIZE,
     pseudonymiser: Pseudonymiser | None = None,
     terms: TermReader | None = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
 ) -> ImportResult:
     """Read, map, clean and pseudonymise one grade export; the rules: :mod:`~electives.data.importing.cleaner`.
 
     ``scale`` (a GradeScale, a built-in name or a TOML path) is required unless the file has no grade column
     (enrolment-only). ``mapping`` maps fields to column expressions (``"dept+level"``); unmapped fields are
     guessed from the header. ``header=False`` needs ``columns``. ``pseudonymiser`` defaults to
-    :meth:`Pseudonymiser.from_environment`. ``terms`` reads term codes (default: built-in; see :func:`_check_terms`)."""
+    :meth:`Pseudonymiser.from_environment`. ``terms`` reads term codes (default: built-in; see :func:`_check_terms`).
+    ``chunk_rows``: records read and coded at a time (memory only: the result is the same for any size)."""
     path = Path(path)
     name = path.name
     mapping = _checked_options(name, retakes=retakes, header=header, columns=columns, mapping=mapping)
@@ -75,9 +77,8 @@ def read_export(
     notes = list(source.notes)
     if delimiter is None:
         delimiter = detect_delimiter(source.head, name=name)
-    records, ends, header_names, header_line = _records(
-        source, path, delimiter=delimiter, header=header, columns=columns
-    )
+    chunks = _records(source, path, delimiter=delimiter, header=header, columns=columns, chunk_rows=chunk_rows)
+    header_names = chunks.names or []
 
     fields = resolve_fields(header_names, mapping, name=name)
     report_columns = {f: "+".join(header_names[i] for i in fields[f]) for f in FIELDS if f in fields}
@@ -95,12 +96,16 @@ def read_export(
         enrolment_only=enrolment_only,
         retakes=retakes,
     )
+    codes = FileCodes(ncols=len(header_names), first_line=chunks.header_line + 1, fields=fields, report=report)
+    for records, ends in chunks:
+        codes.add(records, ends)
+    codes.finish()
+    if codes.rows_read == 0:
+        raise DataError(
+            f"{name} has a header line but no data rows" if header else f"{name} has no data rows (only blank lines)"
+        )
     cleaner = Cleaner(
-        records=records,
-        ends=ends,
-        first_line=header_line + 1,
-        ncols=len(header_names),
-        fields=fields,
+        codes,
         scale=grade_scale,
         enrolment_only=enrolment_only,
         placeholders=tuple(placeholders),
@@ -110,16 +115,11 @@ def read_export(
         report=report,
         terms=terms if terms is not None else BUILTIN_READER,
     )
-    del records, ends  # the cleaner holds the columns now: let a large file's split lines go
-    if cleaner.rows_read == 0:
-        raise DataError(
-            f"{name} has a header line but no data rows" if header else f"{name} has no data rows (only blank lines)"
-        )
-    frame = cleaner.run(pseudonymiser if pseudonymiser is not None else Pseudonymiser.from_environment())
+    rows = cleaner.run(pseudonymiser if pseudonymiser is not None else Pseudonymiser.from_environment())
     report.notes = notes + report.notes
     _check_terms(report, ordered=terms is not None and terms.order is not None)
     _check_kept(report)
-    return ImportResult(frame=frame, report=report, scale=grade_scale, enrolment_only=enrolment_only)
+    return ImportResult(rows=rows, report=report, scale=grade_scale, enrolment_only=enrolment_only)
 
 
 def _check_kept(report: CleaningReport) -> None:
@@ -188,17 +188,17 @@ def _checked_options(
 
 
 def _records(
-    source: Source, path: Path, *, delimiter: str, header: bool, columns: Sequence[str] | None
-) -> tuple[list[list[str]], np.ndarray, list[str], int]:
-    """The data records, the line each ends on, the column names (the header's or ``columns``) and the header's
-    line (0 without one)."""
-    records, ends, header_names, header_line = read_records(source, path, delimiter=delimiter, header=header)
+    source: Source, path: Path, *, delimiter: str, header: bool, columns: Sequence[str] | None, chunk_rows: int
+) -> RecordChunks:
+    """The data records in chunks, with the column names (the header's or ``columns``) and the header's line (0
+    without one)."""
+    chunks = RecordChunks(source, path, delimiter=delimiter, header=header, size=chunk_rows)
     if not header:
-        header_names = [c.strip() for c in columns or ()]
-        check_column_count(header_names, records, name=path.name)
-    elif not header_names:
+        chunks.names = [c.strip() for c in columns or ()]
+        check_column_count(chunks.names, chunks.first(1000), name=path.name)
+    elif not chunks.names:
         raise DataError(f"{path.name} is empty: expected a header line and grade rows")
-    return records, ends, header_names, header_line
+    return chunks
 
 
 def _grade_scale(

@@ -1,5 +1,6 @@
-"""What an import hands back: the cleaned frame (:data:`FRAME_COLUMNS`), the :class:`CleaningReport` of every row
-dropped, and :class:`NothingToImport` when every row was."""
+"""What an import hands back: the kept rows (:class:`~electives.data.importing.rows.ImportedRows`, shown as a frame
+of :data:`~electives.data.importing.rows.FRAME_COLUMNS`), the :class:`CleaningReport` of every row dropped, and :class:`NothingToImport` when
+every row was."""
 
 from __future__ import annotations
 
@@ -10,11 +11,9 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from electives.data.importing.options import DELIMITER_NAMES
+from electives.data.importing.rows import ImportedRows
 from electives.data.scales import GradeScale
 from electives.errors import DataError
-
-# Columns of ImportResult.frame, in order. `student` is already the keyed pseudonym: raw ids never leave the reader.
-FRAME_COLUMNS = ("row", "student", "course", "course_name", "term", "term_key", "mark", "points", "grade")
 
 # Reasons in the order the rules run; the descriptions appear in the printed summary.
 REASONS: dict[str, str] = {
@@ -118,14 +117,40 @@ class CleaningReport:
         return "\n".join(out)
 
 
-@dataclass
 class ImportResult:
-    """The cleaned rows (columns FRAME_COLUMNS; `points`/`grade` NaN for enrolment-only data) and the report."""
+    """The kept rows and the report. ``rows`` holds them as codes (what storage and training read); ``frame``
+    shows them as strings (columns ``FRAME_COLUMNS``; `points`/`grade` NaN for enrolment-only data), built
+    when first asked for. Either may be given: a frame is turned into rows when they are first read."""
 
-    frame: pd.DataFrame
-    report: CleaningReport
-    scale: GradeScale
-    enrolment_only: bool
+    def __init__(
+        self,
+        frame: pd.DataFrame | None = None,
+        report: CleaningReport | None = None,
+        scale: GradeScale | None = None,
+        enrolment_only: bool = False,
+        *,
+        rows: ImportedRows | None = None,
+    ) -> None:
+        if (frame is None) == (rows is None) or report is None or scale is None:
+            raise TypeError("ImportResult needs a report, a scale and either rows or a frame")
+        self.report = report
+        self.scale = scale
+        self.enrolment_only = enrolment_only
+        self._frame = frame
+        self._rows = rows
+
+    @property
+    def rows(self) -> ImportedRows:
+        if self._rows is None:
+            assert self._frame is not None
+            self._rows = ImportedRows.from_frame(self._frame)
+        return self._rows
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        if self._frame is None:
+            self._frame = self.rows.to_frame()
+        return self._frame
 
 
 class ImportRefused(DataError):

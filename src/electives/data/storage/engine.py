@@ -1,8 +1,11 @@
 """Connecting the grade store to a database: URL handling (never showing the password), engine options per
-backend, SQLite's pragmas and locking, and reading a select straight into a frame."""
+backend, SQLite's pragmas and locking, and the driver-level bulk paths: a select read into a frame or streamed in
+chunks, and plain tuples inserted in bulk."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,11 @@ def hide_password(url: str) -> str:
         return sa.make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
         return url.split("@")[-1] if "@" in url else url
+
+
+def as_utc(value: datetime) -> datetime:
+    """A stored time as an aware UTC time (SQLite has no time zones: it hands back the naive UTC time stored)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def make_parent_dir(url: URL) -> None:
@@ -72,17 +80,49 @@ def configure_sqlite(engine: sa.Engine, *, in_memory: bool) -> None:
 def fetch_frame(conn: Connection, stmt: sa.Select) -> pd.DataFrame:
     """A select as a frame via the driver's own cursor: SQLAlchemy Row objects cost seconds per million rows."""
     names = list(stmt.selected_columns.keys())
-    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
-    params = compiled.params
-    args: Any = tuple(params[k] for k in compiled.positiontup) if compiled.positiontup else params
-    cursor = conn.connection.dbapi_connection.cursor()  # the connection's open transaction
-    try:
-        cursor.execute(compiled.string, args)
-        rows = cursor.fetchall()
-    finally:
-        cursor.close()
+    (rows,) = stream_rows(conn, stmt, size=None)
     return (
         pd.DataFrame.from_records(rows, columns=names, coerce_float=False)
         if rows
         else pd.DataFrame({n: pd.Series(dtype=object) for n in names})
     )
+
+
+def stream_rows(conn: Connection, stmt: sa.Select, *, size: int | None) -> Iterator[list[tuple]]:
+    """A select's rows as lists of plain tuples, ``size`` at a time (None: all at once), through the driver's
+    cursor in the connection's open transaction. In chunks, PostgreSQL reads through a server-side cursor, so
+    that neither the driver nor Python holds the whole result."""
+    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    params = compiled.params
+    args: Any = tuple(params[k] for k in compiled.positiontup) if compiled.positiontup else params
+    dbapi = conn.connection.dbapi_connection
+    server_side = size is not None and conn.dialect.driver in ("psycopg", "psycopg2")
+    cursor = dbapi.cursor(name="electives_stream") if server_side else dbapi.cursor()
+    try:
+        cursor.execute(compiled.string, args)
+        if size is None:
+            yield cursor.fetchall()
+            return
+        while rows := cursor.fetchmany(size):
+            yield rows
+    finally:
+        cursor.close()
+
+
+def write_rows(conn: Connection, table: sa.Table, columns: Sequence[str], rows: list[tuple]) -> None:
+    """Bulk insert plain tuples: COPY on psycopg, one executemany otherwise (far faster than ORM objects)."""
+    if not rows:
+        return
+    quote = conn.dialect.identifier_preparer
+    names = ", ".join(quote.quote(c) for c in columns)
+    target = quote.format_table(table)
+    if conn.dialect.driver == "psycopg":
+        with conn.connection.driver_connection.cursor() as cur, cur.copy(f"COPY {target} ({names}) FROM STDIN") as cp:
+            for row in rows:
+                cp.write_row(row)
+        return
+    placeholder = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(conn.dialect.paramstyle)
+    if placeholder is None:
+        conn.execute(table.insert(), [dict(zip(columns, r, strict=True)) for r in rows])
+        return
+    conn.exec_driver_sql(f"INSERT INTO {target} ({names}) VALUES ({', '.join([placeholder] * len(columns))})", rows)

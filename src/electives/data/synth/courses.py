@@ -1,6 +1,7 @@
 """The course catalogue of a synthetic university: codes and names per department and level, term offerings,
 prerequisites that always point to a lower level (so they cannot cycle), each department's program of core
-courses, credits and descriptions."""
+courses, credits, descriptions and the electives' seats (:func:`seats_from_enrolments`, once the simulation has
+said how many took each)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ import pandas as pd
 from electives.data.synth.config import SynthConfig
 from electives.data.synth.departments import DEPARTMENTS, Department, describe_course
 from electives.data.synth.formats import CATALOG_COLUMNS, SEASONS
+
+_SEAT_STEP = 5  # seats come in multiples of 5
+_MIN_SEATS = 10  # the smallest class an elective runs with
 
 
 @dataclass(frozen=True)
@@ -80,10 +84,22 @@ def build_courses(cfg: SynthConfig, rng: np.random.Generator) -> Courses:
             "department": [depts[d].name for d in dept],
             "terms_offered": [";".join(s for s, ok in zip(SEASONS, o, strict=True) if ok) for o in offered],
             "description": descriptions,
+            "capacity": pd.array([None] * n, dtype="Int64"),  # set by seats_from_enrolments after the simulation
         },
         columns=list(CATALOG_COLUMNS),
     )
     return Courses(ids, names.astype(str), dept, level, elective, offered, prereqs, programs, catalog)
+
+
+def seats_from_enrolments(enrolled: np.ndarray, *, elective: np.ndarray) -> pd.api.extensions.ExtensionArray:
+    """The catalogue's ``capacity`` column: an elective's seats per offering are its largest class in the window
+    (``enrolled``: (n_courses, n_terms) enrolments), rounded up to a multiple of 5 and at least 10 — rooms are
+    booked for the largest class a course has had. Core courses have no limit (empty). Demand for a term comes
+    from what each student would do best in, not from the weak preferences that filled past classes, so some
+    electives are oversubscribed and others are not: the planning problem a registrar has."""
+    largest = enrolled.max(axis=1, initial=0)
+    seats = np.maximum(_MIN_SEATS, -(-largest // _SEAT_STEP) * _SEAT_STEP)
+    return pd.array([int(n) if e else None for n, e in zip(seats, elective, strict=True)], dtype="Int64")
 
 
 def _course_rows(cfg: SynthConfig, depts: tuple[Department, ...]) -> list[dict]:

@@ -20,6 +20,7 @@ from electives.data.synth.config import (
     SIGMA_DIFFICULTY,
     SIGMA_INTERACTION,
 )
+from electives.data.synth.courses import seats_from_enrolments
 from electives.data.synth.departments import DEPARTMENTS, Department
 from electives.data.synth.formats import CATALOG_COLUMNS, EXPORT_COLUMNS, letter_grade, term_label
 from electives.data.synth.university import University
@@ -45,8 +46,8 @@ def _readme(u: University) -> str:
     )
     importing = (
         "Import it with the command below; catalog.csv describes every course (elective yes/no, ';'-separated "
-        "prerequisites and terms offered). No real person's data is involved: the same seed and sizes "
-        "regenerate identical files."
+        "prerequisites and terms offered, and each elective's seats per offering: its largest class in the window, "
+        "rounded up to 5). No real person's data is involved: the same seed and sizes regenerate identical files."
     )
     command = (
         'electives import grades.csv --map student="student serial" --map term=Year+term --map course="Crs Code" '
@@ -94,7 +95,8 @@ def write_large(
     start_year: int = 2019,
     chunk_students: int = 10_000,
 ) -> dict[str, Path]:
-    """Write a large university's grades.csv (and catalog.csv) in chunks of students, for scale tests.
+    """Write a large university's grades.csv (and catalog.csv, every course an elective with seats as
+    :func:`~electives.data.synth.courses.seats_from_enrolments` gives them) in chunks of students, for scale tests.
 
     The same latent model as `generate` (true = clip(MU + σa·a_s − σb·b_c + σi·z(u_s·v_c), 0, 100), observed adds
     N(0, noise_sd)), but streamlined so that memory is bounded by `chunk_students × n_courses`: every student
@@ -112,8 +114,8 @@ def write_large(
     rng = np.random.default_rng(seed)
     courses = _large_courses(rng, n_courses=n_courses, n_departments=n_departments, n_factors=n_factors)
     paths = {"grades": out_dir / "grades.csv", "catalog": out_dir / "catalog.csv"}
-    _large_catalog(courses).to_csv(paths["catalog"], index=False, lineterminator="\n")
     terms = [term_label(i, start_year) for i in range(n_terms)]
+    enrolled = np.zeros((n_courses, n_terms), dtype=np.int64)  # for the seats, once every class is known
     tmp = paths["grades"].with_name(".grades.csv.tmp")
     with open(tmp, "w", encoding="utf-8", newline="") as fh:
         fh.write(",".join(EXPORT_COLUMNS) + "\n")
@@ -127,9 +129,11 @@ def write_large(
                 terms=terms,
                 noise_sd=noise_sd,
                 start_year=start_year,
+                enrolled=enrolled,
             )
             frame.to_csv(fh, index=False, header=False, lineterminator="\n")
     os.replace(tmp, paths["grades"])
+    _large_catalog(courses, enrolled).to_csv(paths["catalog"], index=False, lineterminator="\n")
     return paths
 
 
@@ -171,7 +175,7 @@ def _large_courses(rng: np.random.Generator, *, n_courses: int, n_departments: i
     )
 
 
-def _large_catalog(courses: _LargeCourses) -> pd.DataFrame:
+def _large_catalog(courses: _LargeCourses, enrolled: np.ndarray) -> pd.DataFrame:
     depts, levels = courses.depts, courses.level
     return pd.DataFrame(
         {
@@ -185,6 +189,7 @@ def _large_catalog(courses: _LargeCourses) -> pd.DataFrame:
             "description": [
                 f"Level {lv} course of {depts[d].name}." for d, lv in zip(courses.dept, levels, strict=True)
             ],
+            "capacity": seats_from_enrolments(enrolled, elective=np.ones(len(courses.ids), dtype=bool)),
         },
         columns=list(CATALOG_COLUMNS),
     )
@@ -200,9 +205,11 @@ def _large_chunk(
     terms: list[tuple[int, str]],
     noise_sd: float,
     start_year: int,
+    enrolled: np.ndarray,
 ) -> pd.DataFrame:
     """The export rows of students ``first`` .. ``first + n - 1``: their expected totals, their choice of
-    courses and the observed totals, drawn from ``rng`` in that order."""
+    courses and the observed totals, drawn from ``rng`` in that order; each row is counted in ``enrolled``
+    (course × term)."""
     n_departments, n_factors = courses.directions.shape
     keep = math.sqrt(1.0 - DEPARTMENT_PULL**2)
     dept = rng.integers(0, n_departments, n)
@@ -219,6 +226,7 @@ def _large_chunk(
     rows = np.repeat(np.arange(n), grades_per_student)
     c = chosen.ravel()
     t = np.tile(term, n)
+    np.add.at(enrolled, (c, t), 1)
     observed = np.round(np.clip(expected[rows, c] + rng.normal(0.0, noise_sd, c.size), 0.0, 100.0), 1)
     serial = np.char.add(str(start_year), np.char.zfill((first + rows + 1).astype(str), 7))
     years = np.array([year for year, _ in terms], dtype=np.int64)

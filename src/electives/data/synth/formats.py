@@ -15,6 +15,7 @@ CATALOG_COLUMNS = (
     "department",
     "terms_offered",
     "description",
+    "capacity",
 )
 TRUTH_COLUMNS = ("student serial", "Crs Code", "expected_total")
 # How the importer reads grades.csv: importer field -> export column(s), on the percent scale.

@@ -28,7 +28,7 @@ from electives.data.synth.config import (
     SIGMA_INTERACTION,
     SynthConfig,
 )
-from electives.data.synth.courses import Courses, build_courses
+from electives.data.synth.courses import Courses, build_courses, seats_from_enrolments
 from electives.data.synth.departments import DEPARTMENTS
 from electives.data.synth.formats import EXPORT_COLUMNS, TRUTH_COLUMNS, letter_grade, term_label
 
@@ -71,6 +71,9 @@ def generate(config: SynthConfig) -> University:
     rec = _Simulation(config, courses, expected, student_dept=student_dept, entry_term=entry_term, rng=rng).run()
 
     s, c, t, mark, observed = rec["s"], rec["c"], rec["t"], rec["mark"], rec["observed"]
+    enrolled = np.zeros((courses.ids.size, config.n_terms), dtype=np.int64)
+    np.add.at(enrolled, (c, t), 1)
+    catalog = courses.catalog.assign(capacity=seats_from_enrolments(enrolled, elective=courses.elective))
     numeric = mark == 0
     years = np.array([term_label(i, config.start_year)[0] for i in range(config.n_terms)], dtype=np.int64)
     seasons = np.array([term_label(i, config.start_year)[1] for i in range(config.n_terms)])
@@ -119,7 +122,7 @@ def generate(config: SynthConfig) -> University:
     return University(
         config=config,
         export=export,
-        catalog=courses.catalog,
+        catalog=catalog,
         truth=truth,
         enrolments=enrolments,
         student_ids=student_ids,
