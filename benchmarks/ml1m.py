@@ -204,7 +204,10 @@ def served_run(args: argparse.Namespace, seed: int, data: tuple) -> dict[str, di
         name, model = family_best(selection, family, train, seed)
         models[f"{family}: {name}"] = model
     res = evaluate(models, train, test, k=10, negatives=negatives)
-    print(f"\nseed {seed}: train {train_s:.0f} s (selection {selection.seconds:.0f} s), chose {selection.chosen}")
+    settings = next(c.settings for c in selection.candidates if c.name == selection.chosen)
+    print(
+        f"\nseed {seed}: train {train_s:.0f} s (selection {selection.seconds:.0f} s), chose {selection.chosen} {settings}"
+    )
     print(pd.DataFrame(res.metrics).T.to_string(float_format=lambda x: f"{x:.4f}"), flush=True)
     out = {name.split(":")[0]: figures for name, figures in res.metrics.items()}
     out["served"]["train_s"] = train_s
