@@ -33,7 +33,7 @@ def test_auto_returns_the_selection_and_trains_its_choice() -> None:
     implicit = TrainConfig(mode="implicit", epochs=2, gmf_dim=8, mlp_dim=8, mlp_layers=(16, 8))
     enrolments = checkerboard(implicit=True)
     result = train_model(enrolments, implicit, auto=True, progress=False, log=logged.append)
-    assert result.selection is not None and result.selection.metric == "val_hr_at_10_both"
+    assert result.selection is not None and result.selection.metric == "val_ndcg_at_10_sampled"
     # Implicit: the ranking families, chosen on each student's newest course, the winner refitted on every row.
     assert {c.family for c in result.selection.candidates} == {"ease", "ials", "neumf", "ensemble", "blend"}
     assert result.family == result.selection.family and result.metrics["refit_rows"] == len(enrolments)

@@ -19,7 +19,7 @@ from electives.data.scales import GradeScale
 __all__ = ["Plot", "error_unit", "format_points", "metric_label", "metric_rows", "plot_title", "plot_worth_showing"]
 
 _MIN_PLOT_PIXELS = 16  # a plot narrower or lower than this has nothing readable on it
-_RANKING = re.compile(r"(?:val_)?(hr|ndcg)_at_(\d+)(?:_(full|sampled|both))?")
+_RANKING = re.compile(r"(?:val_)?(hr|ndcg)_at_(\d+)(?:_(full|sampled))?")
 _PLOT_TITLES = {
     "loss": "Training loss per epoch",
     "hr_at_k": "Hit rate at K (share of held-out courses in the top K)",
@@ -87,11 +87,7 @@ def _row(key: str, value: float, scale: GradeScale | None) -> tuple[str, str]:
     ranking = _RANKING.fullmatch(key)
     if ranking:
         kind, k, against = ranking.groups()
-        where = {
-            "full": " (full catalogue)",
-            "sampled": " (against sampled courses)",
-            "both": " (against sampled courses and the full catalogue, geometric mean)",
-        }.get(against or "", "")
+        where = {"full": " (full catalogue)", "sampled": " (against sampled courses)"}.get(against or "", "")
         if kind == "hr":
             return f"Held-out course in the top {k}{where}", _percent(value)
         return f"Ranking quality, NDCG@{k}{where}", f"{value:.3f}"
