@@ -100,7 +100,9 @@ def own_top_k(values: np.ndarray, k: int) -> np.ndarray:
 
 def allocate(values: np.ndarray, k: int, seats: np.ndarray, *, seed: int = 0, method: str = METHOD) -> Allocation:
     """The plan of most total value; see the module docstring. ``values``: (students, courses) float, NaN where
-    the student may not take the course; ``seats``: (courses,) seats, ``inf`` for no limit."""
+    the student may not take the course; ``seats``: (courses,) seats, ``inf`` for no limit; ``seed``: the samples
+    the first prices come from (the plan's value does not depend on it); ``method``: HiGHS's method for the
+    cohort's LPs."""
     started = time.perf_counter()
     w, seats = _check(values, k, seats)
     everyone = _top_k_positive(w, k)
@@ -181,8 +183,7 @@ def _check(values: np.ndarray, k: int, seats: np.ndarray) -> tuple[np.ndarray, n
 
 def _top_k_positive(w: np.ndarray, k: int) -> np.ndarray:
     """Each student's k best courses among those of positive value: what they would take with unlimited seats."""
-    top = own_top_k(np.where(w > 0, w, np.nan), k)
-    return top
+    return own_top_k(np.where(w > 0, w, np.nan), k)
 
 
 def _best_pairs(reduced: np.ndarray, m: int, threshold: float) -> np.ndarray:
