@@ -37,6 +37,7 @@ __all__ = [
     "choose_device",
     "epoch_groups",
     "epoch_tensors",
+    "flushed_denormals",
     "loss_function",
     "prepare_training",
     "prepare_validation",
@@ -77,6 +78,18 @@ def seeded_torch(device: str, seed: int) -> Iterator[None]:
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(seed)
         yield
+
+
+@contextlib.contextmanager
+def flushed_denormals() -> Iterator[None]:
+    """Subnormal floats (below ~1.2e-38) read and written as zero inside, as x86's FTZ/DAZ do, off again after:
+    weights that an L2 term pulls towards zero turn subnormal, and every operation on them gets many times slower
+    (ML-1M with --layer-l2 1e-4: 4.7 → 34 ms per step within an epoch). The flag is the calling thread's."""
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
 
 
 def loss_function(config: TrainConfig) -> nn.Module:

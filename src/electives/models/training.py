@@ -37,6 +37,7 @@ from electives.models.epochs import (
     bar_disabled,
     carve_validation,
     choose_device,
+    flushed_denormals,
     prepare_training,
     prepare_validation,
     seeded_torch,
@@ -313,7 +314,7 @@ def _fit(
         raise DataError("explicit training needs grades; these interactions have none (use mode='implicit')")
     ctx = distributed.init(cfg.device)
     device = choose_device(cfg.device, ctx)
-    with seeded_torch(device, cfg.seed):
+    with seeded_torch(device, cfg.seed), flushed_denormals():
         # `rng` is drawn identically on every rank (splits, shard assignment); `local` only by this rank.
         rng = np.random.default_rng(cfg.seed)
         fit_data, val_data = carve_validation(cfg, train, validation)
@@ -355,7 +356,7 @@ def refit(
     everything = fit_data.concat(validation)
     ctx = distributed.init(cfg.device)
     device = choose_device(cfg.device, ctx)
-    with seeded_torch(device, cfg.seed + 1):
+    with seeded_torch(device, cfg.seed + 1), flushed_denormals():
         rng = np.random.default_rng([cfg.seed, 1])
         log = EpochLog(cfg.mode, list(fitted.history), progress=progress and ctx.is_main, on_epoch=on_epoch)
         loop = _Loop.start(cfg, everything, None, rng=rng, device=device, log=log, ctx=ctx, stream=[cfg.seed, 1])
