@@ -124,3 +124,37 @@ def test_torchrun_keeps_the_dense_step_and_bad_settings_are_refused() -> None:
         TrainConfig(training_step="sparse")  # type: ignore[arg-type]
     with pytest.raises(ElectivesError, match="≥ 0"):
         TrainConfig(layer_l2=-1.0)
+
+
+def test_training_flushes_subnormal_floats_and_restores_them_after() -> None:
+    """An L2 term drives dead units' weights towards zero, where subnormal floats slow every operation many times
+    over: training runs with them flushed to zero, and leaves the process as it found it."""
+    tiny = torch.tensor([1e-39])  # subnormal in float32
+    inside = []
+    fit(
+        checkerboard(implicit=True),
+        TrainConfig(mode="implicit", **SMALL, epochs=1, validation="none"),
+        progress=False,
+        on_epoch=lambda stats, model: inside.append(float(tiny * 1.0)),
+    )
+    assert inside == [0.0]
+    assert float(tiny * 1.0) > 0.0
+
+
+@pytest.mark.parametrize("step", ["rows", "dense"])
+def test_embedding_lr_is_the_embeddings_own_rate(step: str) -> None:
+    data = checkerboard(implicit=True)
+    torch.manual_seed(0)
+    cfg = TrainConfig(mode="implicit", **SMALL, embedding_lr=1e-9, training_step=step).resolved()
+    model = build_model("neumf", data.n_students, data.n_courses, 8, 8, (16, 8))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    make = RowStep(model, cfg) if step == "rows" else DenseStep(model, cfg, device="cpu", ctx=Context())
+    s, c = torch.tensor([0, 1, 2]), torch.tensor([[0, 3], [1, 4], [2, 5]])
+    y = torch.tensor([[1.0, 0.0]] * 3)
+    if step == "rows":
+        make.step(s, c, y, None)
+    else:
+        make.step(s.repeat_interleave(2), c.reshape(-1), y.reshape(-1), None)
+    moved = {k: float((v - before[k]).abs().max()) for k, v in model.state_dict().items()}
+    assert all(moved[k] < 1e-8 for k in moved if k.endswith(("student.weight", "course.weight")))
+    assert moved["out.weight"] > 1e-3 and moved["mlp.layers.0.weight"] > 1e-3

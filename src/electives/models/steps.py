@@ -27,7 +27,7 @@ from electives.models.config import TrainConfig
 from electives.models.distributed import Context
 from electives.models.epochs import TrainingRows, epoch_groups, epoch_tensors, loss_function
 from electives.models.ncf import NCFModel
-from electives.models.row_adam import LayerAdam, RowAdam
+from electives.models.row_adam import LayerAdam, table_adam
 
 __all__ = ["Batch", "DenseStep", "RowStep", "make_step", "uses_rows"]
 
@@ -99,6 +99,9 @@ class DenseStep:
             (s[i : i + b], c[i : i + b], y[i : i + b], None if w is None else w[i : i + b]) for i in range(0, len(s), b)
         ]
 
+    def end_epoch(self) -> None:
+        """Nothing pending (RowStep's counterpart brings every row up to date)."""
+
     def finish(self) -> None:
         """Nothing to undo (RowStep's counterpart gives the embeddings their own storage back)."""
 
@@ -136,16 +139,24 @@ class RowStep:
         drop = getattr(self.mlp, "dropout", None)
         self.dropout = drop.p if isinstance(drop, nn.Dropout) else 0.0
         self.embeddings = [e for p in (self.gmf, self.mlp) if p is not None for e in (p.student, p.course)]
+        # Pairs a group holds: a positive and its negatives (implicit), one graded row (explicit).
+        self.group_size = 1 + config.n_negatives if config.mode == "implicit" else 1
         decay = config.weight_decay or 0.0
         students, courses = (_side_by_side(self.embeddings[i::2]) for i in (0, 1))
         rate = config.embedding_lr or config.lr
-        self.students = RowAdam([students], lr=rate, weight_decay=decay)
-        self.courses = RowAdam([courses], lr=rate, weight_decay=decay)
+        groups = max(1, round(config.batch_size / self.group_size))
+        self.students = table_adam([students], rows_per_step=groups, lr=rate, weight_decay=decay)
+        self.courses = table_adam([courses], rows_per_step=groups * self.group_size, lr=rate, weight_decay=decay)
         layers = list(self.mlp.layers) if self.mlp is not None else []
         self.dense = [t for lin in [*layers, model.out] for t in (lin.weight, lin.bias)]
         for t in self.dense:
             t.grad = torch.zeros_like(t)  # written in place every step
         self.opt = LayerAdam(self.dense, lr=config.lr, weight_decay=decay)
+
+    def end_epoch(self) -> None:
+        """Every row brought up to date (RowAdam's catch-up), before the model is validated or saved."""
+        self.students.flush()
+        self.courses.flush()
 
     def finish(self) -> None:
         """Each embedding back in its own contiguous storage (the side-by-side tables are then freed)."""
@@ -156,7 +167,7 @@ class RowStep:
         """Shuffled groups (a row with its fresh negatives), about ``batch_size`` pairs to a batch."""
         s, c, y, w = epoch_groups(self.config, rows, rng=local, device=str(self.model.out.weight.device))
         assert self.config.batch_size is not None
-        b = max(1, round(self.config.batch_size / c.shape[1]))
+        b = max(1, round(self.config.batch_size / self.group_size))
         return [
             (s[i : i + b], c[i : i + b], y[i : i + b], None if w is None else w[i : i + b]) for i in range(0, len(s), b)
         ]

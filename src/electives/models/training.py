@@ -473,4 +473,5 @@ def _run_epoch(step: DenseStep | RowStep, loop: _Loop, *, desc: str) -> float:
         if progress and j % 50 == 0:
             bar.set_postfix(loss=f"{float(loss):.4f}", refresh=False)
     bar.close()
+    step.end_epoch()
     return distributed.all_mean(float(total) / max(1, pairs), loop.device)
