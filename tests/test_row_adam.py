@@ -1,12 +1,13 @@
 """RowAdam: a touched row gets torch's Adam(W) update (lazy semantics: the optimiser's step count, moments of that
-row only), duplicates are summed, and a row no batch touched keeps its weights and moments exactly."""
+row only), duplicates are summed, and a row no batch touched keeps its weights and moments exactly; with catch-up it
+follows dense AdamW (up to ε); TableAdam is dense AdamW; table_adam picks between them by how much a step touches."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from electives.models.row_adam import RowAdam
+from electives.models.row_adam import RowAdam, TableAdam, table_adam
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -87,3 +88,43 @@ def test_tables_sharing_rows_are_updated_together_and_bad_calls_refused() -> Non
         opt.step(rows, [torch.ones(3, 2)])
     with pytest.raises(ValueError, match="same number of rows"):
         RowAdam([torch.zeros(5, 2), torch.zeros(4, 2)], lr=LR)
+
+
+@pytest.mark.parametrize("decay", [0.0, 0.01])
+def test_catch_up_follows_dense_adamw_on_sparse_batches(decay: float) -> None:
+    """Every row touched for 300 steps (Adam's bias corrections settle), then 3 of 10 rows a step for 300 more,
+    two rows never: after a flush the table is where dense AdamW, fed zero gradients for untouched rows, left it
+    (the rows moved by about 0.4; they agree to 1e-3, the catch-up's ε left out)."""
+    table = torch.randn(10, 3, generator=torch.Generator().manual_seed(0))
+    start = table.clone()
+    param = torch.nn.Parameter(table.clone())
+    dense = torch.optim.AdamW([param], lr=0.01, weight_decay=decay)
+    opt = RowAdam([table], lr=0.01, weight_decay=decay, catch_up=True)
+    g = torch.Generator().manual_seed(1)
+    for t in range(600):
+        rows = torch.arange(10) if t < 300 else torch.randint(0, 8, (3,), generator=g)
+        grads = torch.randn(len(rows), 3, generator=g) * 1e-3
+        opt.step(rows, [grads])
+        param.grad = torch.zeros(10, 3).index_add_(0, rows, grads)
+        dense.step()
+    before = table.clone()
+    opt.flush()
+    assert not torch.equal(before[8:], table[8:])  # the never-touched rows still coast on their momentum
+    assert float((param.detach() - start).abs().max()) > 0.3
+    torch.testing.assert_close(table, param.detach(), rtol=0, atol=1e-3)
+
+
+def test_table_adam_is_dense_adamw_and_table_adam_picks_by_share_touched() -> None:
+    table = torch.randn(6, 2, generator=torch.Generator().manual_seed(0))
+    param = torch.nn.Parameter(table.clone())
+    dense = torch.optim.AdamW([param], lr=LR, weight_decay=0.1)
+    opt = TableAdam([table], lr=LR, weight_decay=0.1)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(5):
+        rows, grads = torch.randint(0, 6, (4,), generator=g), torch.randn(4, 2, generator=g)
+        opt.step(rows, [grads])
+        param.grad = torch.zeros(6, 2).index_add_(0, rows, grads)
+        dense.step()
+    torch.testing.assert_close(table, param.detach(), rtol=1e-6, atol=1e-7)
+    assert isinstance(table_adam([torch.zeros(100, 2)], rows_per_step=10, lr=LR, weight_decay=0.0), RowAdam)
+    assert isinstance(table_adam([torch.zeros(100, 2)], rows_per_step=40, lr=LR, weight_decay=0.0), TableAdam)

@@ -221,14 +221,15 @@ class TrainConfig:
             choices=("learned", "fixed"),
         ),
     )
-    # "rows": a hand-written step that updates only the embedding rows a batch touches (lazy Adam), each positive
-    # in one batch with its negatives; "dense": autograd and AdamW over every row (always under torchrun)
+    # "rows": a hand-written step that updates only the embedding rows a batch touches (AdamW's moves of the others
+    # caught up later), each positive in one batch with its negatives; "dense": autograd and AdamW over every row
+    # (always under torchrun and with DP)
     training_step: Literal["rows", "dense"] | None = field(
         default=None,
         metadata=_flag(
             "--training-step",
-            "rows: update only the embedding rows a batch touches (lazy Adam); dense: every row, as torch's AdamW "
-            "(always under torchrun) (default: {default})",
+            "rows: a hand-written step that updates only the embedding rows a batch touches; dense: autograd and "
+            "AdamW over every row (always under torchrun) (default: {default})",
             choices=("rows", "dense"),
         ),
     )

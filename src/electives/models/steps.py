@@ -1,14 +1,19 @@
 """The two ways an NCF training loop takes a step: :class:`DenseStep` (autograd over the module, AdamW over every
-parameter; the one DDP wraps) and :class:`RowStep` (the gradient written out by hand on the looked-up rows, only
-the embedding rows a batch touches updated, by :class:`~electives.models.row_adam.RowAdam`).
+parameter; the one DDP wraps) and :class:`RowStep` (the gradient written out by hand on the looked-up rows, and
+an embedding table updated only where a batch touched it).
 
-Both minimise the same objective: the mean per-pair loss (weighted with explicit ``imbalance="reweight"``), plus
-``embedding_l2`` · (Σ over the batch's pairs of the squared norms of the embedding rows each pair uses) / pairs,
-plus ``layer_l2`` · Σ ‖W‖² over the layer weights (:meth:`~electives.models.ncf.NCFModel.layer_weights`); GMF's
-output weights stay at 1 when the model holds them fixed. Each step object owns its optimiser state; ``epoch``
-turns one epoch's rows into batches and ``step`` trains on one and returns its loss (a 0-d tensor, not synced).
+Both minimise the same objective with the same optimiser: the mean per-pair loss (weighted with explicit
+``imbalance="reweight"``), plus ``embedding_l2`` · (Σ over the batch's pairs of the squared norms of the embedding
+rows each pair uses) / pairs, plus ``layer_l2`` · Σ ‖W‖² over the layer weights
+(:meth:`~electives.models.ncf.NCFModel.layer_weights`); GMF's output weights stay at 1 when the model holds them
+fixed; AdamW throughout. The row step gets dense AdamW's arithmetic from
+:func:`~electives.models.row_adam.table_adam`: a table of which a batch touches under a quarter (ML-1M's users)
+is updated row by row, its idle rows' Adam moves caught up when next touched and at the end of each epoch; a table
+a batch mostly touches (ML-1M's movies) in one streaming pass. Each step object owns its optimiser state; ``epoch``
+turns one epoch's rows into batches, ``step`` trains on one and returns its loss (a 0-d tensor, not synced) and
+``end_epoch`` brings every weight up to date.
 
-Why the row step is faster (ML-1M, batch 2048, measured in benchmarks/RESULTS.md): a dense step builds the
+Why the row step is faster (ML-1M, batch 2048: 1.7× per step, benchmarks/RESULTS.md): a dense step builds the
 gradient of every embedding table (zeroed, then scattered into), runs Adam over all rows, and runs autograd's
 bookkeeping for some thirty small operations; the row step computes the same gradients with a dozen matrix
 products on the batch's rows alone. And each positive shares a batch with its own negatives, so its student's row
@@ -121,12 +126,12 @@ class DenseStep:
 
 
 class RowStep:
-    """The hand-written step: embedding rows gathered per batch, the gradient by hand (the loss's own derivative
-    by autograd on the logits), :class:`RowAdam` for the student and the course tables, fused AdamW for the
-    layers. Batches are groups: a student with k courses (a positive and its negatives).
+    """The hand-written step: embedding rows gathered per batch, the gradient by hand (the log loss's derivative in
+    closed form, another loss's by autograd on the logits), :func:`table_adam` for the student and the course
+    tables, fused AdamW for the layers. Batches are groups: a student with k courses (a positive and its negatives).
 
     While it trains, a part's student (course) embedding is a view into one table of the GMF and MLP columns side by
-    side, so that a batch gathers, and RowAdam updates, one row per student (course) instead of one per part;
+    side, so that a batch gathers, and the optimiser updates, one row per student (course) instead of one per part;
     :meth:`finish` gives each embedding its own storage back."""
 
     def __init__(self, model: NCFModel, config: TrainConfig) -> None:
@@ -154,7 +159,8 @@ class RowStep:
         self.opt = LayerAdam(self.dense, lr=config.lr, weight_decay=decay)
 
     def end_epoch(self) -> None:
-        """Every row brought up to date (RowAdam's catch-up), before the model is validated or saved."""
+        """Every row brought up to date (the row-by-row optimiser's catch-up), before the model is validated or
+        saved."""
         self.students.flush()
         self.courses.flush()
 
