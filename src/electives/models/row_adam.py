@@ -60,6 +60,7 @@ class RowAdam:
         self.counts = [torch.zeros((), dtype=torch.float32, device=t.device) for t in tables]
         # catch_up: the step each row's weights and moments are up to date with.
         self.current = torch.zeros(len(tables[0]), dtype=torch.float32, device=tables[0].device)
+        self._factor_table = torch.zeros(0)
 
     @property
     def steps(self) -> int:
@@ -126,18 +127,26 @@ class RowAdam:
         beta1, beta2 = self.betas
         idle = (now - since).unsqueeze(1)  # (rows, 1)
         ratio = beta1 / beta2**0.5
-        first_idle = since + 1.0
-        # lr·√(1 − β₂ᵗ)/(1 − β₁ᵗ) at the first idle step, times Σⱼ₌₁ˢ ratioʲ.
-        factor = (1.0 - beta2**first_idle).sqrt() / (1.0 - beta1**first_idle)
-        total = (factor * self.lr * ratio / (1.0 - ratio)).unsqueeze(1) * (1.0 - ratio**idle)
-        shrink = (1.0 - self.lr * self.weight_decay) ** idle if self.weight_decay else None
+        # −lr·√(1 − β₂ᵗ)/(1 − β₁ᵗ) at the first idle step t, times Σⱼ₌₁ˢ ratioʲ.
+        total = self._factors(now).index_select(0, since.long()).unsqueeze(1) * (1.0 - ratio**idle)
         for w, m, v in zip(weights, first, second, strict=True):
-            if shrink is not None:
-                w.mul_(shrink)
+            if self.weight_decay:
+                w.mul_((1.0 - self.lr * self.weight_decay) ** idle)
             # A row with no history has m = v = 0: it does not move (the clamp only avoids 0/0).
-            w.sub_(total * m / v.sqrt().clamp_min_(1e-30))
+            w.addcdiv_(m * total, v.sqrt().clamp_min_(1e-30))
             m.mul_(beta1**idle)
             v.mul_(beta2**idle)
+
+    def _factors(self, now: int) -> Tensor:
+        """−lr·ratio/(1 − ratio)·√(1 − β₂ᵗ)/(1 − β₁ᵗ) for t = 1 … ≥ now + 1 (entry t − 1), computed once per doubling
+        of the step count: a row's catch-up gathers its entry instead of evaluating the powers."""
+        if len(self._factor_table) <= now:
+            beta1, beta2 = self.betas
+            ratio = beta1 / beta2**0.5
+            t = torch.arange(1, 2 * (now + 1) + 1, dtype=torch.float64, device=self.current.device)
+            table = -self.lr * ratio / (1.0 - ratio) * (1.0 - beta2**t).sqrt() / (1.0 - beta1**t)
+            self._factor_table = table.to(self.current.dtype)
+        return self._factor_table
 
 
 class TableAdam:
