@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 from torch.optim.adam import adam
 
-__all__ = ["LayerAdam", "RowAdam", "TableAdam", "table_adam"]
+__all__ = ["LayerAdam", "RowAdam", "TableAdam", "fused_adamw", "table_adam"]
 
 
 class RowAdam:
@@ -84,24 +84,17 @@ class RowAdam:
         if self.catch_up:
             self._catch_up(weights, first, second, self.current.index_select(0, touched), self.steps)
             self.current.index_fill_(0, touched, self.steps + 1)
-        beta1, beta2 = self.betas
         # torch's own Adam(W) update, in one fused pass over every table's rows (AdamW's decoupled decay).
-        adam(
+        fused_adamw(
             weights,
             summed,
             first,
             second,
-            [],
             self.counts,
-            fused=weights[0].device.type in ("cpu", "cuda"),
-            decoupled_weight_decay=True,
-            amsgrad=False,
-            beta1=beta1,
-            beta2=beta2,
             lr=self.lr,
             weight_decay=self.weight_decay,
+            betas=self.betas,
             eps=self.eps,
-            maximize=False,
         )
         for i, table in enumerate(self.tables):
             if gather:
@@ -172,22 +165,8 @@ class TableAdam:
     def step(self, rows: Tensor, grads: Sequence[Tensor]) -> None:
         for buffer, grad in zip(self.grads, grads, strict=True):
             buffer.index_add_(0, rows, grad)
-        adam(
-            self.tables,
-            self.grads,
-            self.first,
-            self.second,
-            [],
-            self.counts,
-            fused=self.tables[0].device.type in ("cpu", "cuda"),
-            decoupled_weight_decay=True,
-            amsgrad=False,
-            beta1=0.9,
-            beta2=0.999,
-            lr=self.lr,
-            weight_decay=self.weight_decay,
-            eps=1e-8,
-            maximize=False,
+        fused_adamw(
+            self.tables, self.grads, self.first, self.second, self.counts, lr=self.lr, weight_decay=self.weight_decay
         )
         for buffer in self.grads:
             buffer.zero_()
@@ -222,20 +201,45 @@ class LayerAdam:
         grads = [p.grad for p in self.params]
         if any(g is None for g in grads):
             raise ValueError("LayerAdam.step: every parameter needs a gradient")
-        adam(
+        fused_adamw(
             [p.data for p in self.params],
-            grads,  # type: ignore[arg-type]
+            grads,
             self.first,
             self.second,
-            [],
             self.counts,
-            fused=self.params[0].device.type in ("cpu", "cuda"),
-            decoupled_weight_decay=True,
-            amsgrad=False,
-            beta1=0.9,
-            beta2=0.999,
             lr=self.lr,
             weight_decay=self.weight_decay,
-            eps=1e-8,
-            maximize=False,
-        )
+        )  # type: ignore[arg-type]
+
+
+def fused_adamw(
+    params: Sequence[Tensor],
+    grads: Sequence[Tensor],
+    first: Sequence[Tensor],
+    second: Sequence[Tensor],
+    counts: Sequence[Tensor],
+    *,
+    lr: float,
+    weight_decay: float,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+) -> None:
+    """One AdamW step of contiguous tensors in place: torch's functional Adam with decoupled decay, fused where
+    torch has the kernel (CPU, CUDA); ``counts`` (0-d float tensors, one per tensor) are incremented."""
+    adam(
+        list(params),
+        list(grads),
+        list(first),
+        list(second),
+        [],
+        list(counts),
+        fused=params[0].device.type in ("cpu", "cuda"),
+        decoupled_weight_decay=True,
+        amsgrad=False,
+        beta1=betas[0],
+        beta2=betas[1],
+        lr=lr,
+        weight_decay=weight_decay,
+        eps=eps,
+        maximize=False,
+    )
