@@ -3,8 +3,9 @@
 Each step trains its own model on the same epoch of ML-1M (the dense step on shuffled pairs, the row step on
 groups of a positive and its negatives, about `--batch-size` pairs either way). They take turns in blocks of
 `--block` steps, so that a busy machine slows both alike; the figure is the median over blocks of CPU time per
-step (wall time on a shared machine measures the neighbours). Also shown: how much of the row step RowAdam takes,
-and each step's epoch preparation (negatives, shuffle, tensors).
+step (wall time on a shared machine measures the neighbours). Also shown: how much of the row step the embedding
+tables' optimisers take (row by row for the users, whole-table for the movies: `table_adam`), and each step's epoch
+preparation (negatives, shuffle, tensors).
 
     .venv/bin/python benchmarks/step_speed.py --threads 1 --blocks 40
 """
@@ -21,12 +22,12 @@ from ml1m import load
 from electives.models.distributed import Context
 from electives.models.epochs import prepare_training
 from electives.models.ncf import build_model
-from electives.models.row_adam import RowAdam
+from electives.models.row_adam import RowAdam, TableAdam
 from electives.models.steps import DenseStep, RowStep
 from electives.models.training import TrainConfig
 
 
-def timed_adam(opt: RowAdam, clock: list[float]) -> None:
+def timed_adam(opt: RowAdam | TableAdam, clock: list[float]) -> None:
     """Adds the CPU seconds of every ``opt.step`` to ``clock[0]``."""
     inner = opt.step
 
@@ -83,7 +84,7 @@ def main() -> None:
     )
     print(f"  dense step: {dense:.2f} ms CPU/step, {len(batches['dense'])} steps/epoch, prep {prep['dense']:.2f} s")
     print(f"  row step:   {row:.2f} ms CPU/step, {len(batches['rows'])} steps/epoch, prep {prep['rows']:.2f} s")
-    print(f"  RowAdam share of the row step: {100 * float(np.median(adam_share)):.0f}%")
+    print(f"  the tables' optimisers' share of the row step: {100 * float(np.median(adam_share)):.0f}%")
     ratios = np.array(per_block["dense"]) / np.array(per_block["rows"])
     lo, hi = np.percentile(ratios, [25, 75])
     print(f"  dense / rows per block: median {np.median(ratios):.2f}× (quartiles {lo:.2f}–{hi:.2f})")
