@@ -59,7 +59,7 @@ class RowAdam:
         # Adam's step count t, one 0-d tensor per table as torch's fused kernel wants them (all equal).
         self.counts = [torch.zeros((), dtype=torch.float32, device=t.device) for t in tables]
         # catch_up: the step each row's weights and moments are up to date with.
-        self.current = torch.zeros(len(tables[0]), dtype=torch.float32, device=tables[0].device)
+        self.current = torch.zeros(len(tables[0]), dtype=torch.int64, device=tables[0].device)
         self._factor_table = torch.zeros(0)
 
     @property
@@ -121,7 +121,7 @@ class RowAdam:
         idle = (now - since).unsqueeze(1)  # (rows, 1)
         ratio = beta1 / beta2**0.5
         # −lr·√(1 − β₂ᵗ)/(1 − β₁ᵗ) at the first idle step t, times Σⱼ₌₁ˢ ratioʲ.
-        total = self._factors(now).index_select(0, since.long()).unsqueeze(1) * (1.0 - ratio**idle)
+        total = self._factors(now).index_select(0, since).unsqueeze(1) * (1.0 - ratio**idle)
         for w, m, v in zip(weights, first, second, strict=True):
             if self.weight_decay:
                 w.mul_((1.0 - self.lr * self.weight_decay) ** idle)
@@ -138,7 +138,7 @@ class RowAdam:
             ratio = beta1 / beta2**0.5
             t = torch.arange(1, 2 * (now + 1) + 1, dtype=torch.float64, device=self.current.device)
             table = -self.lr * ratio / (1.0 - ratio) * (1.0 - beta2**t).sqrt() / (1.0 - beta1**t)
-            self._factor_table = table.to(self.current.dtype)
+            self._factor_table = table.to(self.tables[0].dtype)
         return self._factor_table
 
 

@@ -185,9 +185,12 @@ class RowStep:
         student = self.students.tables[0].index_select(0, s)  # (G, dg + dm): GMF columns, then MLP's
         course = self.courses.tables[0].index_select(0, flat)  # (G·k, dg + dm)
         dg = self.dg
-        z = self.model.out.bias.expand(groups, k).clone()
+        # The logits: output bias + the tower's share (one fused product) + GMF's.
+        tower = self._mlp_forward(student[:, dg:], course[:, dg:]) if self.mlp is not None else None
+        bias = self.model.out.bias
+        z = torch.addmv(bias, tower[-1], self.model.out.weight[0, dg:]) if tower else bias.expand(groups * k).clone()
+        z = z.view(groups, k)
         gmf = self._gmf_forward(student[:, :dg], course[:, :dg], z) if self.gmf is not None else None
-        tower = self._mlp_forward(student[:, dg:], course[:, dg:], z) if self.mlp is not None else None
         loss, dz = self._loss(z, y, w)
         # Output layer, then each part's way back to its columns of the rows.
         out_grad = self.model.out.weight.grad[0]
@@ -240,9 +243,9 @@ class RowStep:
             h.mul_(torch.empty_like(h).bernoulli_(1.0 - self.dropout).div_(1.0 - self.dropout))
         return h
 
-    def _mlp_forward(self, p: Tensor, q: Tensor, z: Tensor) -> list[Tensor]:
-        """Adds the tower's share of the logit to z; returns each layer's output (G·k, h_i). The first layer
-        W₁[p; q] + b₁ = (W₁ˢp + b₁) + W₁ᶜq: the student half once per group, broadcast over its k courses."""
+    def _mlp_forward(self, p: Tensor, q: Tensor) -> list[Tensor]:
+        """Each layer's output (G·k, h_i). The first layer W₁[p; q] + b₁ = (W₁ˢp + b₁) + W₁ᶜq: the student half
+        once per group, broadcast over its k courses."""
         assert self.mlp is not None
         first, dm = self.mlp.layers[0], self.mlp.dim
         groups = len(p)
@@ -251,7 +254,6 @@ class RowStep:
         outs = [self._activate(h.view(-1, first.out_features))]
         for lin in self.mlp.layers[1:]:
             outs.append(self._activate(torch.addmm(lin.bias, outs[-1], lin.weight.T)))
-        z.add_((outs[-1] @ self.model.out.weight[0, self.dg :]).view(groups, -1))
         return outs
 
     @staticmethod
