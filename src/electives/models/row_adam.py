@@ -16,8 +16,8 @@ gathers the touched rows' weights and moments, (3) updates them with torch's own
   :meth:`flush`, for every row) the s idle steps are applied in closed form before this step's update:
   m ← β₁ˢm, v ← β₂ˢv, w ← (1 − lr·λ)ˢ·w − lr·f·(m/√v)·Σⱼ₌₁ˢ (β₁/√β₂)ʲ, f the bias-correction factor of the first
   idle step. That is dense AdamW's arithmetic except for ε (√v ≫ ε for a row with any history; a row without
-  history has m = 0 and does not move) and the drift of f over the idle steps (only in the first few hundred steps
-  of training, on the small late terms). :meth:`flush` brings every row up to date (dense work, once an epoch).
+  history has m = 0 and does not move), the drift of f over the idle steps (only in the first few hundred steps
+  of training, on the small late terms), and that a batch's gradient of a row is taken before its catch-up. :meth:`flush` brings every row up to date (dense work, once an epoch).
 
 Gathering and writing back use ``index_select``/``index_add_``/``index_copy_``, so it runs wherever the tables live
 (CPU or CUDA). ``torch.optim.SparseAdam`` does the lazy job through sparse gradient tensors, whose coalescing was
