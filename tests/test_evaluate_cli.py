@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -120,8 +121,10 @@ def test_evaluate_implicit_mode(cli, secret_key, university) -> None:
     )  # fmt: skip
     assert code == 0, err
     table = _table(stdout)
-    assert list(table)[1:] == ["neumf", "popularity", "ease"]
+    # The last row: what `train --mode implicit` would serve, chosen on the training part's newest courses.
+    assert list(table)[1:] == ["neumf", "popularity", "ease", "served"]
     assert "rmse" not in table["__header__"]
+    assert re.search(r"served choice: \S+ — what `electives train` would pick", stdout)
 
 
 @pytest.mark.parametrize(

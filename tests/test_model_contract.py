@@ -13,12 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from checkerboard import checkerboard
+from checkerboard import checkerboard, unseen_auc
 
 from electives.data.interactions import Interactions
 from electives.errors import DataError, ModelError
 from electives.models.artifact import MANIFEST, load_model, manifest_digest, save_model
-from electives.models.baselines import BiasModel, ItemKNN, MatrixFactorization
+from electives.models.baselines import EASE, IALS, BiasModel, ItemKNN, MatrixFactorization
 from electives.models.config import TrainConfig
 from electives.models.ensemble import Blend, Ensemble
 from electives.models.interface import FoldInOptions, Model
@@ -203,3 +203,138 @@ def test_bad_input_gets_a_clear_error(
     (tmp_path / "m" / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(ModelError, match="no-such-family"):
         load_model(tmp_path / "m")
+
+
+# -- the families that rank enrolments (implicit mode) --------------------------------------------------------
+# The same contract on the implicit checkerboard (each student takes 7 of the 10 courses of their own parity):
+# scores rank rather than predict a grade, and a fold-in is the set of courses taken.
+
+_IMPLICIT_NCF = {**_SMALL, "mode": "implicit", "epochs": 30}
+IMPLICIT_FACTORIES: dict[str, Callable[[int], Model]] = {
+    "ease": lambda seed: EASE(lam=10.0),
+    "ials": lambda seed: IALS(factors=8, reg=0.01, seed=seed),
+    "neumf": lambda seed: NCF(TrainConfig(model="neumf", seed=seed, **_IMPLICIT_NCF)),
+    # z-scored members: EASE's and iALS's scores live on unrelated scales.
+    "blend": lambda seed: Blend(
+        lambda: EASE(lam=10.0), lambda: IALS(factors=8, reg=0.01, seed=seed), weight=0.5, standardised=True
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def enrolments() -> Interactions:
+    return checkerboard(implicit=True, n_students=60)
+
+
+@pytest.fixture(scope="module")
+def ranked(enrolments: Interactions) -> Iterator[dict[str, Model]]:
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in `fitted`
+    try:
+        yield {name: make(0).fit(enrolments) for name, make in IMPLICIT_FACTORIES.items()}
+    finally:
+        torch.set_num_threads(n)
+
+
+def _taken(data: Interactions, u: int) -> dict[int, float]:
+    return {int(c): 1.0 for c in data.courses[data.students == u]}
+
+
+@pytest.mark.parametrize("family", list(IMPLICIT_FACTORIES))
+def test_implicit_family_saved_and_loaded_scores_the_same(
+    family: str, ranked: dict[str, Model], enrolments: Interactions, tmp_path: Path
+) -> None:
+    model = ranked[family]
+    assert model.mode == "implicit" and not model.predicts_grades
+    save_model(tmp_path / "m", model, enrolments, scale=None)
+    loaded = load_model(tmp_path / "m").fitted
+    assert loaded.family == model.family and loaded.mode == "implicit"
+    everyone = np.arange(enrolments.n_students)
+    np.testing.assert_array_equal(loaded.score_all(everyone), model.score_all(everyone))
+    np.testing.assert_array_equal(loaded.student_vectors(), model.student_vectors())
+    taken = _taken(enrolments, 3)
+    np.testing.assert_allclose(
+        loaded.scores(loaded.fold_in(taken).embedding), model.scores(model.fold_in(taken).embedding)
+    )
+    # The same seed gives the same model.
+    again = IMPLICIT_FACTORIES[family](0).fit(enrolments)
+    np.testing.assert_array_equal(again.score_all(np.arange(10)), model.score_all(np.arange(10)))
+
+
+@pytest.mark.parametrize("family", list(IMPLICIT_FACTORIES))
+def test_implicit_family_ranks_the_students_group_first(
+    family: str, ranked: dict[str, Model], enrolments: Interactions
+) -> None:
+    """The known answer: every student's untaken courses of their own parity above the other parity's; and
+    predict, score_all and scores of a trained vector agree."""
+    model = ranked[family]
+    assert unseen_auc(model, enrolments, enrolments) > 0.95
+    everyone = np.arange(enrolments.n_students)
+    all_scores = model.score_all(everyone)
+    np.testing.assert_allclose(
+        model.predict(enrolments.students, enrolments.courses),
+        all_scores[enrolments.students, enrolments.courses],
+        rtol=1e-5,
+        atol=1e-5,
+    )
+    np.testing.assert_allclose(model.scores(model.student_vectors()[5]), all_scores[5], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("family", list(IMPLICIT_FACTORIES))
+def test_implicit_fold_in_of_a_trained_students_courses_ranks_like_the_trained_student(
+    family: str, ranked: dict[str, Model], enrolments: Interactions
+) -> None:
+    """A trained student folded in from the courses they were trained on scores the untaken courses as the
+    trained vector does: correlation > 0.9 on average (most of the spread is the group; within it, courses are
+    alike and their order is noise), and the same three best. EASE and iALS build the very same vector."""
+    model = ranked[family]
+    vectors = model.student_vectors()
+    correlations = []
+    for u in range(0, enrolments.n_students, 6):
+        taken = _taken(enrolments, u)
+        fold = model.fold_in(taken)
+        assert fold.grades_used == len(taken)
+        untaken = np.setdiff1d(np.arange(enrolments.n_courses), list(taken))
+        trained, folded = model.scores(vectors[u])[untaken], model.scores(fold.embedding)[untaken]
+        correlations.append(np.corrcoef(trained, folded)[0, 1])
+        assert set(np.argsort(-trained)[:3]) == set(np.argsort(-folded)[:3]), u
+        if family in ("ease", "ials"):
+            np.testing.assert_allclose(folded, trained, rtol=1e-4, atol=1e-5)
+    assert np.mean(correlations) > 0.9, correlations
+
+
+@pytest.mark.parametrize("family", list(IMPLICIT_FACTORIES))
+def test_implicit_held_out_students_folded_in_rank_their_group_first(family: str) -> None:
+    """Students never trained on, folded in from 4 of their courses, rank their own group's other courses above
+    the other group's (pairwise share > 0.9)."""
+    data = checkerboard(implicit=True, n_students=80, seed=3)
+    new = data.students >= 60
+    model = IMPLICIT_FACTORIES[family](0).fit(data.subset(~new))
+    group = np.array([int(c[1:]) % 2 for c in data.course_ids])
+    wins = total = 0
+    for u in range(60, 80):
+        taken = data.courses[data.students == u][:4]
+        scores = model.scores(model.fold_in({int(c): 1.0 for c in taken}).embedding)
+        unseen = ~np.isin(np.arange(data.n_courses), taken)
+        good, bad = scores[unseen & (group == u % 2)], scores[unseen & (group != u % 2)]
+        wins += (good[:, None] > bad[None, :]).sum()
+        total += good.size * bad.size
+    assert wins / total > 0.9, wins / total
+
+
+@pytest.mark.parametrize("family", list(IMPLICIT_FACTORIES))
+def test_implicit_family_bad_input_gets_a_clear_error(
+    family: str, ranked: dict[str, Model], enrolments: Interactions
+) -> None:
+    model = ranked[family]
+    with pytest.raises(DataError, match="student index"):
+        model.score_all(np.array([enrolments.n_students]))
+    with pytest.raises(DataError, match="course index"):
+        model.predict(np.array([0]), np.array([enrolments.n_courses]))
+    with pytest.raises(DataError, match="course index"):
+        model.fold_in({enrolments.n_courses: 1.0})
+    arrays, params = model.state()
+    broken = dict(arrays)
+    broken.pop(sorted(broken)[0])
+    with pytest.raises(ModelError):
+        type(model).from_state(broken, params)

@@ -31,11 +31,14 @@ def test_explicit_model_is_calibrated_on_held_back_validation_students() -> None
 def test_auto_returns_the_selection_and_trains_its_choice() -> None:
     logged: list[str] = []
     implicit = TrainConfig(mode="implicit", epochs=2, gmf_dim=8, mlp_dim=8, mlp_layers=(16, 8))
-    result = train_model(checkerboard(implicit=True), implicit, auto=True, progress=False, log=logged.append)
-    assert result.selection is not None
-    assert [c.name for c in result.selection.candidates] == ["neumf", "gmf", "mlp"]  # implicit: NCF compared
-    assert result.config is not None and result.config.model == result.selection.chosen
-    assert any("comparing candidates" in line for line in logged)
+    enrolments = checkerboard(implicit=True)
+    result = train_model(enrolments, implicit, auto=True, progress=False, log=logged.append)
+    assert result.selection is not None and result.selection.metric == "val_ndcg_at_10_sampled"
+    # Implicit: the ranking families, chosen on each student's newest course, the winner refitted on every row.
+    assert {c.family for c in result.selection.candidates} == {"ease", "ials", "neumf", "ensemble", "blend"}
+    assert result.family == result.selection.family and result.metrics["refit_rows"] == len(enrolments)
+    assert result.fitted.train_fingerprint == enrolments.fingerprint()
+    assert any("each student's newest course" in line for line in logged)
     # Explicit: next-term selection among every family; the winner is fitted again on every row.
     result = train_model(checkerboard(), SMALL, model="auto", progress=False, log=logged.append)
     assert result.selection is not None and result.family == result.selection.family

@@ -70,7 +70,7 @@ def test_bias_data_chooses_the_bias_model() -> None:
 def test_interaction_data_chooses_an_interaction_family() -> None:
     sel = select(checkerboard(n_students=80), TINY, families=("bias", "knn", "gmf"))
     assert sel.family in ("knn", "gmf"), sel.to_dict()
-    rmse = {c.name: c.rmse for c in sel.candidates}
+    rmse = {c.name: c.value for c in sel.candidates}
     assert rmse[sel.chosen] < 0.6 * min(v for k, v in rmse.items() if k.startswith("bias"))
 
 
@@ -110,7 +110,7 @@ def test_ensemble_and_blend_are_built_from_the_neumf_candidate() -> None:
 def test_same_seed_same_choice_and_model() -> None:
     data = checkerboard(n_students=60)
     a, b = (select(data, TINY, families=("knn", "gmf", "ensemble"), ensemble_members=2) for _ in range(2))
-    assert a.chosen == b.chosen and [c.rmse for c in a.candidates] == [c.rmse for c in b.candidates]
+    assert a.chosen == b.chosen and [c.value for c in a.candidates] == [c.value for c in b.candidates]
     np.testing.assert_array_equal(a.model.score_all(np.arange(10)), b.model.score_all(np.arange(10)))
 
 

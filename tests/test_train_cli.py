@@ -154,7 +154,19 @@ def test_implicit_training_from_enrolments(cli, secret_key, tmp_path) -> None:
     pairs = tmp_path / "enrolments.tsv"
     pairs.write_text("".join(f"{s}\t{c}\n" for s, c in sorted(rows)))
     out = tmp_path / "m"
-    args = ["--no-header", "--columns", "student,course", "--mode", "implicit", *SMALL, "--out", out]
+    # NeuMF forced: its refit is checked here (the default, selection: tests/test_implicit_selection.py).
+    args = [
+        "--no-header",
+        "--columns",
+        "student,course",
+        "--mode",
+        "implicit",
+        "--model",
+        "neumf",
+        *SMALL,
+        "--out",
+        out,
+    ]
     code, stdout, err = cli("train", "--data", pairs, *args)
     assert code == 0, err
     model = load_model(out)

@@ -587,6 +587,38 @@ def test_model_page_readyz_and_api_say_which_family_is_served(world: WebWorld, t
     assert served_family({"format_version": 2, "kind": "model", "family": "blend"}) == "blend"
 
 
+def test_model_page_shows_an_enrolment_models_selection_by_its_ranking_metric(world: WebWorld, tmp_path: Path) -> None:
+    from electives.models.artifact import save_model
+    from electives.models.baselines import EASE
+
+    selection = {
+        "metric": "val_ndcg_at_10_sampled",
+        "chosen": "ease(λ=40)",
+        "family": "ease",
+        "validation": "each student's newest course",
+        "candidates": [
+            {"name": "ease(λ=40)", "family": "ease", "val_ndcg_at_10_sampled": 0.4567, "seconds": 0.1},
+            {"name": "ials(d=64,λ=0.007,α₀=0.3)", "family": "ials", "val_ndcg_at_10_sampled": 0.4321, "seconds": 0.5},
+        ],
+    }
+    ease = EASE(lam=40.0).fit(world.train)
+    model_dir = save_model(tmp_path / "ease-model", ease, world.train, scale=None, extra={"model_selection": selection})
+    client = make_app(world, model_dir=model_dir).test_client()
+    info = client.get("/api/v1/model").json
+    assert info["family"] == "ease" and info["model_selection"]["metric"] == "val_ndcg_at_10_sampled"
+    html = client.get("/model").get_data(as_text=True)
+    assert "chosen on each student&#39;s newest course among 2 candidates" in html
+    assert "Ranking quality, NDCG@10 (against sampled courses)</th>" in html and "Typical error" not in html
+    assert "ease(λ=40) (served)</th><td>ease</td>\n      <td>0.457</td>" in html
+    # The API ranks by EASE's scores: no grade, no interval.
+    taken = [c for c in world.train.course_ids[:3]]
+    r = client.post(API, json={"grades": [{"course": c, "grade": "70"} for c in taken], "k": 3})
+    assert r.status_code == 200, r.json
+    items = r.json["recommendations"]
+    assert items and all(i["points"] is None and i["interval"] is None for i in items)
+    assert [i["score"] for i in items] == sorted((i["score"] for i in items), reverse=True)
+
+
 def test_form_size_caps(client, world: WebWorld) -> None:
     token = csrf_token(client)
     r = client.post("/recommend", data={"csrf_token": token, "course": ["CS101"] * 201, "grade": ["80"] * 201})

@@ -28,7 +28,7 @@ from electives.models.config import TrainConfig
 RULE = "promote when the challenger's RMSE on the new grades is at most the served model's"
 
 
-def run_challenge(args: argparse.Namespace, config: TrainConfig, family: str | None, file_values: dict) -> int:
+def run_challenge(args: argparse.Namespace, config: TrainConfig, family: str | None) -> int:
     from electives.data.storage import open_store
     from electives.models.artifact import TrainedModel, load_model
     from electives.serving.monitoring import check_explicit, unseen_grades
@@ -51,7 +51,7 @@ def run_challenge(args: argparse.Namespace, config: TrainConfig, family: str | N
         f"{served_dir} was trained on); comparing both on the {len(unseen.new):,} grades imported since",
         file=sys.stderr,
     )
-    result = fit_from_args(args, train, config, family=family, scale=before.scale, file_values=file_values)
+    result = fit_from_args(args, train, config, family=family, scale=before.scale)
     trained = result.trained_on or result.fit_data
     challenger = TrainedModel(
         fitted=result.fitted,
@@ -73,9 +73,8 @@ def run_challenge(args: argparse.Namespace, config: TrainConfig, family: str | N
     # Refit the family that won (an NCF model with the settings it won with), not a fresh selection.
     refit_config = result.config if result.config is not None else config
     full = fit_from_args(
-        args, training_rows(everything, "explicit"), refit_config, family=result.family, scale=everything.scale,
-        file_values=file_values,
-    )  # fmt: skip
+        args, training_rows(everything, "explicit"), refit_config, family=result.family, scale=everything.scale
+    )
     entry["refit"] = {"rows": full.metrics.get("refit_rows") or len(full.fit_data) + len(full.validation)}
     entry["refit"]["trained_through"] = everything.trained_through
     history = [*(served.manifest.get("promotion_history") or []), entry]

@@ -39,13 +39,14 @@ def _baselines() -> dict[str, tuple[bool, Callable[[str], Any]]]:
         "knn": (False, lambda mode: B.ItemKNN(mode=mode)),
         "popularity": (False, lambda mode: B.Popularity()),
         "ease": (False, lambda mode: B.EASE()),
+        "ials": (False, lambda mode: B.IALS()),
     }
 
 
-BASELINE_NAMES = ("global-mean", "student-mean", "course-mean", "bias", "mf", "knn", "popularity", "ease")
+BASELINE_NAMES = ("global-mean", "student-mean", "course-mean", "bias", "mf", "knn", "popularity", "ease", "ials")
 DEFAULT_BASELINES = {
     "explicit": ("global-mean", "student-mean", "course-mean", "bias", "mf", "knn", "popularity"),
-    "implicit": ("popularity", "knn", "mf", "ease"),
+    "implicit": ("popularity", "knn", "mf", "ease", "ials"),
 }
 
 
@@ -95,9 +96,9 @@ def _register_evaluate(subparsers: argparse._SubParsersAction) -> None:
         action=argparse.BooleanOptionalAction,
         default=True,
         help=(
-            "with grades, also report the served choice: what `electives train` would pick from the training part "
-            "alone (the same next-term selection, then fitted on the whole training part), scored on the test "
-            "part like the rest (default: on)"
+            "also report the served choice: what `electives train` would pick from the training part alone (the "
+            "same selection, then fitted on the whole training part), scored on the test part like the rest "
+            "(default: on)"
         ),
     )
     p.add_argument("--config", metavar="FILE.json", help="NeuMF settings from a JSON file (e.g. from electives tune)")
@@ -197,16 +198,19 @@ def served_label(family: str) -> str:
 
 def _served_choice(args: argparse.Namespace, config: Any, train: Any, span: float) -> Any:
     """What `electives train` would serve if given only the training part: the same selection on it (its own
-    validation split is each student's latest *training* term; the test part is never seen), then refitted on
-    the whole training part. None in the implicit mode, with DP, or with --no-served."""
-    if not args.served or config.mode != "explicit" or args.dp_epsilon is not None:
+    validation split is each student's latest *training* term, or newest training course in the implicit mode;
+    the test part is never seen), then refitted on the whole training part. None with DP or with --no-served."""
+    if not args.served or args.dp_epsilon is not None:
         return None
+    from electives.models.implicit_selection import select_implicit
     from electives.models.selection import select
 
     def log(line: str) -> None:
         if not args.quiet:
             print(f"served choice: {line.strip()}", file=sys.stderr)
 
+    if config.mode == "implicit":
+        return select_implicit(train, config, progress=False, log=log)
     return select(train, config, progress=False, log=log, scale_range=span)
 
 

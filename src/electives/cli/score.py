@@ -34,8 +34,8 @@ def _register_score_all(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Score every student against every course with a trained model, in chunks of students, and write the "
             "k best courses each student has not taken as Parquet rows (student pseudonym, rank, course, score; "
-            "the score is the predicted grade in the scale's points for explicit models, the interaction "
-            "probability for implicit ones). Courses on record in the database (--db, else $ELECTIVES_DB) are "
+            "the score is the predicted grade in the scale's points for explicit models, the family's ranking "
+            "score for implicit ones). Courses on record in the database (--db, else $ELECTIVES_DB) are "
             "excluded. The file appears only when complete."
         ),
     )
@@ -118,7 +118,7 @@ def _register_score(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Read `student<TAB>course` lines (raw student ids, as in the registrar's export) and write them back "
             "with a score column: the predicted grade in the scale's points (explicit mode) or the model's "
-            "interaction probability (implicit mode), so anyone can check the metrics with their own evaluator."
+            "ranking score (implicit mode: NeuMF's probability, EASE's or iALS's score), so anyone can check the metrics with their own evaluator."
         ),
     )
     p.add_argument("model", metavar="MODEL", help="model artifact directory (from electives train)")

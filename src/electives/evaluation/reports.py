@@ -197,18 +197,21 @@ def _served_lines(served: Any) -> list[str]:
     """The served choice (what `electives train` would pick from the training part): each candidate it weighed."""
     if not isinstance(served, Mapping) or not isinstance(served.get("candidates"), list):
         return []
+    metric = str(served.get("metric") or "val_rmse")
+    shown = "RMSE" if metric == "val_rmse" else metric.removeprefix("val_").replace("_at_", "@")
     lines = [
         "## Served choice",
         "",
-        f"`electives train` on the training part alone would serve **{served.get('chosen')}**, chosen by RMSE on "
-        f"{served.get('validation', 'validation rows')} of the training part (the test part unseen), then fitted "
+        f"`electives train` on the training part alone would serve **{served.get('chosen')}**, chosen by {shown} "
+        f"on {served.get('validation', 'validation rows')} of the training part (the test part unseen), then fitted "
         "again on the whole training part; its row in the table above is marked *served choice*.",
         "",
-        "| candidate | family | validation RMSE | seconds |",
+        f"| candidate | family | validation {shown} | seconds |",
         "|---|---|---:|---:|",
     ]
     for c in served["candidates"]:
-        value = f"failed: {c.get('error')}" if c.get("error") else f"{c.get('val_rmse') or 0:.4f}"
+        value = f"failed: {c.get('error')}" if c.get("error") else f"{c.get(metric) or 0:.4f}"
+        value = f"skipped: {c.get('skipped')}" if c.get("skipped") else value
         mark = " (chosen)" if c.get("name") == served.get("chosen") else ""
         lines.append(f"| {c.get('name')}{mark} | {c.get('family')} | {value} | {c.get('seconds', 0):.1f} |")
     return [*lines, ""]

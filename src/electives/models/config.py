@@ -14,8 +14,10 @@ from typing import Any, Literal
 from electives.errors import ElectivesError
 
 __all__ = [
+    "EXPLICIT_FAMILY_NAMES",
     "FAMILY_NAMES",
     "FLAGS",
+    "IMPLICIT_FAMILY_NAMES",
     "MODE_DEFAULTS",
     "TUNABLE",
     "Flag",
@@ -30,9 +32,12 @@ __all__ = [
 
 Mode = Literal["explicit", "implicit"]
 
-# Every family `electives train --model NAME` can force (the NCF ones first; models.selection builds them).
+# Every family `electives train --model NAME` can force (the NCF ones first): those that predict grades
+# (models.selection builds them) and those that rank enrolments (models.implicit_selection builds them).
 NCF_NAMES = ("neumf", "gmf", "mlp")
-FAMILY_NAMES = (*NCF_NAMES, "bias", "mf", "knn", "ensemble", "blend")
+EXPLICIT_FAMILY_NAMES = (*NCF_NAMES, "bias", "mf", "knn", "ensemble", "blend")
+IMPLICIT_FAMILY_NAMES = ("neumf", "ensemble", "ease", "ials", "blend")
+FAMILY_NAMES = (*EXPLICIT_FAMILY_NAMES, "ease", "ials")
 
 # Fields left None in TrainConfig take the mode's value from here (the only other place defaults live).
 MODE_DEFAULTS: dict[str, dict[str, Any]] = {

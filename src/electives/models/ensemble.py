@@ -10,7 +10,9 @@ and parameters in ``params`` (so loading rebuilds each member through its own fa
   NeuMF's seed-to-seed spread on small registrars is larger than the gap between families (±0.025 RMSE on
   college_grades); averaging N members divides the variance part of that by N.
 - :class:`Blend`: ``w·A + (1−w)·B``, typically the best NCF model and the best baseline, ``w`` chosen on a
-  validation split (selection does that with its own split; :meth:`Blend.fit` carves one).
+  validation split (selection does that with its own split; :meth:`Blend.fit` carves one). Ranking families
+  (EASE, iALS, NeuMF's probabilities) score on unrelated scales: a blend of them is ``standardised``, each
+  member's scores of one student z-scored over the catalogue before they are weighed.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from electives.errors import DataError, ModelError
 from electives.models.config import TrainConfig
 from electives.models.interface import DEFAULT_OPTIONS, FoldIn, FoldInOptions, Model, family_class, register
 
-__all__ = ["Blend", "Combination", "Ensemble", "best_weight", "ensemble_size"]
+__all__ = ["Blend", "Combination", "Ensemble", "best_weight", "ensemble_size", "standardise"]
 
 WEIGHTS = tuple(round(0.1 * i, 1) for i in range(11))  # the blend's grid: coarse, as validation sets are small
 
@@ -50,11 +52,19 @@ def best_weight(a: np.ndarray, b: np.ndarray, actual: np.ndarray) -> tuple[float
     return best
 
 
+def standardise(scores: np.ndarray) -> np.ndarray:
+    """Each row (one student's scores of every course) z-scored: mean 0, sd 1 (a constant row becomes 0)."""
+    x = np.asarray(scores, dtype=np.float64)
+    sd = x.std(axis=-1, keepdims=True)
+    return (x - x.mean(axis=-1, keepdims=True)) / np.where(sd > 0, sd, 1.0)
+
+
 class Combination(Model):
     """A fitted weighted mean of member models (all fitted on the same data); see the module docstring."""
 
     members: list[Model]
     weights: np.ndarray
+    standardised: bool = False  # each member's scores z-scored per student over the catalogue before weighing
 
     def _set_members(self, members: Sequence[Model], weights: Sequence[float]) -> Self:
         if not members or len(members) != len(weights):
@@ -74,13 +84,25 @@ class Combination(Model):
     # -- outputs ---------------------------------------------------------------------------------------------
     def predict(self, students: np.ndarray, courses: np.ndarray) -> np.ndarray:
         s, c = self.check_pairs(students, courses)
+        if self.standardised:  # a z-score needs the student's every course: through score_all, by student
+            users, row = np.unique(s, return_inverse=True)
+            out = np.empty(len(s), dtype=np.float32)
+            for i in range(0, len(users), 1024):
+                chunk = (row >= i) & (row < i + 1024)
+                out[chunk] = self.score_all(users[i : i + 1024])[row[chunk] - i, c[chunk]]
+            return out
         out = sum(w * m.predict(s, c).astype(np.float64) for w, m in self._active())
         return np.asarray(out, dtype=np.float32)
 
     def score_all(self, students: np.ndarray) -> np.ndarray:
         s = self.check_students(students)
-        out = sum(w * m.score_all(s).astype(np.float64) for w, m in self._active())
+        out = sum(w * self._standard(m.score_all(s)) for w, m in self._active())
         return np.asarray(out, dtype=np.float32).reshape(len(s), self.n_courses)
+
+    def _standard(self, scores: np.ndarray) -> np.ndarray:
+        """One member's scores (a row per student) as weighed: z-scored per row when ``standardised``."""
+        x = np.asarray(scores, dtype=np.float64)
+        return standardise(x) if self.standardised else x
 
     def _active(self) -> list[tuple[float, Model]]:
         # A member with weight 0 (a blend that chose one side) is not asked at all.
@@ -100,7 +122,7 @@ class Combination(Model):
         out = np.zeros(self.n_courses)
         for w, m, part in zip(self.weights, self.members, parts, strict=True):
             if w > 0:
-                out += w * m.scores(part)
+                out += w * self._standard(m.scores(part))
         return out
 
     def fold_in(self, entries: Mapping[int, float], options: FoldInOptions = DEFAULT_OPTIONS) -> FoldIn:
@@ -183,43 +205,52 @@ class Ensemble(Combination):
 class Blend(Combination):
     """``w·A + (1−w)·B`` of two families. ``first``/``second`` make unfitted members; ``weight`` is w, or None to
     choose it on a validation split carved from the training rows (each student's latest term when there are
-    terms, else a random tenth), after which both are fitted again on every row."""
+    terms, else a random tenth; graded rows only), after which both are fitted again on every row.
+    ``standardised``: each member's scores z-scored per student before they are weighed (ranking families)."""
 
     def __init__(
         self,
         first: Callable[[], Model] | None = None,
         second: Callable[[], Model] | None = None,
         weight: float | None = None,
+        *,
+        standardised: bool = False,
     ) -> None:
         if weight is not None and not 0.0 <= weight <= 1.0:
             raise DataError(f"a blend's weight must be in [0, 1], got {weight}")
-        self.first, self.second, self.weight = first, second, weight
+        self.first, self.second, self.weight, self.standardised = first, second, weight, standardised
 
     def fit(self, train: Interactions) -> Self:
         if self.first is None or self.second is None:
             raise ModelError("this blend was loaded, not configured: it has no member factories to fit")
-        if train.grades is None:
-            raise DataError("a blend weighs predicted grades; these interactions have none")
         w = self.weight
         if w is None:
+            if train.grades is None:
+                raise DataError("a blend chooses its weight on predicted grades; these interactions have none")
             fit_part, val, _ = next_term_validation(train)
             a, b = self.first().fit(fit_part), self.second().fit(fit_part)
             actual = np.asarray(val.grades, dtype=np.float64)
             w, _ = best_weight(a.predict(val.students, val.courses), b.predict(val.students, val.courses), actual)
-        return self.of(self.first().fit(train), self.second().fit(train), w)
+        return self.of(self.first().fit(train), self.second().fit(train), w, standardised=self.standardised)
 
     @classmethod
-    def of(cls, first: Model, second: Model, weight: float) -> Blend:
+    def of(cls, first: Model, second: Model, weight: float, *, standardised: bool = False) -> Blend:
         """The blend ``weight·first + (1−weight)·second`` of two fitted models."""
-        return cls(weight=weight)._set_members([first, second], [weight, 1.0 - weight])
+        return cls(weight=weight, standardised=standardised)._set_members([first, second], [weight, 1.0 - weight])
 
     @property
     def weight_of_first(self) -> float:
         return float(self.weights[0])
+
+    def _own_params(self) -> dict[str, Any]:
+        return {"standardised": self.standardised}
 
     @classmethod
     def from_state(cls, arrays: Mapping[str, np.ndarray], params: Mapping[str, Any]) -> Self:
         members, weights = cls.members_from_state(arrays, params)
         if len(members) != 2:
             raise ModelError(f"blend: expected 2 members, found {len(members)}")
-        return cls(weight=weights[0])._set_members(members, weights)
+        standardised = params.get("standardised", False)  # absent in blends saved before it existed: raw
+        if not isinstance(standardised, bool):
+            raise ModelError(f"blend: 'standardised' must be true or false, got {standardised!r}")
+        return cls(weight=weights[0], standardised=standardised)._set_members(members, weights)

@@ -1,8 +1,8 @@
 """Training the model that goes into an artifact (what `electives train` does), callable from Python.
 
 `train_model(train, config, …)` carves the validation split from `train`, fits on the rest (plain, differentially
-private with `privacy`, or with `auto` the family chosen on each student's latest term — :mod:`selection`; in the
-implicit mode the best of NeuMF, GMF and MLP), then measures the model validation chose on the validation rows,
+private with `privacy`, or with `auto` the family chosen on each student's latest term — :mod:`selection` — or, in
+the implicit mode, on each student's newest course — :mod:`implicit_selection`), then measures the model validation chose on the validation rows,
 which it never trained on (after a refit, the model as fitted before it): RMSE/MAE (explicit) or HR/NDCG
 (implicit), and in explicit mode a split-conformal prediction interval at `coverage` whose coverage is measured on
 held-back validation students. `model=NAME` forces one family (see :data:`config.FAMILY_NAMES`).
@@ -26,13 +26,12 @@ from electives.evaluation.evaluate import evaluate
 from electives.evaluation.metrics import mae, rmse, within
 from electives.models import distributed
 from electives.models.calibration import ConformalInterval, calibrate_on_validation
-from electives.models.config import FAMILY_NAMES, NCF_NAMES, TrainConfig
+from electives.models.config import EXPLICIT_FAMILY_NAMES, FAMILY_NAMES, IMPLICIT_FAMILY_NAMES, NCF_NAMES, TrainConfig
+from electives.models.implicit_selection import select_implicit
 from electives.models.interface import Model
 from electives.models.privacy import PrivacyConfig, PrivacyReport, fit_private
-from electives.models.selection import Selection as NextTermSelection
-from electives.models.selection import select
+from electives.models.selection import Selection, select
 from electives.models.training import fit
-from electives.models.tuning import Selection, compare
 
 __all__ = ["TrainingResult", "train_model", "validation_metrics"]
 
@@ -46,7 +45,7 @@ class TrainingResult:
     validation: Interactions
     metrics: dict[str, Any] = field(default_factory=dict)  # empty where not is_main
     calibration: ConformalInterval | None = None  # explicit mode
-    selection: Selection | NextTermSelection | None = None  # auto or a forced family: every candidate tried
+    selection: Selection | None = None  # auto or a forced family: every candidate tried
     privacy: PrivacyReport | None = None  # with a privacy budget
     is_main: bool = True  # False on the ranks other than 0: nothing measured, nothing to report or write
     # The model as it stood before it was fitted again on every row (None without a refit): it has not seen the
@@ -72,7 +71,6 @@ def train_model(
     scale: GradeScale | None = None,
     coverage: float = 0.8,
     auto: bool = False,
-    try_imbalance: bool = True,
     privacy: PrivacyConfig | None = None,
     noise_seed: int | None = None,
     progress: bool = True,
@@ -83,12 +81,12 @@ def train_model(
 
     config: left-None fields take the mode's defaults (with `privacy`, DP_DEFAULTS first); with selection, the NCF
     candidates' settings. scale: reports RMSE/MAE in its points and the share within one letter. auto (or
-    model="auto"): explicit mode, choose the family on each student's latest term (models.selection); implicit
-    mode, compare NeuMF, GMF and MLP on validation; try_imbalance: implicit compare only. model: a family name
-    from config.FAMILY_NAMES forces it (neumf/gmf/mlp train as configured; the others go through selection
-    alone, so they are refitted on every row); None trains `config.model`. privacy: DP-SGD within this budget
-    (NCF only, not with auto, not under torchrun); noise_seed: tests and benchmarks only (see
-    electives.models.privacy). log: progress lines (e.g. each candidate's score).
+    model="auto"): choose the family — explicit mode on each student's latest term (models.selection), implicit
+    mode on each student's newest course (models.implicit_selection). model: a family name from
+    config.FAMILY_NAMES forces it (neumf/gmf/mlp train as configured; the others go through selection alone, so
+    they are refitted on every row); None trains `config.model`. privacy: DP-SGD within this budget (NCF only,
+    not with auto, not under torchrun); noise_seed: tests and benchmarks only (see electives.models.privacy).
+    log: progress lines (e.g. each candidate's score).
     """
     if not 0.5 <= coverage < 1:
         raise DataError(f"coverage {coverage}: expected a level in [0.5, 1), e.g. 0.8")
@@ -102,24 +100,16 @@ def train_model(
     if model in NCF_NAMES:
         given = replace(given, model=model)  # type: ignore[arg-type]
     base = given.resolved()
-    if base.mode == "explicit" and (auto or (model is not None and model not in NCF_NAMES)):
+    if auto or (model is not None and model not in NCF_NAMES):
         return _selected(train, base, families=None if auto else (model,), scale=scale, coverage=coverage,
                          progress=progress, log=log)  # fmt: skip
-    if model is not None and model not in NCF_NAMES:
-        raise DataError(f"--model {model} predicts grades; the implicit mode trains neumf, gmf or mlp")
     ctx = distributed.init(base.device)
     if privacy is not None and ctx.distributed:
         raise ElectivesError("private training cannot run distributed: the accounting assumes one process")
     fit_data, val = validation_split(train, base.validation, base.val_fraction, base.seed)  # type: ignore[arg-type]
     start = time.perf_counter()
-    selection = report = None
-    if auto:
-        if log is not None:
-            log(f"--model auto: comparing candidates on {len(val):,} validation rows")
-        span = scale.span if scale else 1.0
-        selection = compare(fit_data, val, base, imbalance=try_imbalance, progress=progress, log=log, scale_range=span)
-        fitted = selection.best
-    elif privacy is not None:
+    report = None
+    if privacy is not None:
         # DP has its own defaults for the settings left unset, so it starts from the unresolved configuration.
         fitted, report = fit_private(fit_data, given, privacy, validation=val, progress=progress, noise_seed=noise_seed)
     else:
@@ -127,7 +117,7 @@ def train_model(
     seconds = time.perf_counter() - start
     distributed.shutdown()
     if not ctx.is_main:
-        return TrainingResult(fitted, fit_data, val, selection=selection, privacy=report, is_main=False)  # type: ignore[arg-type]
+        return TrainingResult(fitted, fit_data, val, privacy=report, is_main=False)  # type: ignore[arg-type]
 
     metrics: dict[str, Any] = {"train_seconds": round(seconds, 2), "validation_rows": len(val)}
     # After a refit the final model has trained on the validation rows: measure (and calibrate) the model that
@@ -137,7 +127,7 @@ def train_model(
     calibration = _calibrate(checked, val, coverage, metrics)  # type: ignore[arg-type]
     if fitted.validated is not None:
         metrics["refit_rows"] = len(fit_data) + len(val)
-    return TrainingResult(fitted, fit_data, val, metrics, calibration, selection, report, validated=fitted.validated)  # type: ignore[arg-type]
+    return TrainingResult(fitted, fit_data, val, metrics, calibration, None, report, validated=fitted.validated)  # type: ignore[arg-type]
 
 
 def _selected(
@@ -150,13 +140,18 @@ def _selected(
     progress: bool,
     log: Callable[[str], None] | None,
 ) -> TrainingResult:
-    """Next-term selection (every family, or the one forced), then the winner's validation metrics and
-    calibration, measured with the winner as fitted on the fit part (before its refit on every row)."""
+    """Selection (every family of the mode, or the one forced), then the winner's validation metrics (and, with
+    grades, its calibration), measured with the winner as fitted on the fit part (before its refit on every row)."""
     if distributed.init(base.device).distributed:
         raise ElectivesError("model selection runs in one process; under torchrun force one NCF family (--model neumf)")
     span = scale.span if scale else 1.0
     start = time.perf_counter()
-    chosen = select(train, base, families=families or FAMILY_NAMES, progress=progress, log=log, scale_range=span)
+    if base.mode == "explicit":
+        chosen = select(
+            train, base, families=families or EXPLICIT_FAMILY_NAMES, progress=progress, log=log, scale_range=span
+        )
+    else:
+        chosen = select_implicit(train, base, families=families or IMPLICIT_FAMILY_NAMES, progress=progress, log=log)
     metrics: dict[str, Any] = {"train_seconds": round(time.perf_counter() - start, 2)}
     metrics["validation_rows"] = len(chosen.validation)
     metrics.update(validation_metrics(chosen.validated, chosen.fit_data, chosen.validation, scale=scale))

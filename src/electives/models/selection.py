@@ -23,7 +23,7 @@ manifest stores as ``model_selection``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
@@ -34,17 +34,29 @@ from electives.data.interactions import Interactions
 from electives.data.splits import next_term_validation
 from electives.errors import DataError
 from electives.models.baselines import BiasModel, ItemKNN, MatrixFactorization
-from electives.models.config import FAMILY_NAMES, NCF_NAMES, TrainConfig
+from electives.models.config import EXPLICIT_FAMILY_NAMES, NCF_NAMES, TrainConfig
 from electives.models.ensemble import Blend, Ensemble, best_weight, ensemble_size
 from electives.models.interface import Model
 from electives.models.training import fit
 
-__all__ = ["Selection", "Tried", "candidate_specs", "select"]
+__all__ = [
+    "Selection",
+    "Tried",
+    "candidate_specs",
+    "conclude",
+    "more_seeds",
+    "reason",
+    "refit_ncf",
+    "select",
+    "winner_of",
+]
 
 BASELINE_FAMILIES = ("bias", "mf", "knn")
 # A NeuMF for small registrars (a few thousand grades), next to the configured sizes.
 SMALL_NEUMF = {"gmf_dim": 16, "mlp_dim": 8, "mlp_layers": (16, 8)}
 SMALL_DATA = 20_000  # training rows up to which the full grid is tried (fits take seconds there)
+# How each validation split reads in the manifest and on the model page.
+VALIDATION_WORDS = {"temporal": "each student's latest term", "loo": "each student's newest course"}
 
 
 @dataclass(frozen=True)
@@ -60,23 +72,31 @@ class Spec:
 
 @dataclass(frozen=True)
 class Tried:
-    """What one candidate did on validation: its RMSE (normalised; None when it failed) and fit seconds."""
+    """What one candidate did on validation: the selection metric's ``value`` (None when it failed) — RMSE of the
+    normalised grade (``val_rmse``) or, in the implicit mode, a ranking figure — its fit seconds, and (implicit)
+    every ranking figure measured (``figures``)."""
 
     name: str
     family: str
     settings: dict[str, Any]
-    rmse: float | None
+    value: float | None
     seconds: float
     error: str | None = None
+    metric: str = "val_rmse"
+    figures: dict[str, float] = field(default_factory=dict)
+    skipped: str | None = None  # why it was not fitted (not a failure)
 
     def to_dict(self, scale_range: float = 1.0) -> dict[str, Any]:
+        scaled = self.value is not None and self.metric == "val_rmse"  # RMSE in the scale's points
         return {
             "name": self.name,
             "family": self.family,
             "settings": self.settings,
-            "val_rmse": None if self.rmse is None else self.rmse * scale_range,
+            self.metric: self.value * scale_range if scaled else self.value,  # type: ignore[operator]
+            **{k: v for k, v in self.figures.items() if k != self.metric},
             "seconds": round(self.seconds, 2),
             **({"error": self.error} if self.error else {}),
+            **({"skipped": self.skipped} if self.skipped else {}),
         }
 
 
@@ -95,11 +115,12 @@ class Selection:
     candidates: list[Tried] = field(default_factory=list)
     seconds: float = 0.0
     refit_error: str | None = None
+    metric: str = "val_rmse"
 
     def to_dict(self, scale_range: float = 1.0) -> dict[str, Any]:
         return {
-            "metric": "val_rmse",
-            "validation": "each student's latest term" if self.split == "temporal" else f"{self.split} rows",
+            "metric": self.metric,
+            "validation": VALIDATION_WORDS.get(self.split, f"{self.split} rows"),
             "validation_rows": len(self.validation),
             "chosen": self.chosen,
             "family": self.family,
@@ -112,7 +133,7 @@ class Selection:
         return [c for c in self.candidates if c.error]
 
 
-def candidate_specs(base: TrainConfig, families: Sequence[str] = FAMILY_NAMES, rows: int = 0) -> list[Spec]:
+def candidate_specs(base: TrainConfig, families: Sequence[str] = EXPLICIT_FAMILY_NAMES, rows: int = 0) -> list[Spec]:
     """The single-model candidates of ``families`` (ensemble and blend are built from these by :func:`select`),
     baselines first: they are cheap, and a tie goes to the candidate tried first. Above :data:`SMALL_DATA` rows
     the grid is trimmed (one MF, no small NeuMF, and :func:`ensemble_size` gives 2 members) to keep the whole
@@ -171,7 +192,7 @@ def select(
     train: Interactions,
     base: TrainConfig | None = None,
     *,
-    families: Sequence[str] = FAMILY_NAMES,
+    families: Sequence[str] = EXPLICIT_FAMILY_NAMES,
     ensemble_members: int | None = None,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
@@ -186,9 +207,11 @@ def select(
     cfg = replace((base or TrainConfig()).resolved(), refit=False)
     if cfg.mode != "explicit" or train.grades is None:
         raise DataError("next-term selection compares predicted grades; it needs graded (explicit) data")
-    unknown = sorted(set(families) - set(FAMILY_NAMES))
+    unknown = sorted(set(families) - set(EXPLICIT_FAMILY_NAMES))
     if unknown:
-        raise DataError(f"unknown model family {', '.join(unknown)}; choose from {', '.join(FAMILY_NAMES)}")
+        raise DataError(
+            f"model family {', '.join(unknown)} predicts no grades; choose from {', '.join(EXPLICIT_FAMILY_NAMES)}"
+        )
     started = time.perf_counter()
     fit_part, val, kind = next_term_validation(train, cfg.val_fraction, cfg.seed)
     actual = np.asarray(val.grades, dtype=np.float64)
@@ -205,34 +228,68 @@ def select(
         run.try_blend(forced=tuple(families) == ("blend",))
 
     # Only the families asked for compete (neumf is fitted for an ensemble or a blend even when not asked for).
-    eligible = [t for t in run.tried if t.rmse is not None and t.family in families and t.name in run.fitted]
-    if not eligible:
-        reasons = "; ".join(f"{t.name}: {t.error}" for t in run.tried if t.error) or "no candidates"
-        raise DataError(f"no model could be fitted for selection ({reasons})")
-    best = min(eligible, key=lambda t: t.rmse)  # type: ignore[arg-type, return-value]  # min keeps the first tie
+    best = winner_of(run.tried, families, run.fitted, lowest=True)
     winner = run.fitted[best.name]
     if log is not None:
-        log(f"chose {best.name} (validation RMSE {best.rmse * scale_range:.4g}); fitting it again on all rows")  # type: ignore[operator]
-    refit_error = None
-    try:
-        final = winner.again()
-    except Exception as exc:
-        # The model fitted on the fit part still serves; it has seen fewer rows, which the manifest says.
-        final, refit_error = winner.model, f"{type(exc).__name__}: {exc}"
-        if log is not None:
-            log(f"refitting {best.name} on all rows failed ({refit_error}); serving it as fitted on the fit part")
-    return Selection(
-        model=final,
-        validated=winner.model,
-        chosen=best.name,
-        family=winner.family,
-        split=kind,
-        fit_data=fit_part,
-        validation=val,
-        candidates=run.tried,
-        seconds=time.perf_counter() - started,
-        refit_error=refit_error,
+        log(f"chose {best.name} (validation RMSE {best.value * scale_range:.4g}); fitting it again on all rows")  # type: ignore[operator]
+    return conclude(
+        Selection(winner.model, winner.model, best.name, winner.family, kind, fit_part, val, run.tried),
+        again=winner.again,
+        started=started,
+        log=log,
     )
+
+
+def winner_of(tried: Sequence[Tried], families: Sequence[str], kept: Container[str], *, lowest: bool) -> Tried:
+    """The best of the candidates of ``families`` still ``kept`` (the first of equals): the lowest value, or the
+    highest; a DataError naming each failure when none could be fitted."""
+    eligible = [t for t in tried if t.value is not None and t.family in families and t.name in kept]
+    if not eligible:
+        reasons = "; ".join(f"{t.name}: {t.error}" for t in tried if t.error) or "no candidates"
+        raise DataError(f"no model could be fitted for selection ({reasons})")
+    pick = min if lowest else max  # both keep the first of equals
+    return pick(eligible, key=lambda t: t.value)  # type: ignore[arg-type, return-value]
+
+
+def conclude(
+    chosen: Selection, *, again: Callable[[], Model], started: float, log: Callable[[str], None] | None
+) -> Selection:
+    """``chosen`` (whose ``model`` is still the one ``validated``) with its winner fitted again on every row by
+    ``again``, and the seconds since ``started``. When the refit fails, the winner as fitted on the fit part
+    serves (it has seen fewer rows, which the manifest says, with the reason)."""
+    try:
+        model, error = again(), None
+    except Exception as exc:
+        model, error = chosen.validated, reason(exc)
+        if log is not None:
+            log(f"refitting {chosen.chosen} on all rows failed ({error}); serving it as fitted on the fit part")
+    return replace(chosen, model=model, refit_error=error, seconds=time.perf_counter() - started)
+
+
+def refit_ncf(model: Any, train: Interactions, *, progress: bool = False) -> Model:
+    """An NCF candidate's configuration and seed on every training row, for the epochs early stopping chose (a
+    fixed count, no validation left to stop on). ``training.refit`` would train on fit part ∪ validation, which
+    lacks the older attempts of retaken courses and is another set of rows than the one the caller has."""
+    config = replace(model.config, epochs=max(1, int(model.best_epoch)), validation="none", refit=False)
+    return fit(train, config, progress=progress)  # type: ignore[return-value]
+
+
+def more_seeds(first: Any, fit_part: Interactions, size: int, *, progress: bool = False) -> tuple[list[Model], int]:
+    """The ``size − 1`` NCF members an ensemble adds to ``first`` (a fitted NCF): its configuration with the next
+    seeds, trained for the epochs ``first``'s early stopping chose — no validation pass per epoch and no patience
+    epochs past the best, so each costs about 70% of a NeuMF fit. Returns them and that epoch count."""
+    config = first.config
+    epochs = max(1, int(getattr(first, "best_epoch", 0) or config.epochs or 1))
+    members = [
+        fit(fit_part, replace(config, seed=config.seed + i, epochs=epochs, validation="none"), progress=progress)
+        for i in range(1, size)
+    ]
+    return members, epochs  # type: ignore[return-value]
+
+
+def reason(exc: BaseException) -> str:
+    """How a failed candidate is reported: the exception's type and message."""
+    return f"{type(exc).__name__}: {exc}"
 
 
 @dataclass
@@ -256,8 +313,8 @@ class _Run:
         if tried.error:
             self.log(f"  {tried.name:<26} failed: {tried.error}")
         else:
-            assert tried.rmse is not None
-            self.log(f"  {tried.name:<26} val_rmse {tried.rmse * self.scale_range:.5g}  ({tried.seconds:.1f} s)")
+            assert tried.value is not None
+            self.log(f"  {tried.name:<26} val_rmse {tried.value * self.scale_range:.5g}  ({tried.seconds:.1f} s)")
 
     def rmse(self, predictions: np.ndarray) -> float:
         return float(np.sqrt(np.mean((np.asarray(predictions, dtype=np.float64) - self.actual) ** 2)))
@@ -279,7 +336,7 @@ class _Run:
             if not np.isfinite(predictions).all():
                 raise DataError("its validation predictions are not finite")
         except Exception as exc:  # any failure of one candidate is reported and the others go on
-            self.record(Tried(spec.name, spec.family, spec.settings, None, time.perf_counter() - t0, _reason(exc)))
+            self.record(Tried(spec.name, spec.family, spec.settings, None, time.perf_counter() - t0, reason(exc)))
             return
         self.fitted[spec.name] = _Fitted(spec.family, model, predictions, again)
         self.record(Tried(spec.name, spec.family, spec.settings, self.rmse(predictions), time.perf_counter() - t0))
@@ -289,38 +346,27 @@ class _Run:
         return fit(self.fit_part, config, validation=self.val, progress=self.progress)  # type: ignore[return-value]
 
     def refit_ncf(self, model: Any) -> Model:
-        """The same configuration and seed on every training row, for the epochs early stopping chose (a fixed
-        count, no validation left to stop on). ``training.refit`` would train on fit part ∪ validation, which
-        lacks the older attempts of retaken courses and is another set of rows than the one the caller has."""
-        config = replace(model.config, epochs=max(1, int(model.best_epoch)), validation="none", refit=False)
-        return fit(self.train, config, progress=self.progress)  # type: ignore[return-value]
+        return refit_ncf(model, self.train, progress=self.progress)
 
     def try_ensemble(self, cfg: TrainConfig, size: int) -> None:
         """The better NeuMF (configured or small sizes) as member 0, plus ``size − 1`` more seeds."""
         neumfs = [t for t in self.tried if t.family == "neumf" and t.name in self.fitted]
         if not neumfs:
-            reason = "no NeuMF candidate could be fitted to seed it"
-            self.record(Tried("ensemble", "ensemble", {"members": size}, None, 0.0, reason))
+            why = "no NeuMF candidate could be fitted to seed it"
+            self.record(Tried("ensemble", "ensemble", {"members": size}, None, 0.0, why))
             return
-        first = min(neumfs, key=lambda t: t.rmse)  # type: ignore[arg-type, return-value]
-        members: list[Any] = [self.fitted[first.name].model]  # an NCF: its config and best epoch
-        config = members[0].config
-        settings = {"members": size, "of": first.name, "seeds": [config.seed + i for i in range(size)]}
+        first = min(neumfs, key=lambda t: t.value)  # type: ignore[arg-type, return-value]
+        seed: Any = self.fitted[first.name].model  # an NCF: its config and best epoch
+        settings: dict[str, Any] = {"members": size, "of": first.name}
+        settings["seeds"] = [seed.config.seed + i for i in range(size)]
         t0 = time.perf_counter()
-        predictions = [self.fitted[first.name].predictions]
-        # The other seeds train for the epochs member 0's early stopping chose: no validation pass per epoch and
-        # no patience epochs past the best, so each costs about 70% of a NeuMF fit.
-        epochs = max(1, int(getattr(members[0], "best_epoch", 0) or config.epochs or 1))
-        settings["epochs"] = epochs
         try:
-            for i in range(1, size):
-                fixed = replace(config, seed=config.seed + i, epochs=epochs, validation="none")
-                member = fit(self.fit_part, fixed, progress=self.progress)
-                members.append(member)
-                predictions.append(self.predict(member))
+            more, settings["epochs"] = more_seeds(seed, self.fit_part, size, progress=self.progress)
+            predictions = [self.fitted[first.name].predictions, *(self.predict(m) for m in more)]
         except Exception as exc:  # as in try_spec
-            self.record(Tried("ensemble", "ensemble", settings, None, time.perf_counter() - t0, _reason(exc)))
+            self.record(Tried("ensemble", "ensemble", settings, None, time.perf_counter() - t0, reason(exc)))
             return
+        members = [seed, *more]
         mean = np.mean(predictions, axis=0)
         again = lambda: Ensemble.of([self.refit_ncf(m) for m in members])  # noqa: E731
         self.fitted["ensemble"] = _Fitted("ensemble", Ensemble.of(members), mean, again)
@@ -347,9 +393,5 @@ class _Run:
         self.record(Tried("blend", "blend", settings, error, 0.0))
 
     def best(self, which: Callable[[Tried], bool]) -> Tried | None:
-        ok = [t for t in self.tried if t.rmse is not None and t.name in self.fitted and which(t)]
-        return min(ok, key=lambda t: t.rmse) if ok else None  # type: ignore[arg-type, return-value]
-
-
-def _reason(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+        ok = [t for t in self.tried if t.value is not None and t.name in self.fitted and which(t)]
+        return min(ok, key=lambda t: t.value) if ok else None  # type: ignore[arg-type, return-value]

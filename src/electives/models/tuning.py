@@ -1,10 +1,8 @@
-"""Choosing a training configuration on a validation split carved from the TRAINING data (never a test set).
+"""Choosing an NCF training configuration on a validation split carved from the TRAINING data (never a test set).
 
-- `compare(fit_data, val, base, …)`: fit NeuMF, GMF and MLP (and, in explicit mode, the imbalance options) and
-  keep the best on validation — what `electives train --model auto` does in the implicit mode (with grades,
-  `auto` is next-term selection among every family: `models.selection`).
-- `tune(train, base, trials=…, timeout=…)`: an Optuna TPE search (seeded) over learning rate, regularisation,
-  sizes, dropout, batch size and (explicit mode) imbalance handling.
+`tune(train, base, trials=…, timeout=…)`: an Optuna TPE search (seeded) over learning rate, regularisation,
+sizes, dropout, batch size and (explicit mode) imbalance handling. (Which family to train is chosen by
+`models.selection` and `models.implicit_selection`.)
 
 The objective is the one early stopping uses: validation RMSE of the normalised grade (explicit, lower is
 better) or sampled HR@10 (implicit, higher is better), at the restored best epoch.
@@ -23,14 +21,11 @@ from electives.data.splits import validation_split
 from electives.errors import DataError
 from electives.models.config import TUNABLE
 from electives.models.epochs import validation_metric_name
-from electives.models.training import NCF, TrainConfig, fit, refit
+from electives.models.training import NCF, TrainConfig, fit
 
 __all__ = [
-    "Candidate",
-    "Selection",
     "TuneResult",
     "TunedTrial",
-    "compare",
     "config_values",
     "tune",
     "validation_value",
@@ -49,103 +44,8 @@ def validation_value(fitted: NCF) -> float:
     raise DataError("training ran without a validation split, so there is nothing to compare on")
 
 
-def _better(mode: str) -> Callable[[float, float], bool]:
-    return (lambda a, b: a < b) if mode == "explicit" else (lambda a, b: a > b)
-
-
 def metric_name(mode: str) -> str:
     return "val_" + validation_metric_name(mode)
-
-
-# -- model selection ------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Candidate:
-    name: str
-    config: TrainConfig
-    value: float  # validation metric, normalised units for RMSE
-    best_epoch: int
-    seconds: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "model": self.config.model,
-            "imbalance": self.config.imbalance,
-            "value": self.value,
-            "best_epoch": self.best_epoch,
-            "seconds": round(self.seconds, 2),
-        }
-
-
-@dataclass
-class Selection:
-    """The fitted winner and every candidate's validation score (in the order tried)."""
-
-    best: NCF
-    chosen: str
-    metric: str
-    candidates: list[Candidate] = field(default_factory=list)
-
-    def to_dict(self, scale_range: float = 1.0) -> dict[str, Any]:
-        rows = []
-        for c in self.candidates:
-            row = c.to_dict()
-            if self.metric == "val_rmse":
-                row["value"] = c.value * scale_range
-            rows.append(row)
-        return {"metric": self.metric, "chosen": self.chosen, "candidates": rows}
-
-
-def compare(
-    fit_data: Interactions,
-    val: Interactions,
-    base: TrainConfig,
-    *,
-    models: Sequence[str] = ("neumf", "gmf", "mlp"),
-    imbalance: bool = True,
-    progress: bool = False,
-    log: Callable[[str], None] | None = None,
-    scale_range: float = 1.0,
-) -> Selection:
-    """Fit `base` with each model on `fit_data`, stop early and score on `val`, keep the best.
-
-    In explicit mode with `imbalance`, the winner is fitted again with oversampling and with reweighting of low
-    grades; either replaces it only if it is strictly better on validation (imbalance stays off otherwise).
-    With `base.refit`, only the final winner is trained again on training + validation rows.
-    `scale_range` only scales the RMSE shown in the `log` lines (e.g. to grade points).
-    """
-    base = base.resolved()
-    final_refit = bool(base.refit)
-    base = replace(base, refit=False)
-    better = _better(base.mode)
-    candidates: list[Candidate] = []
-    best: tuple[NCF, Candidate] | None = None
-
-    def run(name: str, cfg: TrainConfig) -> None:
-        nonlocal best
-        t0 = time.perf_counter()
-        fitted = fit(fit_data, cfg, validation=val, progress=progress)
-        cand = Candidate(name, cfg, validation_value(fitted), fitted.best_epoch, time.perf_counter() - t0)
-        candidates.append(cand)
-        if log:
-            unit = scale_range if cfg.mode == "explicit" else 1.0
-            log(f"  {name:<22} {metric_name(cfg.mode)} {cand.value * unit:.5g} (best epoch {cand.best_epoch})")
-        if best is None or better(cand.value, best[1].value):
-            best = (fitted, cand)
-
-    for m in models:
-        run(m, replace(base, model=m, imbalance="none") if imbalance else replace(base, model=m))
-    assert best is not None
-    if imbalance and base.mode == "explicit":
-        winner = best[1].config
-        for option in ("oversample", "reweight"):
-            run(f"{winner.model}+{option}", replace(winner, imbalance=option))
-    fitted, cand = best
-    if final_refit:
-        fitted = refit(fitted.replaced(config=replace(fitted.config, refit=True)), fit_data, val, progress=progress)
-    return Selection(fitted, cand.name, metric_name(base.mode), candidates)
 
 
 # -- hyper-parameter search -----------------------------------------------------------------------------------

@@ -23,9 +23,10 @@ folded in, are predicted as well as students trained on (held-out / in-training 
 university, 0.99 on college_grades), in ~2 ms. The model prepares its fold-in once per Recommender (warmed up
 here), so a request is a few small matrix products: no autograd, no optimiser state, deterministic.
 
-Implicit (enrolment-only) models predict no grade: courses are ranked by the model's interaction probability and
-no interval is given; folding in then fits "taken" (1) against every other course (0, weighted like the training
-negatives) with log loss.
+Implicit (enrolment-only) models predict no grade: courses are ranked by the model's score (NeuMF's interaction
+probability, EASE's or iALS's score) and no interval is given; folding in is the family's own (NeuMF: "taken" (1)
+against every other course (0, weighted like the training negatives) with log loss; EASE: the courses taken as
+the vector; iALS: one regularised solve).
 
 Explanations: similar courses the student did well in (:mod:`~electives.serving.cards`, over the model's course
 vectors), and :func:`~electives.serving.explanations.cohort_from_similarities` over the trained students
@@ -305,7 +306,7 @@ class Recommender:
             return self._fold_in(entries)
 
     def scores(self, embedding: np.ndarray | torch.Tensor) -> np.ndarray:
-        """Model output (normalised grade or probability) of a student embedding for every course."""
+        """Model output (normalised grade, or an implicit model's ranking score) of a student embedding for every course."""
         with torch_threads(self.threads):
             return self._scores(np.asarray(embedding, dtype=np.float32))
 

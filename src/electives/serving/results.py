@@ -1,7 +1,7 @@
 """What a recommendation request returns: the cards, the "why not X?" answers and a folded-in student.
 
 Grades on cards are in the institution's scale (``points``, ``letter``); ``score`` is the model's output (the
-predicted normalised grade, or the interaction probability of an enrolment-only model). ``to_dict`` gives the plain
+predicted normalised grade, or the ranking score of an enrolment-only model). ``to_dict`` gives the plain
 JSON-able form the CLI (``--json``) and the web API print, unchanged across versions of this module.
 """
 
@@ -51,7 +51,7 @@ class SimilarCourse:
 @dataclass(frozen=True)
 class Recommendation:
     """One card. Grades are in the institution's scale (``points``, ``letter``); ``score`` is the model's
-    output: the predicted normalised grade (explicit) or the interaction probability (implicit)."""
+    output: the predicted normalised grade (explicit) or a score that ranks courses (implicit)."""
 
     rank: int
     course: str

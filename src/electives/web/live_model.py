@@ -250,21 +250,30 @@ def served_family(manifest: dict[str, Any]) -> str:
 
 
 def _selection_summary(selection: Any) -> dict[str, Any] | None:
-    """What the model page shows of the selection: the choice and each candidate's validation RMSE."""
+    """What the model page shows of the selection: the choice, the metric it was made on (validation RMSE with
+    grades, a ranking figure on enrolments) and each candidate's value of it."""
     if not isinstance(selection, dict) or not isinstance(selection.get("candidates"), list):
         return None
+    metric = selection.get("metric") if isinstance(selection.get("metric"), str) else "val_rmse"
     rows = [
         {
             "name": str(c.get("name")),
             "family": c.get("family") or c.get("model"),
             "val_rmse": c.get("val_rmse", c.get("value")),
+            "value": c.get(metric, c.get("value")),
             "seconds": c.get("seconds"),
             "error": c.get("error"),
+            "skipped": c.get("skipped"),
         }
         for c in selection["candidates"]
         if isinstance(c, dict)
     ]
-    return {"chosen": selection.get("chosen"), "validation": selection.get("validation"), "candidates": rows}
+    return {
+        "chosen": selection.get("chosen"),
+        "validation": selection.get("validation"),
+        "metric": metric,
+        "candidates": rows,
+    }
 
 
 def _plots(model_dir: Path, report_dir: Path | None) -> tuple[Path, ...]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from electives.data.scales import GradeScale
 
-__all__ = ["Plot", "error_unit", "format_points", "metric_rows", "plot_title", "plot_worth_showing"]
+__all__ = ["Plot", "error_unit", "format_points", "metric_label", "metric_rows", "plot_title", "plot_worth_showing"]
 
 _MIN_PLOT_PIXELS = 16  # a plot narrower or lower than this has nothing readable on it
 _RANKING = re.compile(r"(?:val_)?(hr|ndcg)_at_(\d+)(?:_(full|sampled))?")
@@ -58,6 +58,12 @@ def format_points(value: float, scale: GradeScale | None) -> str:
 def metric_rows(metrics: Mapping[str, Any], scale: GradeScale | None) -> list[tuple[str, str]]:
     """(label, value) for each of the manifest's ``metrics``, in the manifest's order; no raw key is shown."""
     return [_row(key, float(value), scale) for key, value in metrics.items()]
+
+
+def metric_label(key: str) -> str:
+    """A metric's label in words, as :func:`metric_rows` shows it (``val_ndcg_at_10_sampled`` → "Ranking quality,
+    NDCG@10 (against sampled courses)")."""
+    return _row(key, 0.0, None)[0]
 
 
 def _row(key: str, value: float, scale: GradeScale | None) -> tuple[str, str]:

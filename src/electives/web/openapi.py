@@ -223,15 +223,19 @@ def _model_info_schema() -> dict[str, Any]:
             "mode": {"type": "string", "enum": ["explicit", "implicit"]},
             "family": {
                 "type": "string",
-                "description": "the served model family: neumf, gmf, mlp, bias, mf, knn, ensemble or blend",
+                "description": "the served model family: neumf, gmf, mlp, bias, mf, knn, ease, ials, ensemble or blend",
             },
             "model_selection": {
                 "type": "object",
                 "nullable": True,
-                "description": "how the family was chosen: every candidate's validation RMSE (null when forced)",
+                "description": (
+                    "how the family was chosen: every candidate's value of the metric (validation RMSE with grades, "
+                    "NDCG@10 against sampled courses on enrolments; null when forced)"
+                ),
                 "properties": {
                     "chosen": nullable("string"),
                     "validation": nullable("string"),
+                    "metric": nullable("string"),
                     "candidates": {"type": "array", "items": {"type": "object"}},
                 },
             },
@@ -375,7 +379,10 @@ def _recommendation_schema() -> dict[str, Any]:
             "course": {"type": "string"},
             "name": {"type": "string"},
             "description": nullable("string"),
-            "score": {"type": "number", "description": "predicted normalised grade (or probability)"},
+            "score": {
+                "type": "number",
+                "description": "predicted normalised grade, or (enrolment-only models) a score that ranks courses",
+            },
             "points": {**nullable("number"), "description": "predicted grade on the scale"},
             "letter": nullable("string"),
             "interval": {"type": "array", "nullable": True, "items": {"type": "number"}, "minItems": 2, "maxItems": 2},

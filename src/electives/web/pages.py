@@ -24,7 +24,7 @@ from electives.web.inputs import (
     form_rows,
 )
 from electives.web.live_model import ServedModel
-from electives.web.model_facts import Plot, error_unit, format_points, metric_rows, plot_title
+from electives.web.model_facts import Plot, error_unit, format_points, metric_label, metric_rows, plot_title
 from electives.web.recommend import run_grades, run_student, throttle
 from electives.web.state import get_config, get_served, get_state, get_store
 
@@ -220,6 +220,7 @@ def model_page() -> Response:
         info=served.info,
         metrics=metric_rows(served.info.get("metrics") or {}, scale),
         error_unit=error_unit(scale),
+        selection_label=metric_label((served.info.get("model_selection") or {}).get("metric") or "val_rmse"),
         scale=scale,
         plots=[Plot(p.name, plot_title(p)) for p in served.plots],
     )
