@@ -79,7 +79,10 @@ MODE_DEFAULTS: dict[str, dict[str, Any]] = {
         "embedding_l2": 1e-3,
         "layer_l2": 0.0,
         "gmf_output": "learned",
-        "training_step": "rows",
+        # The row step is 1.6x faster at the same validation HR@10 on ML-1M, but a trained student folded in from
+        # their own courses ranks unlike their trained vector (checkerboard: correlation 0.75 against 0.97 with the
+        # dense step; tests/test_model_contract.py) — opt-in until that is understood.
+        "training_step": "dense",
         "patience": 3,
         "refit": True,
     },
