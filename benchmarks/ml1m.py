@@ -27,6 +27,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
+import dataclasses
 import json
 import time
 from dataclasses import replace
@@ -97,6 +98,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--patience", type=int, default=TrainConfig.patience)
     p.add_argument("--pretrain", action="store_true")
     p.add_argument("--dropout", type=float, default=TrainConfig.dropout)
+    p.add_argument("--layer-l2", type=float, default=None)
+    p.add_argument("--gmf-output", choices=["learned", "fixed"], default=None)
+    p.add_argument("--training-step", choices=["rows", "dense"], default=None)
+    p.add_argument("--embedding-lr", type=float, default=None)
+    p.add_argument("--seeds", type=int, nargs="*", default=[0], help="NeuMF once per seed; the mean is shown too")
     p.add_argument("--validation", choices=["loo", "none"], default=None, help="none: train on all, fixed --epochs")
     p.add_argument("--ease-lambda", type=float, default=1000.0)
     p.add_argument("--progress", action="store_true")
@@ -121,6 +127,10 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         pretrain=args.pretrain,
         validation=args.validation,
         dropout=args.dropout,
+        layer_l2=args.layer_l2,
+        gmf_output=args.gmf_output,
+        training_step=args.training_step,
+        embedding_lr=args.embedding_lr,
     )
 
 
@@ -163,7 +173,13 @@ def fit_models(
     for name in args.models:
         t0 = time.perf_counter()
         if name == "neumf":
-            models[name], per_epoch[name] = fit_neumf(config, train, test, negatives, args.progress)
+            for seed in args.seeds:
+                key = name if len(args.seeds) == 1 else f"{name} seed {seed}"
+                t0 = time.perf_counter()
+                seeded = dataclasses.replace(config, seed=seed)
+                models[key], per_epoch[key] = fit_neumf(seeded, train, test, negatives, args.progress)
+                fit_s[key] = time.perf_counter() - t0
+            continue
         elif name == "ease":
             models[f"ease{args.ease_lambda:g}"] = B.EASE(lam=args.ease_lambda).fit(train)
         elif name == "ials":
@@ -250,6 +266,9 @@ def main() -> None:
     table = pd.DataFrame(res.metrics).T
     table["fit_s"] = pd.Series(fit_s)
     table["s_per_epoch"] = pd.Series(per_epoch)
+    seeded = [k for k in table.index if k.startswith("neumf seed ")]
+    if seeded:
+        table.loc[f"neumf mean of {len(seeded)} seeds"] = table.loc[seeded].mean()
     print(table.to_string(float_format=lambda x: f"{x:.4f}", na_rep=""))
     if args.json:
         out = res.to_dict() | {"fit_seconds": fit_s, "seconds_per_epoch": per_epoch}

@@ -48,6 +48,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--mlp-dim", type=int, default=d.mlp_dim)
     p.add_argument("--mlp-layers", type=int, nargs="*", default=list(d.mlp_layers))
     p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument(
+        "--training-step", choices=["rows", "dense"], default=d.training_step, help="ours (default: %(default)s)"
+    )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--skip-recbole", action="store_true")
     return p.parse_args()
@@ -65,6 +68,7 @@ def run_electives(
         batch_size=args.batch_size,
         n_negatives=args.negatives,
         lr=args.lr,
+        training_step=args.training_step,
         weight_decay=0.0,
         embedding_l2=0.0,  # RecBole's NeuMF has no regulariser: same loss on both sides
         epochs=args.epochs,
@@ -120,7 +124,7 @@ def print_table(args: argparse.Namespace, rows: dict[str, dict[str, float]]) -> 
     table = pd.DataFrame(rows).T
     print(
         f"\nML-1M, {args.epochs} epochs, batch {args.batch_size}, {args.negatives} negatives, GMF {args.gmf_dim}, "
-        f"MLP {args.mlp_dim} {args.mlp_layers}, lr {args.lr}, {args.threads} threads\n"
+        f"MLP {args.mlp_dim} {args.mlp_layers}, lr {args.lr}, {args.threads} threads, our step {args.training_step}\n"
     )
     print(table.to_string(float_format=lambda x: f"{x:.4f}" if x < 1 else f"{x:.1f}"))
     if "recbole" in rows:

@@ -39,6 +39,10 @@ _SMALL = {
 
 FACTORIES: dict[str, Callable[[int], Model]] = {
     "neumf": lambda seed: NCF(TrainConfig(model="neumf", seed=seed, **_SMALL)),
+    # The row-wise step with GMF as a plain dot product and L2 on the layers: the same contract.
+    "neumf-rows": lambda seed: NCF(
+        TrainConfig(model="neumf", seed=seed, training_step="rows", gmf_output="fixed", layer_l2=1e-4, **_SMALL)
+    ),
     "gmf": lambda seed: NCF(TrainConfig(model="gmf", seed=seed, **_SMALL)),
     "mlp": lambda seed: NCF(TrainConfig(model="mlp", seed=seed, **_SMALL)),
     "bias": lambda seed: BiasModel(),
@@ -51,7 +55,7 @@ FACTORIES: dict[str, Callable[[int], Model]] = {
     ),
 }
 # Families that can learn the checkerboard's interaction (the bias model cannot, by construction).
-INTERACTION = {"neumf", "gmf", "mlp", "mf", "knn", "ensemble", "blend"}
+INTERACTION = {"neumf", "neumf-rows", "gmf", "mlp", "mf", "knn", "ensemble", "blend"}
 NOISE = FoldInOptions(noise=0.08)
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from support import ImportedUniversity, import_university, run_cli, secret_key_set
 
+from electives.data.advisees import read_advisees
 from electives.data.storage import CourseSeats, Store
 from electives.data.synth import SynthConfig, generate
 from electives.errors import DataError
@@ -238,6 +239,13 @@ def test_plan_python_api_bad_input_and_counts(world: World, tmp_path: Path) -> N
         plan = build_plan(model, store, term="Fall", k=2)
     assert plan.term == "Fall" and plan.over_capacity == 0
     assert len(plan.on_record) == len(world.imported.university.student_ids)
+    ids = tmp_path / "ids.txt"
+    known = [str(s) for s in world.imported.university.student_ids[:3]]
+    ids.write_text("\n".join([known[0], "12345678", *known[1:], "87654321"]) + "\n", encoding="utf-8")
+    advisees = read_advisees(ids, pseudonymiser=world.imported.key)
+    assert advisees.unknown(plan.on_record) == ("12345678", "87654321")  # counted, not an error
+    labelled = plan.student_lines(advisees.labels())
+    assert {line.student for line in labelled} <= set(known)
     assert plan.allocation.gap <= 1e-6 * plan.allocation.objective
     assert (plan.assigned.sum(axis=1) <= 2).all() and not (plan.assigned & np.isnan(plan.predicted)).any()
 

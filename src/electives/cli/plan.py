@@ -117,7 +117,7 @@ def format_summary(plan: SeatPlan, files: PlanFiles, advisees: Advisees | None, 
         f"{len(plan.students) - full:,} fewer ({int((per_student == 0).sum()):,} none); "
         f"{plan.over_capacity} courses over capacity, {plan.at_capacity} at capacity.",
         f"Total predicted grade {a.objective:,.1f} points (mean {a.objective / max(1, int(plan.assigned.sum())):.2f}"
-        f" per elective); optimal: no plan can exceed {a.bound:,.1f} (gap {a.gap:.2g}; {a.rounds} LP "
+        f" per elective); optimal: no plan can exceed {a.bound:,.1f} (gap {max(a.gap, 0.0):.2g}; {a.rounds} LP "
         f"round{'s' if a.rounds != 1 else ''}, {a.seconds:.1f} s).",
     ]
     over = sorted((c for c in plan.course_lines() if c.likely_full), key=lambda c: c.seats - c.demand)

@@ -8,7 +8,9 @@ normalised grade; implicit mode as an interaction probability.
 - NeuMF: ŷ = wᵀ[p_uᴳ ⊙ q_iᴳ; φ_L(…)] + b with separate GMF and MLP embeddings.
 
 Initialisation follows the paper: embeddings N(0, 0.01²), hidden layers Glorot-uniform, output layer
-LeCun-uniform, biases zero.
+LeCun-uniform, biases zero. With ``gmf_output="fixed"`` GMF's output weights w start at 1 and training holds them
+there (GMF is then a plain dot product): with w learned, p ⊙ q ⊙ w is unchanged by p → a·p, q → a·q, w → w/a², so
+an L2 penalty on the embeddings alone can be dodged by shrinking them and growing w (Rendle et al. 2020).
 """
 
 from __future__ import annotations
@@ -120,10 +122,12 @@ def _buffer(ws: dict, key: int, shape: tuple[int, ...], like: Tensor) -> Tensor:
 
 
 class NCFModel(nn.Module):
-    """Common interface: `forward(s, c)` → logits (B,), `score_all(s)` → logits (B, n_courses)."""
+    """Common interface: `forward(s, c)` → logits (B,), `score_all(s)` → logits (B, n_courses).
+    `gmf_fixed`: GMF's output weights (the first `gmf_dim` of `out.weight`) are held at 1 by training."""
 
     n_students: int
     n_courses: int
+    gmf_fixed: bool = False
 
     def score_all(self, students: Tensor, max_pairs: int = 1 << 14, cache: dict[str, Tensor] | None = None) -> Tensor:
         raise NotImplementedError
@@ -143,8 +147,36 @@ class NCFModel(nn.Module):
         l2 = sum(p.pow(2).sum() + q.pow(2).sum() for p, q in rows) / max(1, len(s))
         return self._head(rows), l2
 
+    def layer_weights(self) -> list[Tensor]:
+        """The weights past the embeddings that an L2 penalty on the layers covers: the MLP's layers and the output
+        layer (GMF's output weights among them unless they are held fixed); biases are left out."""
+        out = self.out.weight[:, self.gmf_dim :] if self.gmf_fixed else self.out.weight
+        tower = getattr(self, "mlp", None)
+        return [lin.weight for lin in tower.layers] + [out] if tower is not None else [out]
+
+    @torch.no_grad()
+    def hold_fixed(self, grad: bool = True) -> None:
+        """With `gmf_fixed`, set GMF's output weights to 1, or (grad=True) zero their gradient so that no
+        optimiser step moves them."""
+        if not self.gmf_fixed:
+            return
+        if grad and self.out.weight.grad is not None:
+            self.out.weight.grad[:, : self.gmf_dim] = 0.0
+        elif not grad:
+            self.out.weight[:, : self.gmf_dim] = 1.0
+
+    @property
+    def gmf_dim(self) -> int:
+        """Width of the GMF part (0 for MLP)."""
+        gmf = getattr(self, "gmf", None)
+        return gmf.student.embedding_dim if gmf is not None else 0
+
     def _parts(self) -> tuple[nn.Module, ...]:
         raise NotImplementedError
+
+    def head(self, rows: list[tuple[Tensor, Tensor]]) -> Tensor:
+        """Logits from each part's looked-up (student rows, course rows), in `forward`'s order of parts."""
+        return self._head(rows)
 
     def _head(self, rows: list[tuple[Tensor, Tensor]]) -> Tensor:
         raise NotImplementedError
@@ -225,10 +257,6 @@ class NeuMF(NCFModel):
         self.out = nn.Linear(gmf_dim + self.mlp.out_dim, 1)
         _init_output(self.out)
 
-    @property
-    def gmf_dim(self) -> int:
-        return self.gmf.student.embedding_dim
-
     def _parts(self) -> tuple[nn.Module, ...]:
         return (self.gmf, self.mlp)
 
@@ -251,11 +279,15 @@ class NeuMF(NCFModel):
 
     @torch.no_grad()
     def load_pretrained(self, gmf: GMF, mlp: MLP, alpha: float = 0.5) -> None:
-        """Copy pre-trained GMF and MLP weights; output layer = [α·w_GMF; (1−α)·w_MLP] (paper, eq. 13)."""
+        """Copy pre-trained GMF and MLP weights; output layer = [α·w_GMF; (1−α)·w_MLP] (paper, eq. 13). With
+        GMF's output weights fixed at 1, α scales GMF's student embeddings instead (the same logits)."""
         self.gmf.load_state_dict(gmf.gmf.state_dict())
         self.mlp.load_state_dict(mlp.mlp.state_dict())
         self.out.weight.copy_(torch.cat([alpha * gmf.out.weight, (1 - alpha) * mlp.out.weight], dim=1))
         self.out.bias.copy_(alpha * gmf.out.bias + (1 - alpha) * mlp.out.bias)
+        if self.gmf_fixed:
+            self.gmf.student.weight.mul_(alpha)
+            self.hold_fixed(grad=False)
 
 
 def build_model(
@@ -266,12 +298,21 @@ def build_model(
     mlp_dim: int,
     layers: Sequence[int],
     dropout: float = 0.0,
+    gmf_output: str = "learned",
 ) -> NCFModel:
-    """Construct "neumf", "gmf" or "mlp" with the given sizes."""
+    """Construct "neumf", "gmf" or "mlp" with the given sizes; ``gmf_output="fixed"`` holds GMF's output weights
+    at 1 (a plain dot product)."""
+    if gmf_output not in ("learned", "fixed"):
+        raise ValueError(f"unknown gmf_output {gmf_output!r}; expected 'learned' or 'fixed'")
+    model: NCFModel
     if kind == "gmf":
-        return GMF(n_students, n_courses, gmf_dim)
-    if kind == "mlp":
+        model = GMF(n_students, n_courses, gmf_dim)
+    elif kind == "mlp":
         return MLP(n_students, n_courses, mlp_dim, layers, dropout)
-    if kind == "neumf":
-        return NeuMF(n_students, n_courses, gmf_dim, mlp_dim, layers, dropout)
-    raise ValueError(f"unknown model {kind!r}; expected 'neumf', 'gmf' or 'mlp'")
+    elif kind == "neumf":
+        model = NeuMF(n_students, n_courses, gmf_dim, mlp_dim, layers, dropout)
+    else:
+        raise ValueError(f"unknown model {kind!r}; expected 'neumf', 'gmf' or 'mlp'")
+    model.gmf_fixed = gmf_output == "fixed"
+    model.hold_fixed(grad=False)
+    return model

@@ -67,9 +67,12 @@ Accountant = Literal["prv", "rdp"]
 # DP-specific defaults for TrainConfig fields left None (before the mode's own defaults apply): batches count
 # STUDENTS; fewer epochs than plain training because every epoch spends budget, and a larger learning rate
 # because the clipped, noisy gradients are small.
+# DP-SGD's own per-student loop is dense autograd with the paper's learned GMF output and no layer L2, whatever the
+# mode's defaults say (`private_config` refuses other values given explicitly).
+_PLAIN = {"training_step": "dense", "gmf_output": "learned", "layer_l2": 0.0}
 DP_DEFAULTS: dict[str, dict[str, Any]] = {
-    "explicit": {"batch_size": 128, "epochs": 15, "lr": 1e-2},
-    "implicit": {"batch_size": 128, "epochs": 10, "lr": 1e-2},
+    "explicit": {"batch_size": 128, "epochs": 15, "lr": 1e-2, **_PLAIN},
+    "implicit": {"batch_size": 128, "epochs": 10, "lr": 1e-2, **_PLAIN},
 }
 
 
@@ -202,6 +205,10 @@ def private_config(config: TrainConfig) -> TrainConfig:
     ).resolved()
     if cfg.pretrain:
         raise ElectivesError("DP training does not support --pretrain (each pre-training phase would spend budget)")
+    for name, plain in _PLAIN.items():
+        if getattr(cfg, name) != plain:
+            flag = "--" + name.replace("_", "-")
+            raise ElectivesError(f"DP training does not support {flag} {getattr(cfg, name)} (only {plain})")
     # A refit would be a second private training run: twice the budget for the same guarantee.
     return replace(cfg, refit=False)
 

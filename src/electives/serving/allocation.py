@@ -10,13 +10,18 @@ Solved directly, 20,000 students × 200 courses is an LP of 3–4 million variab
 600 s on one core. Almost all of them are courses a student would never get, so :func:`allocate` solves it by
 column generation, which keeps it exact:
 
-1. prices of a seat per course come from the same problem on a sample of students (seats scaled to the sample),
-   when the cohort is large;
+1. prices of a seat per course come from the same problem on nested random samples of the students (200, then
+   2,000, … each ten times the last while under a quarter of the cohort; seats scaled to the sample): the
+   smallest over every pair, each larger one by the steps below from the last one's prices. A cohort with
+   near-identical preferences (everyone ranks the courses alike, as a model dominated by course effects predicts)
+   needs accurate prices before few candidates per student suffice: starting the full problem from zero prices
+   took 14 LP rounds and 254 s at 20,000 × 200 with scarce seats; the samples bring it to 2 rounds (16–20 s);
 2. each student's candidates are their best ``k + margin`` courses at those prices (value minus price); HiGHS
    solves the LP over the candidates only;
 3. the LP's duals (a value ``u[s]`` per student, a price ``v[c]`` per course) price every left-out pair:
-   ``w[s, c] − u[s] − v[c] > 0`` means that pair could improve the plan, so the best such pairs are added and the
-   LP is solved again; when none is left, the plan is optimal for the whole problem (LP duality);
+   ``w[s, c] − u[s] − v[c] > 0`` means that pair could improve the plan, so such pairs (and those within a small
+   slack of it) are added and the LP is solved again; when none is left, the plan is optimal for the whole problem
+   (LP duality);
 4. the answer carries a certificate: the dual bound ``Σ seats·v + Σ_s (sum of the k largest positive
    w[s, ·] − v)`` computed over *every* pair, which no plan can exceed. ``gap = bound − objective`` is zero up to
    the solver's tolerance.
@@ -44,11 +49,14 @@ __all__ = [
     "random_plan",
 ]
 
-# HiGHS's interior point (with its crossover to a vertex): 2x faster than dual simplex on these LPs, and its duals
-# leave fewer pairs to add (20,000 × 200: 2 rounds on every student instead of 10). An answer that is not whole
-# (a crossover that stopped short) is solved again by the dual simplex.
+# The full problem's LPs: HiGHS's interior point (with its crossover to a vertex) was 2x faster than the dual
+# simplex there, and its duals left fewer pairs to add (20,000 × 200: 2 rounds instead of 10). The samples' LPs are
+# small and solved again and again from nearby prices: the dual simplex is faster on them. An answer that is not
+# whole (a crossover that stopped short) is solved again by the dual simplex.
 METHOD = "highs-ipm"
-SAMPLE_STUDENTS = 2000  # prices first come from this many students when the cohort is at least twice as large
+SAMPLE_METHOD = "highs-ds"
+SAMPLE_STUDENTS = 200  # the smallest sample; each next one is ten times larger while under a quarter of the cohort
+SAMPLE_ALL_PAIRS = 60_000  # the smallest sample is solved over every pair when it has at most this many
 MARGIN = 3  # candidates per student beyond k, at the current prices
 MAX_ROUNDS = 30  # column-generation rounds before the LP over every pair is solved instead
 SLACK = 0.01  # once any pair is left out that could improve the plan, pairs this close to it (share of the
@@ -92,19 +100,16 @@ def own_top_k(values: np.ndarray, k: int) -> np.ndarray:
 
 def allocate(values: np.ndarray, k: int, seats: np.ndarray, *, seed: int = 0, method: str = METHOD) -> Allocation:
     """The plan of most total value; see the module docstring. ``values``: (students, courses) float, NaN where
-    the student may not take the course; ``seats``: (courses,) seats, ``inf`` for no limit."""
+    the student may not take the course; ``seats``: (courses,) seats, ``inf`` for no limit; ``seed``: the samples
+    the first prices come from (the plan's value does not depend on it); ``method``: HiGHS's method for the
+    cohort's LPs."""
     started = time.perf_counter()
     w, seats = _check(values, k, seats)
     everyone = _top_k_positive(w, k)
     if (everyone.sum(axis=0) <= seats).all():  # nobody is turned away: everyone's own top k is optimal
         total = float(w[everyone].sum())
         return Allocation(everyone, total, total, np.zeros(w.shape[1]), 0, 0, True, time.perf_counter() - started)
-    prices = np.zeros(w.shape[1])
-    rounds = 0
-    if w.shape[0] >= 2 * SAMPLE_STUDENTS:
-        rows = np.sort(np.random.default_rng(seed).choice(w.shape[0], SAMPLE_STUDENTS, replace=False))
-        sample = _generate_columns(w[rows], k, seats * (SAMPLE_STUDENTS / w.shape[0]), prices, method)
-        prices, rounds = sample.prices, sample.rounds
+    prices, rounds = _sample_prices(w, k, seats, seed)
     solved = _generate_columns(w, k, seats, prices, method)
     assigned = solved.x > 0.5
     objective = float(w[assigned].sum())
@@ -178,8 +183,7 @@ def _check(values: np.ndarray, k: int, seats: np.ndarray) -> tuple[np.ndarray, n
 
 def _top_k_positive(w: np.ndarray, k: int) -> np.ndarray:
     """Each student's k best courses among those of positive value: what they would take with unlimited seats."""
-    top = own_top_k(np.where(w > 0, w, np.nan), k)
-    return top
+    return own_top_k(np.where(w > 0, w, np.nan), k)
 
 
 def _best_pairs(reduced: np.ndarray, m: int, threshold: float) -> np.ndarray:
@@ -190,6 +194,29 @@ def _best_pairs(reduced: np.ndarray, m: int, threshold: float) -> np.ndarray:
     out = np.zeros(reduced.shape, dtype=bool)
     np.put_along_axis(out, idx, keep, axis=1)
     return out
+
+
+def _sample_prices(w: np.ndarray, k: int, seats: np.ndarray, seed: int) -> tuple[np.ndarray, int]:
+    """Seat prices from nested random samples of the students (see the module docstring, step 1), and the LPs
+    solved for them; zero prices and no LP for a cohort under four times the smallest sample."""
+    n_students = w.shape[0]
+    sizes = []
+    n = SAMPLE_STUDENTS
+    while 4 * n <= n_students:
+        sizes.append(n)
+        n *= 10
+    prices, rounds = np.zeros(w.shape[1]), 0
+    order = np.random.default_rng(seed).permutation(n_students)
+    for i, n in enumerate(sizes):
+        rows = np.sort(order[:n])
+        part, part_seats = w[rows], seats * (n / n_students)
+        if i == 0 and np.isfinite(part).sum() <= SAMPLE_ALL_PAIRS:
+            prices = _solve_lp(part, k, part_seats, np.isfinite(part), SAMPLE_METHOD)[2]
+            rounds += 1
+        else:
+            solved = _generate_columns(part, k, part_seats, prices, SAMPLE_METHOD)
+            prices, rounds = solved.prices, rounds + solved.rounds
+    return prices, rounds
 
 
 def _generate_columns(w: np.ndarray, k: int, seats: np.ndarray, prices: np.ndarray, method: str) -> _Solved:

@@ -163,7 +163,7 @@ def plan_term(term: str, catalog: Catalog | None) -> str:
     canonical = canonical_term(term)
     if canonical is None:
         raise DataError(
-            f"--term {term!r} is not a term (e.g. 2024-Fall) or a season (e.g. Fall); {_known_terms(catalog)}",
+            f"term {term!r} is not a term (e.g. 2024-Fall) or a season (e.g. Fall); {_known_terms(catalog)}",
         )
     return canonical
 

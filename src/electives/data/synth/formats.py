@@ -5,18 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from electives.data.catalog import COLUMNS as CATALOG_FILE_COLUMNS
+
 EXPORT_COLUMNS = ("student serial", "Year", "term", "Crs Code", "Course Name", "total", "Grade")
-CATALOG_COLUMNS = (
-    "course_id",
-    "name",
-    "elective",
-    "prerequisites",
-    "credits",
-    "department",
-    "terms_offered",
-    "description",
-    "capacity",
-)
+CATALOG_COLUMNS = CATALOG_FILE_COLUMNS  # the catalogue file's own columns, in its order
 TRUTH_COLUMNS = ("student serial", "Crs Code", "expected_total")
 # How the importer reads grades.csv: importer field -> export column(s), on the percent scale.
 EXPORT_MAPPING = {
