@@ -113,7 +113,7 @@ def main() -> None:
             sel = select(train, cfg, progress=args.progress, scale_range=span)
             took[SERVED] = time.perf_counter() - t0
             models[SERVED] = sel.model
-            shown = ", ".join(f"{c.name} {c.rmse * span:.4f}" for c in sel.candidates if c.rmse is not None)
+            shown = ", ".join(f"{c.name} {c.value * span:.4f}" for c in sel.candidates if c.value is not None)
             print(f"  seed {seed}: served choice {sel.chosen} ({took[SERVED]:.1f} s); validation RMSE: {shown}")
             t0 = time.perf_counter()
             models["neumf"] = fit(train, cfg, progress=args.progress)
