@@ -300,22 +300,28 @@ def _true_programme(university, catalog) -> dict[str, set[str]]:
     return {p: {c for c in required if c.startswith(p)} | common for p in set(university.student_department)}
 
 
-@pytest.mark.parametrize("departments", [True, False], ids=["departments", "co-enrolment"])
-def test_rows_are_the_students_programme_only(campus, secret_key: str, departments: bool) -> None:
+@pytest.mark.parametrize("source", ["departments", "co-enrolment", "catalogue"])
+def test_rows_are_the_students_programme_only(campus, secret_key: str, source: str) -> None:
     """Known answer from the synthetic university: a student is never due another programme's core course, the
-    common core is due for students of every programme."""
+    common core is due for students of every programme — whether the programmes are inferred (from departments or
+    co-enrolment) or named in the catalogue's programmes column (the common core naming none)."""
     university = campus["university"]
     catalog = read_catalog(campus["catalog"])
-    if not departments:
+    programmes = _true_programme(university, catalog)
+    if source == "co-enrolment":
         catalog = Catalog(tuple(replace(c, department=None) for c in catalog), source="no departments")
+    elif source == "catalogue":
+        common = set.intersection(*programmes.values())
+        named = {c: (p,) for p, courses in programmes.items() for c in courses - common}
+        courses = tuple(replace(c, department=None, programmes=named.get(c.code, ())) for c in catalog)
+        catalog = Catalog(courses, source="programmes named")
     with open_store(campus["db"]) as store:
         report = find_at_risk(load_model(campus["root"] / "model"), store, "2023-Spring", catalog=catalog)
-    assert report.programmes == 4 and report.programmes_from == ("departments" if departments else "co-enrolment")
+    assert report.programmes == 4 and report.programmes_from == source
     key = Pseudonymiser(secret_key.encode())
     department = {
         key.pseudonym(s): d for s, d in zip(university.student_ids, university.student_department, strict=True)
     }
-    programmes = _true_programme(university, catalog)
     outside = [(r.student, r.course) for r in report.rows if r.course not in programmes[department[r.student]]]
     assert not outside
     listed_for: dict[str, set[str]] = {}

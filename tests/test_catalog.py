@@ -176,3 +176,18 @@ def test_capacity_not_a_whole_number_names_line_and_column(raw: str) -> None:
         match=rf"line 3, column capacity: expected the seats per offering, a whole number ≥ 0 .*got '{re.escape(raw)}'",
     ):
         parse_catalog(text)
+
+
+def test_programmes_are_the_named_programmes_of_a_course() -> None:
+    text = (
+        "course_id,name,elective,programmes\n"
+        "MA101,Calculus,no,Maths; Physics;Maths\n"  # a repeat counts once; spaces around names do not matter
+        "CS101,Programming,no,\n"
+        "AR200,Drawing,yes,Arts\n"  # kept on an elective, where nothing uses it
+    )
+    catalog = parse_catalog(text)
+    assert [(c.code, c.programmes) for c in catalog] == [
+        ("MA101", ("Maths", "Physics")),
+        ("CS101", ()),
+        ("AR200", ("Arts",)),
+    ]

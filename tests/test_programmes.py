@@ -93,3 +93,31 @@ def test_courses_outside_the_required_list_are_ignored() -> None:
     a = infer_programmes(pd.concat([records, extra]), REQUIRED, departments=DEPARTMENTS)
     b = infer_programmes(records, REQUIRED, departments=DEPARTMENTS)
     assert a == b
+
+
+def test_the_catalogues_programmes_override_what_the_records_suggest() -> None:
+    """A registrar's word wins: here the catalogue says B2 is required by both programmes (the records alone would
+    make it B's) and names only A's and B's cores; the common core, naming none, is due for everyone."""
+    named = {"A2": ("Arts",), "A3": ("Arts",), "A4": ("Arts",), "AN": ("Arts",)}
+    named |= {"B2": ("Arts", "Biology"), "B3": ("Biology",), "B4": ("Biology",), "BN": ("Biology",)}
+    programmes = infer_programmes(_records(), REQUIRED, departments=DEPARTMENTS, named=named)
+    assert programmes.source == "catalogue"
+    assert programmes.courses == {
+        "Arts": frozenset({"A2", "A3", "A4", "AN", "B2"}),
+        "Biology": frozenset({"B2", "B3", "B4", "BN"}),
+    }
+    assert programmes.open == {"A1", "B1"}
+    assert programmes.programme_of("A03") == "Arts" and programmes.programme_of("B03") == "Biology"
+    assert programmes.due("A03") == {"A1", "B1", "A2", "A3", "A4", "AN", "B2"}
+    # B2 alone (a first-year of B's, or A07 who took it as well as A2) leaves a student undecided: both name it.
+    b_newcomer = next(
+        s for s in programmes.homes if s.startswith("B") and set(programmes.homes[s]) == {"Arts", "Biology"}
+    )
+    assert programmes.due(b_newcomer) == {"A1", "B1", "B2"}
+    # A student with no required course on record is due what every programme requires, and the common core.
+    assert programmes.due("nobody") == {"A1", "B1", "B2"}
+
+
+def test_programmes_named_only_outside_the_required_list_are_not_used() -> None:
+    programmes = infer_programmes(_records(), REQUIRED, departments=DEPARTMENTS, named={"E1": ("Arts",)})
+    assert programmes.source == "departments"

@@ -339,6 +339,7 @@ def test_a_schema_1_database_is_migrated(url: str) -> None:
     with engine.begin() as conn:
         conn.exec_driver_sql("ALTER TABLE grades DROP COLUMN term_sub")
         conn.exec_driver_sql("ALTER TABLE courses DROP COLUMN capacity")  # schema 3's, so not in a schema 1 file
+        conn.exec_driver_sql("ALTER TABLE courses DROP COLUMN programmes")  # schema 4's
         conn.exec_driver_sql("DROP TABLE plan_courses")
         conn.exec_driver_sql("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     with Store(url) as store:
@@ -450,6 +451,7 @@ def test_version_2_database_is_migrated(tmp_path: Path) -> None:
     Store(f"sqlite:///{path}").close()
     with sqlite3.connect(path) as db:  # back to what version 1 wrote
         db.execute("ALTER TABLE courses DROP COLUMN capacity")
+        db.execute("ALTER TABLE courses DROP COLUMN programmes")
         db.execute("DROP TABLE plan_courses")
         db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
         db.execute("INSERT INTO courses (code, name, elective) VALUES ('CS210', 'Databases', 1)")
@@ -459,6 +461,25 @@ def test_version_2_database_is_migrated(tmp_path: Path) -> None:
         assert store.courses()[0].capacity == 40
         store.save_plan("2024-Fall", [CourseSeats("CS210", k=2, demand=55, seats=40, allocated=40)])
         assert store.plan("2024-Fall")["CS210"].likely_full
+    version = sqlite3.connect(path).execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    assert version == (str(SCHEMA_VERSION),)
+
+
+def test_version_3_database_is_migrated(tmp_path: Path) -> None:
+    """A database written before programmes were stored (schema 3) opens as the current schema, its courses kept,
+    and then stores the programmes a catalogue names; a later catalogue that leaves them empty keeps them."""
+    path = tmp_path / "v3.db"
+    Store(f"sqlite:///{path}").close()
+    with sqlite3.connect(path) as db:
+        db.execute("ALTER TABLE courses DROP COLUMN programmes")
+        db.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+        db.execute("INSERT INTO courses (code, name, elective, capacity) VALUES ('MA101', 'Calculus', 0, 90)")
+    with Store(f"sqlite:///{path}") as store:
+        assert [(c.code, c.capacity, c.programmes) for c in store.courses()] == [("MA101", 90, ())]
+        store.save_catalog(Catalog((Course("MA101", "Calculus", elective=False, programmes=("Maths", "Physics")),)))
+        assert store.courses()[0].programmes == ("Maths", "Physics")
+        store.save_catalog(Catalog((Course("MA101", "Calculus", elective=False),)))
+        assert store.courses()[0].programmes == ("Maths", "Physics")
     version = sqlite3.connect(path).execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     assert version == (str(SCHEMA_VERSION),)
 

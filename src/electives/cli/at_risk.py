@@ -23,8 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="flag students predicted to fail the required courses they are due to take",
         description=textwrap.fill(
             "For each student and each required course (catalogue: elective = no) they are due to take in TERM — "
-            "one of their programme's (inferred from the records: the catalogue's departments or co-enrolment, "
-            "then the courses each programme's students take), not passed yet (a failed or withdrawn attempt "
+            "one of their programme's (the catalogue's programmes column where it names them, else inferred from "
+            "the records: the catalogue's departments or co-enrolment, then the courses each programme's "
+            "students take), not passed yet (a failed or withdrawn attempt "
             "leaves it due), prerequisites passed, offered then — "
             "the predicted grade, its interval (as recommend shows them; a course attempted before is predicted "
             "from the record folded in, its grade weighed as one noisy grade) and two flags: at_risk when the "
@@ -137,8 +138,11 @@ def format_summary(report: AtRiskReport) -> str:
 def _programmes_line(report: AtRiskReport) -> str:
     if not report.programmes:
         return "Programmes: the records show none, so every required course counts for every student."
-    source = "the catalogue's departments" if report.programmes_from == "departments" else "co-enrolment"
-    line = f"Programmes: {report.programmes} inferred from {source} and the courses their students take"
+    if report.programmes_from == "catalogue":
+        line = f"Programmes: {report.programmes} named in the catalogue; each student's from their required courses"
+    else:
+        source = "the catalogue's departments" if report.programmes_from == "departments" else "co-enrolment"
+        line = f"Programmes: {report.programmes} inferred from {source} and the courses their students take"
     if report.undecided:
         line += (
             f"; {report.undecided} student{'s' if report.undecided != 1 else ''} undecided between programmes "

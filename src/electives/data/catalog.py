@@ -2,13 +2,16 @@
 
 The catalogue is a CSV file with the header::
 
-    course_id,name,elective,prerequisites,credits,department,terms_offered,description,capacity
+    course_id,name,elective,prerequisites,credits,department,terms_offered,description,capacity,programmes
 
 Only ``course_id`` and ``name`` are required. ``elective`` is yes/no/true/false/1/0/y/n (empty: unknown),
 ``prerequisites`` and ``terms_offered`` are ``;``-separated (course ids; season names such as ``Fall`` or term
 labels such as ``2021-Fall``). ``capacity`` is the seats of one offering, a whole number ≥ 0 (empty: unlimited);
-a course offered in several terms has that many seats in each. Every problem is a :class:`~electives.errors.DataError` naming the line (the header
-is line 1), the column and what was expected.
+a course offered in several terms has that many seats in each. ``programmes`` (``;``-separated names) says which
+programmes require a required course — what ``at-risk`` counts as due for a student of each — where the registrar
+knows it (otherwise programmes are inferred from the records: :mod:`~electives.data.programmes`); on an elective it
+is kept but not used. Every problem is a :class:`~electives.errors.DataError` naming the line (the header is line
+1), the column and what was expected.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ COLUMNS = (
     "terms_offered",
     "description",
     "capacity",
+    "programmes",
 )
 REQUIRED = ("course_id", "name")
 _TRUE = frozenset({"yes", "y", "true", "t", "1"})
@@ -56,6 +60,7 @@ class Course:
     terms_offered: tuple[str, ...] = ()  # canonical: seasons as "Fall", terms as "2021-Fall"
     description: str | None = None
     capacity: int | None = None  # seats per offering; None: unlimited
+    programmes: tuple[str, ...] = ()  # the programmes that require it, where the catalogue names them
 
     def offered_in(self, term: str) -> bool | None:
         """Whether the course runs in ``term`` (a season such as ``Fall`` or a term such as ``2024-Fall``);
@@ -218,6 +223,8 @@ def _course(row: dict[str, str], ln: int, seen: dict[str, int], source: str) -> 
         if capacity is None:
             raise fail("capacity", f"expected the seats per offering, a whole number ≥ 0 (or empty), got {raw!r}")
 
+    programmes = tuple(dict.fromkeys(p.strip() for p in row.get("programmes", "").split(";") if p.strip()))
+
     return Course(
         code=code,
         name=row["name"],
@@ -228,6 +235,7 @@ def _course(row: dict[str, str], ln: int, seen: dict[str, int], source: str) -> 
         terms_offered=tuple(dict.fromkeys(terms)),
         description=row.get("description") or None,
         capacity=capacity,
+        programmes=programmes,
     )
 
 

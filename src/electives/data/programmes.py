@@ -24,6 +24,11 @@ programme as well as a pass):
    programme, is due for everyone (nothing on record limits it; prerequisites still keep a course that builds on
    one programme's core from the others).
 
+A registrar who knows its programmes says so in the catalogue's ``programmes`` column: when it names a programme for
+any required course, the programmes are the catalogue's (``source`` ``catalogue``): a programme's courses are those
+naming it, a required course naming none is due for everyone, and only the students' programmes are inferred, as
+in step 2 (the programme holding most of their required courses; a tie: undecided) — once, as the courses are given.
+
 Pure data work (no model); see :class:`Programmes` and :func:`infer_programmes`.
 """
 
@@ -59,9 +64,10 @@ class Programmes:
     """Programmes inferred from the records: ``courses`` each programme's required courses (named by department,
     or by its first course when inferred from co-enrolment); ``homes`` each student's programme — several when
     undecided (tied); a student with no required course on record is not listed and is undecided between all;
-    ``open`` the required courses no programme's students have taken, due for everyone; ``source`` what the seed
-    groups came from (``departments``, ``co-enrolment``, or ``none``: the records show no programmes, and every
-    required course is open)."""
+    ``open`` the required courses no programme's students have taken (or, from the catalogue, no programme names),
+    due for everyone; ``source`` what the programmes came from (``catalogue``: named there; seed groups from
+    ``departments`` or ``co-enrolment``; or ``none``: the records show no programmes, and every required course
+    is open)."""
 
     courses: Mapping[str, frozenset[str]]
     homes: Mapping[str, tuple[str, ...]]
@@ -86,11 +92,17 @@ class Programmes:
 
 
 def infer_programmes(
-    taken: pd.DataFrame, required: Sequence[str], *, departments: Mapping[str, str | None] | None = None
+    taken: pd.DataFrame,
+    required: Sequence[str],
+    *,
+    departments: Mapping[str, str | None] | None = None,
+    named: Mapping[str, Sequence[str]] | None = None,
 ) -> Programmes:
     """The programmes of the students in ``taken`` (columns ``student``, ``course``, ``term_key``: every attempt,
     any mark, any course — only required ones place a student, all count for the length of a record);
-    ``departments`` maps required courses to their catalogue department (None or missing: not known)."""
+    ``departments`` maps required courses to their catalogue department (None or missing: not known); ``named``
+    maps required courses to the programmes the catalogue says require them (when any is named, those are the
+    programmes: see the module docstring)."""
     codes = tuple(dict.fromkeys(required))
     position = {c: j for j, c in enumerate(codes)}
     rows = taken[taken["course"].isin(position)]
@@ -101,6 +113,8 @@ def infer_programmes(
         x[rows["student"].astype(str).map(s_index).to_numpy(), rows["course"].map(position).to_numpy()] = True
     terms = taken.groupby(taken["student"].astype(str))["term_key"].nunique().reindex(students, fill_value=0)
     mature = terms.to_numpy() >= np.median(terms.to_numpy()) if len(students) else np.zeros(0, dtype=bool)
+    if named and any(named.get(c) for c in codes):
+        return _named_programmes(codes, x, students, named)
     seeds, source = _department_groups(codes, x, departments or {})
     if not seeds:
         seeds, source = _co_enrolment_groups(codes, x), "co-enrolment"
@@ -127,6 +141,21 @@ def infer_programmes(
         homes={s: tuple(n for n, h in zip(names, homes[i], strict=True) if h) for i, s in enumerate(students)},
         open=frozenset(open_courses),
         source=source,
+    )
+
+
+def _named_programmes(
+    codes: Sequence[str], x: np.ndarray, students: Sequence[str], named: Mapping[str, Sequence[str]]
+) -> Programmes:
+    """The catalogue's programmes, with each student's inferred from the required courses on their record."""
+    names = sorted({p for c in codes for p in named.get(c, ())})
+    member = np.array([[p in named.get(c, ()) for c in codes] for p in names], dtype=bool)
+    homes = _homes(x.astype(np.float32), member)
+    return Programmes(
+        courses={n: frozenset(np.asarray(codes)[member[p]].tolist()) for p, n in enumerate(names)},
+        homes={s: tuple(n for n, h in zip(names, homes[i], strict=True) if h) for i, s in enumerate(students)},
+        open=frozenset(c for c in codes if not named.get(c)),
+        source="catalogue",
     )
 
 

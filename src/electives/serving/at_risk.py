@@ -135,7 +135,7 @@ class AtRiskReport:
     no_data_rows: int
     warnings: tuple[str, ...] = ()
     programmes: int = 0  # programmes inferred
-    programmes_from: str = ""  # what they were inferred from: "departments", "co-enrolment" or "none"
+    programmes_from: str = ""  # where they came from: "catalogue", "departments", "co-enrolment" or "none"
     undecided: int = 0  # students asked about whose programme is undecided (due: what every candidate requires)
 
     @property
@@ -294,7 +294,8 @@ def _before(grades: pd.DataFrame, key: int) -> pd.DataFrame:
 def _programmes(before: pd.DataFrame, key: int, label: str, catalog: Catalog) -> TermProgrammes:
     required = _required(catalog)
     departments = {c: catalog[c].department for c in required}
-    return TermProgrammes(label, key, infer_programmes(before, required, departments=departments))
+    named = {c: catalog[c].programmes for c in required}
+    return TermProgrammes(label, key, infer_programmes(before, required, departments=departments, named=named))
 
 
 def _given_term(programmes: TermProgrammes, term: str) -> tuple[int, str]:

@@ -112,7 +112,7 @@ def advisor_schemas() -> dict[str, Any]:
             "no_data_courses": {"type": "array", "items": {"type": "string"}},
             "warnings": {"type": "array", "items": {"type": "string"}},
             "programmes": {"type": "integer"},
-            "programmes_from": {"type": "string"},
+            "programmes_from": {"type": "string", "enum": ["catalogue", "departments", "co-enrolment", "none"]},
         },
         nullable_=True,
     )

@@ -13,7 +13,17 @@ from electives.data.storage.results import CatalogSummary
 from electives.data.storage.schema import courses_table
 
 # Catalogue fields as stored; a field the catalogue leaves empty keeps the stored value.
-_FIELDS = ("name", "elective", "credits", "department", "prerequisites", "terms_offered", "description", "capacity")
+_FIELDS = (
+    "name",
+    "elective",
+    "credits",
+    "department",
+    "prerequisites",
+    "terms_offered",
+    "description",
+    "capacity",
+    "programmes",
+)
 
 
 def ensure_courses(conn: Connection, codes: list[str], file_names: dict[str, str]) -> tuple[dict[str, int], int, int]:
@@ -53,6 +63,7 @@ def upsert_catalog(conn: Connection, catalog: Catalog) -> CatalogSummary:
             "b_terms_offered": ";".join(c.terms_offered) or None,
             "b_description": c.description,
             "b_capacity": c.capacity,
+            "b_programmes": ";".join(c.programmes) or None,
         }
         for c in catalog.courses
     ]
@@ -88,6 +99,7 @@ def read_courses(conn: Connection) -> list[Course]:
             terms_offered=_split(r.terms_offered),
             description=r.description,
             capacity=r.capacity,
+            programmes=_split(r.programmes),
         )
         for r in rows
     ]

@@ -4,7 +4,7 @@ and the migrations that bring an older database up to it (:func:`migrate`, in th
 
 Versions: 1 — imports, courses, students, grades; 2 — ``grades.term_sub`` (the order of terms that share a key);
 3 — ``courses.capacity`` (seats per offering) and ``plan_courses`` (a plan's demand, seats and allocated count per
-course and term: counts only, no student)."""
+course and term: counts only, no student); 4 — ``courses.programmes`` (the programmes that require a course)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from sqlalchemy.engine import Connection
 
 from electives.data.terms import stored_sub
 
-# 3: courses.capacity and plan_courses (seat plans).
-SCHEMA_VERSION = 3
+# 3: courses.capacity and plan_courses (seat plans); 4: courses.programmes.
+SCHEMA_VERSION = 4
 
 metadata = sa.MetaData()
 meta_table = sa.Table(
@@ -36,6 +36,7 @@ courses_table = sa.Table(
     sa.Column("terms_offered", sa.Text),  # ';'-separated seasons / term labels
     sa.Column("description", sa.Text),
     sa.Column("capacity", sa.Integer),  # seats per offering; NULL: unlimited (version 3)
+    sa.Column("programmes", sa.Text),  # ';'-separated programmes requiring the course; NULL: not named (version 4)
 )
 students_table = sa.Table(
     "students",
@@ -96,12 +97,20 @@ def migrate(conn: Connection, version: str) -> bool:
     """Bring a database of schema ``version`` up to :data:`SCHEMA_VERSION` inside the caller's transaction (all
     of it or nothing; tables that did not exist were already created by ``metadata.create_all``); False when no
     migration starts from ``version`` (a newer or unknown schema)."""
-    if version not in ("1", "2"):
+    if version not in ("1", "2", "3"):
         return False
     if version == "1":
         _add_term_sub(conn)
-    _add_capacity(conn)
+    if version in ("1", "2"):
+        _add_capacity(conn)
+    _add_programmes(conn)
     return True
+
+
+def _add_programmes(conn: Connection) -> None:
+    """3 → 4: courses get ``programmes`` (NULL: the catalogue named none)."""
+    quote = conn.dialect.identifier_preparer
+    conn.exec_driver_sql(f"ALTER TABLE {quote.format_table(courses_table)} ADD COLUMN programmes TEXT")
 
 
 def _add_capacity(conn: Connection) -> None:
