@@ -50,7 +50,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--term", required=True, metavar="TERM", help="the term the courses are due in (e.g. 2025-Fall)")
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--students", metavar="FILE", help="student numbers, one per line (header 'student' allowed)")
-    who.add_argument("--all", action="store_true", help="every student on record before TERM (rows by pseudonym)")
+    who.add_argument(
+        "--all",
+        action="store_true",
+        help="every current student on record before TERM: a row in one of the last three main terms (rows by pseudonym)",
+    )
+    p.add_argument(
+        "--include-inactive",
+        action="store_true",
+        help="with --all, also the students with no row in the last three main terms (graduated, left, on leave)",
+    )
     p.add_argument("--out", required=True, metavar="FILE.csv", help="CSV to write; the plot goes beside it (.png)")
     p.add_argument("--catalog", metavar="FILE", help="course catalogue CSV (default: the courses stored in --db)")
     p.add_argument(
@@ -72,12 +81,22 @@ def run_at_risk(args: argparse.Namespace) -> int:
     db = args.db or os.environ.get(DB_ENV)
     if not db:
         raise DataError(f"at-risk needs the grade database: give --db URL or set {DB_ENV}")
+    if args.include_inactive and not args.all:
+        raise DataError("--include-inactive goes with --all: an advisor's --students list is taken as it is")
     plot_path(args.out)  # a bad --out fails before any work is done
     advisees = _advisees(args.students) if args.students else None
     catalog = read_catalog(args.catalog) if args.catalog else None
     model = load_model(args.model)
     with open_store(db) as store:
-        report = find_at_risk(model, store, args.term, advisees=advisees, catalog=catalog, pass_mark=args.pass_mark)
+        report = find_at_risk(
+            model,
+            store,
+            args.term,
+            advisees=advisees,
+            catalog=catalog,
+            pass_mark=args.pass_mark,
+            include_inactive=args.include_inactive,
+        )
     csv_path, png = write_at_risk(report, args.out)
     print(format_summary(report))
     print(f"Wrote {csv_path} and {png}.")
@@ -111,6 +130,13 @@ def format_summary(report: AtRiskReport) -> str:
             who += f"; {report.duplicates} repeated line{'s' if report.duplicates != 1 else ''} skipped"
     else:
         who += f" on record before {report.term}"
+        if report.inactive and report.inactive_included:
+            who += f" ({report.inactive} of them with no row since {report.active_since}, listed as asked)"
+        elif report.inactive:
+            who += (
+                f" and current (a row since {report.active_since}); {report.inactive} more with none since then "
+                "(graduated, left or on leave) not listed: --include-inactive lists them"
+            )
     lines.append(
         f"Students: {who}; {s['with_rows']} due at least one required course, {s['without_rows']} none "
         f"(no rows); {s['folded_in']} folded in (not in the model)."

@@ -63,6 +63,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="PLAN.csv", help="where the planned electives go")
     p.add_argument("--catalog", metavar="FILE", help="course catalogue CSV with seats (default: the courses in --db)")
     p.add_argument("--no-save", action="store_true", help="do not store the per-course counts in the database")
+    p.add_argument(
+        "--include-inactive",
+        action="store_true",
+        help="also plan for students with no row in the last three main terms (by default taken to have left)",
+    )
     p.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the solver's sample (default: 0)")
     p.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch while scoring (default: all)")
     p.set_defaults(func=run_plan)
@@ -88,7 +93,16 @@ def run_plan(args: argparse.Namespace) -> int:
     catalog = read_catalog(args.catalog) if args.catalog else None
     model = load_model(args.model)
     with open_store(db) as store:
-        plan = build_plan(model, store, term=args.term, k=args.k, catalog=catalog, seed=args.seed, threads=args.threads)
+        plan = build_plan(
+            model,
+            store,
+            term=args.term,
+            k=args.k,
+            catalog=catalog,
+            seed=args.seed,
+            threads=args.threads,
+            include_inactive=args.include_inactive,
+        )
         labels = None if advisees is None else advisees.labels()
         files = write_plan(plan, args.out, labels=labels)
         if not args.no_save:
@@ -112,7 +126,13 @@ def format_summary(plan: SeatPlan, files: PlanFiles, advisees: Advisees | None, 
     lines = [
         f"Plan for {plan.term}, up to {plan.k} elective{'s' if plan.k != 1 else ''} each: "
         f"{len(plan.students):,} students, {len(plan.courses)} electives open to them"
-        + (f" ({len(plan.unplanned):,} on record with none open)" if plan.unplanned else ""),
+        + (f" ({len(plan.unplanned):,} on record with none open)" if plan.unplanned else "")
+        + (
+            f"; {len(plan.inactive):,} on record with no row since {plan.active_since} taken to have left, not "
+            "planned (--include-inactive plans them)"
+            if plan.inactive
+            else ""
+        ),
         f"Allocated {int(plan.assigned.sum()):,} electives: {full:,} students got {plan.k}, "
         f"{len(plan.students) - full:,} fewer ({int((per_student == 0).sum()):,} none); "
         f"{plan.over_capacity} courses over capacity, {plan.at_capacity} at capacity.",
@@ -128,9 +148,11 @@ def format_summary(plan: SeatPlan, files: PlanFiles, advisees: Advisees | None, 
     if advisees is not None:
         unknown = advisees.unknown(plan.on_record)
         no_open = sum(p in set(plan.unplanned) for p in advisees.pseudonyms)
+        gone = sum(p in set(plan.inactive) for p in advisees.pseudonyms)
         lines.append(
             f"--students: {len(advisees.given):,} numbers, {len(unknown):,} not on record (counted, not planned)"
             + (f", {no_open:,} with no elective open" if no_open else "")
+            + (f", {gone:,} taken to have left (not planned)" if gone else "")
             + (f", {advisees.duplicates} repeated lines skipped" if advisees.duplicates else "")
             + "."
         )

@@ -32,8 +32,9 @@ caller's ``pass_mark`` (a mark or points on the scale, e.g. ``C`` where a progra
 both what counts as passed on the record (the courses due, the prerequisites met) and the flags.
 
 Students: an advisor's :class:`~electives.data.advisees.Advisees` (rows labelled with the numbers given, in the
-file's order; numbers with no record before T are counted, not an error), or every student on record before T
-(labelled with pseudonyms). A student with no due required course has no row. Required courses the model has no
+file's order; numbers with no record before T are counted, not an error), or every *current* student on record
+before T (labelled with pseudonyms; :mod:`~electives.data.enrolment`: those with no row in the last three main terms
+before T have left and are counted, not listed, unless ``include_inactive``). A student with no due required course has no row. Required courses the model has no
 data on cannot be predicted: their due rows are counted and left out. Nothing is stored.
 
 Inferring the programmes reads every student's record; a caller that reports on a few students at a time (an
@@ -52,6 +53,7 @@ import pandas as pd
 
 from electives.data.catalog import Catalog
 from electives.data.eligibility import EligibilityIndex, EligibilityRules
+from electives.data.enrolment import current_students
 from electives.data.programmes import Programmes, infer_programmes
 from electives.data.scales import GradeScale, MarkError
 from electives.data.terms import stored_term
@@ -137,6 +139,9 @@ class AtRiskReport:
     programmes: int = 0  # programmes inferred
     programmes_from: str = ""  # where they came from: "catalogue", "departments", "co-enrolment" or "none"
     undecided: int = 0  # students asked about whose programme is undecided (due: what every candidate requires)
+    inactive: int = 0  # students on record with no row since ``active_since``: left out (every student: counted)
+    active_since: str | None = None  # the first term of the recent ones a current student has a row in
+    inactive_included: bool = False  # the inactive students were listed too (asked for)
 
     @property
     def pass_points(self) -> float:
@@ -184,6 +189,9 @@ class AtRiskReport:
             "programmes": self.programmes,
             "programmes_from": self.programmes_from,
             "undecided": self.undecided,
+            "inactive": self.inactive,
+            "active_since": self.active_since,
+            "inactive_included": self.inactive_included,
             "warnings": list(self.warnings),
         }
 
@@ -215,11 +223,13 @@ def find_at_risk(
     catalog: Catalog | None = None,
     pass_mark: str | float | None = None,
     programmes: TermProgrammes | None = None,
+    include_inactive: bool = False,
 ) -> AtRiskReport:
-    """The at-risk report of ``advisees`` (None: every student on record before ``term``) in ``term``; the
-    catalogue defaults to the courses stored in ``store``; ``programmes`` (from :func:`programmes_before`, for
-    this term) saves inferring them, and with ``advisees`` only their records are read. A DataError (``field``
-    term, pass or catalog) or ModelError names what cannot be used."""
+    """The at-risk report of ``advisees`` (None: every current student on record before ``term``, or with
+    ``include_inactive`` every one) in ``term``; the catalogue defaults to the courses stored in ``store``;
+    ``programmes`` (from :func:`programmes_before`, for this term) saves inferring them, and with ``advisees``
+    only their records are read. A DataError (``field`` term, pass or catalog) or ModelError names what cannot
+    be used."""
     scale = _scale(model, store, pass_mark)
     catalog = _stored_catalog(store) if catalog is None else catalog
     required = _required(catalog)
@@ -234,9 +244,16 @@ def find_at_risk(
         if programmes is None:
             programmes = _programmes(before, key, label, catalog)
         _given_term(programmes, label)
+    inactive, since = 0, None
     if advisees is None:
         wanted = [(p, p) for p in histories]
         unknown: tuple[str, ...] = ()
+        enrolment = current_students(before["student"].to_numpy(), before["term_key"].astype("float64").to_numpy())
+        if enrolment.since is not None:
+            since = str(before.loc[before["term_key"] == enrolment.since, "term"].iloc[0])
+            inactive = len(enrolment.inactive)
+            if not include_inactive:
+                wanted = [(p, g) for p, g in wanted if enrolment.is_current(p)]
     else:
         wanted = [(p, g) for g, p in zip(advisees.given, advisees.pseudonyms, strict=True) if p in histories]
         unknown = advisees.unknown(frozenset(histories))
@@ -251,7 +268,7 @@ def find_at_risk(
         rows=tuple(scorer.rows),
         courses=_course_counts(scorer.rows, required),
         labelled_by="pseudonyms" if advisees is None else "numbers given",
-        students=len(histories) if advisees is None else len(advisees.given),
+        students=len(wanted) if advisees is None else len(advisees.given),
         unknown=unknown,
         duplicates=0 if advisees is None else advisees.duplicates,
         folded_in=scorer.folded_in,
@@ -262,6 +279,9 @@ def find_at_risk(
         programmes=len(programmes.programmes.courses),
         programmes_from=programmes.programmes.source,
         undecided=_undecided(programmes.programmes, [p for p, _ in wanted]),
+        inactive=inactive,
+        active_since=since,
+        inactive_included=include_inactive and advisees is None,
     )
 
 

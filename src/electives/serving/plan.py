@@ -7,7 +7,8 @@ passed, offered in the term, an elective), and the served model predicts their g
 family, through the :class:`~electives.models.interface.Model` interface: the trained students' vectors in
 batches (``score_all``), a student the model has not seen (imported since) folded in from their stored grades.
 The columns are the model's courses open to at least one student in the term; a student open to none is counted,
-not planned. Seats are the catalogue's ``capacity`` per offering (none: unlimited). The predicted grades are in
+not planned, and so is one who has left (:mod:`~electives.data.enrolment`: no row in the last three main terms on
+record; ``include_inactive`` plans them too). Seats are the catalogue's ``capacity`` per offering (none: unlimited). The predicted grades are in
 the scale's points, so the objective is the cohort's total predicted grade.
 
 :func:`build_plan` returns a :class:`SeatPlan`: the allocation, each course's demand if nobody had seats (how
@@ -27,6 +28,7 @@ import numpy as np
 
 from electives.data.catalog import Catalog, canonical_term
 from electives.data.eligibility import EligibilityIndex, EligibilityRules
+from electives.data.enrolment import current_students
 from electives.data.scales import GradeScale
 from electives.data.storage import CourseSeats
 from electives.errors import DataError, ModelError
@@ -92,11 +94,13 @@ class SeatPlan:
     seats: np.ndarray = field(repr=False)
     allocation: Allocation = field(repr=False)
     unplanned: tuple[str, ...] = field(default=(), repr=False)
+    inactive: tuple[str, ...] = field(default=(), repr=False)  # on record, left out as no longer current
+    active_since: str | None = None  # the first of the recent terms a current student has a row in
 
     @property
     def on_record(self) -> frozenset[str]:
         """Every student with grades in the database, planned or not."""
-        return frozenset(self.students) | frozenset(self.unplanned)
+        return frozenset(self.students) | frozenset(self.unplanned) | frozenset(self.inactive)
 
     @property
     def assigned(self) -> np.ndarray:
@@ -178,9 +182,10 @@ def build_plan(
     rules: EligibilityRules | None = None,
     seed: int = 0,
     threads: int | None = None,
+    include_inactive: bool = False,
 ) -> SeatPlan:
-    """The plan for ``term`` of every student in ``store``'s grades; see the module docstring. ``catalog``:
-    default the courses stored in the database (their seats included)."""
+    """The plan for ``term`` of every current student in ``store``'s grades (``include_inactive``: every one);
+    see the module docstring. ``catalog``: default the courses stored in the database (their seats included)."""
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise DataError(f"k must be a whole number ≥ 1 (electives per student), got {k!r}")
     if model.mode != "explicit" or model.scale is None:
@@ -195,9 +200,14 @@ def build_plan(
     scale = model.scale
     index = EligibilityIndex(catalog, model.course_ids, scale, rules)
     records = _records(store)
+    enrolment = current_students(
+        records.frame["student"].to_numpy(), records.frame["term_key"].astype("float64").to_numpy()
+    )
+    gone = set() if include_inactive else enrolment.inactive
     open_to = np.zeros((len(records.students), len(model.course_ids)), dtype=bool)
     for i, history in enumerate(records.histories):
-        open_to[i] = index.evaluate(history, canonical).mask
+        if records.students[i] not in gone:
+            open_to[i] = index.evaluate(history, canonical).mask
     if not open_to.any():
         raise DataError(f"no student on record may take an elective in {canonical}; {_known_terms(catalog)}")
     columns = np.flatnonzero(open_to.any(axis=0))
@@ -218,8 +228,14 @@ def build_plan(
         predicted=predicted,
         seats=seats,
         allocation=allocate(predicted, k, seats, seed=seed),
-        unplanned=tuple(np.delete(np.array(records.students, dtype=object), rows).tolist()),
+        unplanned=tuple(p for p in np.delete(np.array(records.students, dtype=object), rows).tolist() if p not in gone),
+        inactive=tuple(sorted(gone)),
+        active_since=_term_label(records.frame, enrolment.since),
     )
+
+
+def _term_label(frame: pd.DataFrame, key: int | None) -> str | None:
+    return None if key is None else str(frame.loc[frame["term_key"] == key, "term"].iloc[0])
 
 
 # ---------------------------------------------------------------------------------------------------- internals

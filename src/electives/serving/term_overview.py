@@ -115,8 +115,9 @@ class RiskFigures:
 
 @dataclass(frozen=True)
 class RiskOverview:
-    """A term's at-risk counts, ready to show: every figure already under the rule. ``students``: on record before
-    the term (None: suppressed); ``no_data``: required courses the model cannot predict (codes only)."""
+    """A term's at-risk counts, ready to show: every figure already under the rule. ``students``: current students
+    on record before the term (None: suppressed); ``inactive``: those with no row since ``active_since``, taken to
+    have left and not counted (None: suppressed); ``no_data``: required courses the model cannot predict."""
 
     term: str
     scale: str
@@ -129,6 +130,8 @@ class RiskOverview:
     programmes: int
     programmes_from: str
     min_students: int
+    inactive: int | None = 0
+    active_since: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -142,6 +145,8 @@ class RiskOverview:
             "warnings": list(self.warnings),
             "programmes": self.programmes,
             "programmes_from": self.programmes_from,
+            "inactive": self.inactive,
+            "active_since": self.active_since,
         }
 
 
@@ -196,6 +201,8 @@ def risk_overview(report: AtRiskReport, *, min_students: int = MIN_STUDENTS) -> 
         programmes=report.programmes,
         programmes_from=report.programmes_from,
         min_students=min_students,
+        inactive=shown_count(report.inactive, min_students=min_students)[0] if report.inactive else 0,
+        active_since=report.active_since,
     )
 
 

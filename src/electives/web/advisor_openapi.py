@@ -113,6 +113,14 @@ def advisor_schemas() -> dict[str, Any]:
             "warnings": {"type": "array", "items": {"type": "string"}},
             "programmes": {"type": "integer"},
             "programmes_from": {"type": "string", "enum": ["catalogue", "departments", "co-enrolment", "none"]},
+            "inactive": {
+                "type": "integer",
+                "nullable": True,
+                "minimum": 0,
+                "description": "students with no record since active_since, taken to have left and not counted "
+                "(0, or at least 10; null: suppressed)",
+            },
+            "active_since": {"type": "string", "nullable": True},
         },
         nullable_=True,
     )
