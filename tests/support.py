@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +43,13 @@ def secret_key_set(root: Path) -> Iterator[pytest.MonkeyPatch]:
         mp.setenv("ELECTIVES_SECRET_KEY", TEST_KEY)
         mp.setenv("ELECTIVES_KEY_FILE", str(root / "unused-secret.key"))
         yield mp
+
+
+def run_all(*commands: Sequence[object]) -> None:
+    """Run each `electives` command in turn; fail with its stderr at the first that does not exit 0."""
+    for argv in commands:
+        code, _, err = run_cli(*argv)
+        assert code == 0, f"electives {argv[0]}: {err}"
 
 
 def run_cli(*args: object) -> tuple[int, str, str]:

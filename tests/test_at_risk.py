@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from support import TEST_KEY, run_cli, secret_key_set
+from support import TEST_KEY, run_all, run_cli, secret_key_set
 
 from electives.data.advisees import read_advisees
 from electives.data.catalog import Catalog, parse_catalog, read_catalog
@@ -80,12 +80,10 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     (root / "catalog.csv").write_text(CATALOG)
     db = f"sqlite:///{root / 'grades.db'}"
     with secret_key_set(root):
-        for argv in (
+        run_all(
             ["import", root / "grades.csv", "--scale", "percent", "--catalog", root / "catalog.csv", "--db", db],
             ["train", "--db", db, "--out", root / "model", "--model", "bias", "--quiet"],
-        ):
-            code, _, err = run_cli(*argv)
-            assert code == 0, err
+        )
     return {"root": root, "db": db, "model": load_model(root / "model")}
 
 
@@ -229,12 +227,10 @@ def campus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     export[order < order.max()].to_csv(root / "earlier.csv", index=False)
     db = f"sqlite:///{root / 'grades.db'}"
     with secret_key_set(root):
-        for argv in (
+        run_all(
             ["import", root / "earlier.csv", *import_flags(), "--catalog", files["catalog"], "--db", db],
             ["train", "--db", db, "--out", root / "model", "--model", "bias", "--quiet"],
-        ):
-            code, _, err = run_cli(*argv)
-            assert code == 0, err
+        )
     return {"root": root, "db": db, "university": university, "catalog": files["catalog"]}
 
 

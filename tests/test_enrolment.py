@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from support import TEST_KEY, run_cli, secret_key_set
+from support import TEST_KEY, run_all, run_cli, secret_key_set
 
 from electives.data.enrolment import current_students
 from electives.data.pseudonyms import Pseudonymiser
@@ -82,12 +82,10 @@ def campus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     (root / "catalog.csv").write_text(CATALOG)
     db = f"sqlite:///{root / 'grades.db'}"
     with secret_key_set(root):
-        for argv in (
+        run_all(
             ["import", root / "grades.csv", "--scale", "percent", "--catalog", root / "catalog.csv", "--db", db],
             ["train", "--db", db, "--out", root / "model", "--model", "bias", "--quiet"],
-        ):
-            code, _, err = run_cli(*argv)
-            assert code == 0, err
+        )
     leavers = {Pseudonymiser(TEST_KEY.encode()).pseudonym(f"L{n:02d}") for n in range(6)}
     return {"root": root, "db": db, "leavers": leavers}
 
