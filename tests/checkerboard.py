@@ -37,3 +37,16 @@ def unseen_auc(model, data: Interactions, train: Interactions) -> float:
         wins += (g[:, None] > b[None, :]).sum()
         total += g.size * b.size
     return wins / total
+
+
+def implicit_fold_in_objective(model, prior, vector: np.ndarray, taken: list[int], n_negatives: int = 4) -> float:
+    """An NCF's implicit fold-in objective (−log posterior, ncf_foldin) at embedding ``vector`` of a student who took
+    ``taken``: the log loss of taken (1) against every other course (0, weighted to ``n_negatives`` per taken course,
+    at most 1 each), plus ½‖L⁻¹(p − μ)‖² under ``prior`` (a :class:`~electives.models.ncf_foldin.Prior`)."""
+    n = model.n_courses
+    y = np.isin(np.arange(n), taken).astype(np.float64)
+    weight = np.where(y > 0, 1.0, min(1.0, n_negatives * len(taken) / (n - len(taken))))
+    s = np.clip(model.scores(vector).astype(np.float64), 1e-7, 1 - 1e-7)
+    data = -float(weight @ (y * np.log(s) + (1 - y) * np.log1p(-s)))
+    z = np.linalg.solve(prior.chol.astype(np.float64), (vector - prior.mean).astype(np.float64))
+    return data + 0.5 * float(z @ z)

@@ -2,9 +2,11 @@
 
 The student's GMF and MLP embeddings ``p`` are fitted with everything else frozen, as a MAP estimate: the data term
 plus a Gaussian prior whose mean and (shrunk) covariance are those of the trained students' embeddings
-(:class:`Prior`). Writing ``p = μ + L z`` (``Σ = L Lᵀ``) the prior term is ``½λ‖z‖²``; a few Gauss–Newton
-(Levenberg–Marquardt) steps from ``z = 0`` (the average student) converge, each solving an ``n × n`` system for
-``n`` courses (or the ``d × d`` one when ``n > d``).
+(:class:`Prior`). Writing ``p = μ + L z`` (``Σ = L Lᵀ``) the prior term is ``½λ‖z‖²``; a few Gauss–Newton steps
+from ``z = 0`` (the average student) in a trust region converge, each solving an ``n × n`` system for ``n`` courses
+(or the ``d × d`` one when ``n > d``). The trust region matters for NeuMF: its tower is piecewise linear, and an
+unbounded first step (the Gauss–Newton model is only good up to the ReLUs' kinks) could land where units are off for
+every course and the objective is flat, far above the optimum (benchmarks/RESULTS.md, issue 14).
 
 - Grades (:meth:`FoldInSolver.from_grades`): squared error of the predicted normalised grades over the noise
   variance ``σ²`` (serving passes the model's validation RMSE).
@@ -31,7 +33,10 @@ from electives.models.ncf_network import Network, sigmoid
 
 __all__ = ["FoldInSolver", "Prior"]
 
-_TOLERANCE = 1e-2  # fold-in stops once a step lowers the objective by less than this share
+_TOLERANCE = 1e-2  # fold-in stops once a full step is expected to lower the objective by less than this share
+# The first step's trust radius in whitened coordinates, in prior standard deviations (see `_trust`; measured on the
+# checkerboard, 1 to 2 avoid the bad optima an unbounded first step lands in; 2 costs grade fold-ins 0.1 step more).
+_FIRST_RADIUS = 2.0
 Loss = Literal["squared", "log"]
 
 
@@ -127,7 +132,7 @@ class FoldInSolver:
         z = np.zeros(self.network.d, dtype=np.float32)
         logits, jac = (self.logits0, self.jac0) if rows is None else (self.logits0[rows], self.jac0[rows])
         current, s = _objective(z, logits, y, weight, lam, loss)
-        damping, steps = 0.0, 0
+        radius, steps = _FIRST_RADIUS, 0
         for _ in range(self.max_steps):
             steps += 1
             if loss == "squared":
@@ -138,11 +143,20 @@ class FoldInSolver:
                 g_coef = weight * (s - y)
                 h_sqrt = np.sqrt(weight * s * (1 - s))
             grad = lam * z + jac.T @ g_coef
-            z_new = (z - _solve_damped(jac * h_sqrt[:, None], grad, lam + damping)).astype(np.float32, copy=False)
+            b = jac * h_sqrt[:, None]
+            step = _solve_ridge(b, grad, lam)  # the Gauss–Newton step (its matrix BᵀB + λI)
+            length = float(np.linalg.norm(step))
+            clipped = length > radius
+            if clipped:
+                step *= radius / length
+            bs = b @ step
+            # What the Gauss–Newton model expects the step to gain: gᵀδ − ½δᵀ(BᵀB + λI)δ (> 0).
+            expected = float(grad @ step) - 0.5 * (float(bs @ bs) + lam * float(step @ step))
+            z_new = (z - step).astype(np.float32, copy=False)
             logits_new, jac_new = self.logits_and_jacobian(z_new, gathered)
             value, s_new = _objective(z_new, logits_new, y, weight, lam, loss)
-            accepted, damping, converged = _damped_step(value, current, damping, lam)
-            if accepted:
+            radius, converged = _trust(current - value, expected, min(length, radius), radius, clipped, value)
+            if value <= current:
                 z, jac, s, current = z_new, jac_new, s_new, value
             if converged:
                 break
@@ -162,7 +176,7 @@ def _objective(
     return data + 0.5 * lam * float(z @ z), s
 
 
-def _solve_damped(b: np.ndarray, grad: np.ndarray, c: float) -> np.ndarray:
+def _solve_ridge(b: np.ndarray, grad: np.ndarray, c: float) -> np.ndarray:
     """(BᵀB + cI)⁻¹ grad, through the n × n system when B has fewer rows than columns (push-through identity)."""
     n, d = b.shape
     if n < d:
@@ -174,13 +188,22 @@ def _solve_damped(b: np.ndarray, grad: np.ndarray, c: float) -> np.ndarray:
     return solve_spd(gram, grad)
 
 
-def _damped_step(value: float, current: float, damping: float, lam: float) -> tuple[bool, float, bool]:
-    """Levenberg–Marquardt bookkeeping: (accept the step, next damping, converged).
+def _trust(
+    gain: float, expected: float, length: float, radius: float, clipped: bool, value: float
+) -> tuple[float, bool]:
+    """Trust-region bookkeeping after a step of ``length`` that gained ``gain`` where the model expected
+    ``expected``: (next radius, converged).
 
-    A step that lowers the objective is kept and the damping relaxed; one that does not is undone and the damping
-    raised. Gauss–Newton converges in a handful of steps; once a step gains less than `_TOLERANCE` of the objective
-    the rest would move the scores by ~1e-4."""
-    if value <= current:
-        converged = current - value <= _TOLERANCE * max(value, 1e-12)
-        return True, (damping / 4 if damping > 1e-3 * lam else 0.0), converged
-    return False, max(4 * damping, lam), False
+    Where the model held (gain ≥ ¾ of the expected) a clipped step doubles the radius; where it did not (< ¼, a
+    rejected step among them) the radius falls to a quarter of the step. Converged: the full Gauss–Newton step was
+    expected to gain less than `_TOLERANCE` of the objective (the point is nearly stationary). A small actual gain is
+    no such sign: the old rule, which stopped on one, stopped after a step shortened by damping (short, so it gains
+    little) or after one that overshot across the ReLUs' kinks and gained little by chance, both far from the
+    optimum."""
+    ratio = gain / expected if expected > 0 else 0.0
+    if ratio < 0.25:
+        radius = length / 4
+    elif ratio > 0.75 and clipped:
+        radius *= 2
+    small = _TOLERANCE * max(value, 1e-12)
+    return radius, not clipped and expected <= small
