@@ -281,27 +281,40 @@ def test_implicit_family_ranks_the_students_group_first(
     np.testing.assert_allclose(model.scores(model.student_vectors()[5]), all_scores[5], rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("family", list(IMPLICIT_FACTORIES))
-def test_implicit_fold_in_of_a_trained_students_courses_ranks_like_the_trained_student(
+@pytest.mark.parametrize("family", [*IMPLICIT_FACTORIES, "neumf-rows"])
+def test_implicit_fold_in_of_a_trained_students_courses_ranks_as_well_as_the_trained_student(
     family: str, ranked: dict[str, Model], enrolments: Interactions
 ) -> None:
-    """A trained student folded in from the courses they were trained on scores the untaken courses as the
-    trained vector does: correlation > 0.9 on average (most of the spread is the group; within it, courses are
-    alike and their order is noise), and the same three best. EASE and iALS build the very same vector."""
-    model = ranked[family]
+    """A trained student folded in from the courses they were trained on orders their untaken courses — own group
+    above the other — at least as well as the trained vector does (mean pairwise share within 0.02 of it) and
+    well (≥ 0.9). Not "the same order": within a group the courses are alike, and a trained vector, which has
+    seen its untaken courses only as negatives, orders them by noise (its correlation with the fold-in ranges
+    0.77–0.98 over seeds for either NeuMF step; the shares here hold at every seed tried, 0–5). EASE and iALS
+    build the very same vector. ``neumf-rows``: NeuMF trained with the row step."""
+    if family == "neumf-rows":
+        model: Model = NCF(TrainConfig(model="neumf", seed=0, training_step="rows", **_IMPLICIT_NCF)).fit(enrolments)
+    else:
+        model = ranked[family]
     vectors = model.student_vectors()
-    correlations = []
+    group = np.array([int(c[1:]) % 2 for c in enrolments.course_ids])
+
+    def share(scores: np.ndarray, untaken: np.ndarray, own: int) -> float:
+        good, bad = scores[group[untaken] == own], scores[group[untaken] != own]
+        return float((good[:, None] > bad[None, :]).mean())
+
+    trained_shares, folded_shares = [], []
     for u in range(0, enrolments.n_students, 6):
         taken = _taken(enrolments, u)
         fold = model.fold_in(taken)
         assert fold.grades_used == len(taken)
         untaken = np.setdiff1d(np.arange(enrolments.n_courses), list(taken))
         trained, folded = model.scores(vectors[u])[untaken], model.scores(fold.embedding)[untaken]
-        correlations.append(np.corrcoef(trained, folded)[0, 1])
-        assert set(np.argsort(-trained)[:3]) == set(np.argsort(-folded)[:3]), u
+        own = int(enrolments.student_ids[u][1:]) % 2
+        trained_shares.append(share(trained, untaken, own))
+        folded_shares.append(share(folded, untaken, own))
         if family in ("ease", "ials"):
             np.testing.assert_allclose(folded, trained, rtol=1e-4, atol=1e-5)
-    assert np.mean(correlations) > 0.9, correlations
+    assert np.mean(folded_shares) >= max(0.9, np.mean(trained_shares) - 0.02), (trained_shares, folded_shares)
 
 
 @pytest.mark.parametrize("step", ["dense", "rows"])
