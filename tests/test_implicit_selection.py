@@ -12,13 +12,13 @@ import pytest
 
 from electives.data.interactions import Interactions
 from electives.data.splits import leave_one_out
-from electives.errors import DataError
+from electives.errors import DataError, ModelError
 from electives.evaluation.evaluate import evaluate
 from electives.models import implicit_selection as module
 from electives.models.artifact import load_model
-from electives.models.baselines import Popularity
+from electives.models.baselines import EASE, IALS, Popularity
 from electives.models.config import TrainConfig
-from electives.models.ensemble import Blend
+from electives.models.ensemble import Blend, standardise
 from electives.models.implicit_selection import select_implicit
 from electives.models.selection import Tried
 from electives.serving.recommender import Recommender
@@ -105,6 +105,20 @@ def test_blend_is_z_scored_and_weighed_on_validation() -> None:
     ]
     expected = settings["weights"][0] * z[0] + settings["weights"][1] * z[1]
     np.testing.assert_allclose(blend.score_all(np.arange(4)), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_a_blend_of_three_weighs_each_z_scored_member_and_loads_back() -> None:
+    data = groups()
+    members = [EASE(lam=5.0).fit(data), IALS(factors=8, reg=0.01, seed=0).fit(data), EASE(lam=50.0).fit(data)]
+    blend = Blend.mix(members, [0.5, 0.3, 0.2], standardised=True)
+    z = [standardise(m.score_all(np.arange(6))) for m in members]
+    np.testing.assert_allclose(blend.score_all(np.arange(6)), 0.5 * z[0] + 0.3 * z[1] + 0.2 * z[2], atol=1e-5)
+    arrays, params = blend.state()
+    again = Blend.from_state(arrays, json.loads(json.dumps(params)))
+    assert [m.family for m in again.members] == ["ease", "ials", "ease"] and again.standardised
+    np.testing.assert_allclose(again.score_all(np.arange(6)), blend.score_all(np.arange(6)), atol=1e-6)
+    with pytest.raises(ModelError, match="two or more members"):
+        Blend.mix(members[:1], [1.0])
 
 
 def test_the_blend_grid_takes_one_candidate_per_group_on_the_simplex() -> None:
