@@ -80,7 +80,9 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="*", default=["neumf", "ease", "pop"], help="neumf, ease, ials, pop")
     p.add_argument("--served", action="store_true", help="the served choice of `train --mode implicit` (see above)")
-    p.add_argument("--seeds", type=int, nargs="*", default=[0], help="--served: one train per seed")
+    p.add_argument(
+        "--seeds", type=int, nargs="*", default=[0], help="--served: one train per seed; else NeuMF once per seed"
+    )
     p.add_argument(
         "--rows", nargs="*", default=["ease", "ials", "neumf"], help="--served: the families scored beside it"
     )
@@ -102,7 +104,6 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--gmf-output", choices=["learned", "fixed"], default=None)
     p.add_argument("--training-step", choices=["rows", "dense"], default=None)
     p.add_argument("--embedding-lr", type=float, default=None)
-    p.add_argument("--seeds", type=int, nargs="*", default=[0], help="NeuMF once per seed; the mean is shown too")
     p.add_argument("--validation", choices=["loo", "none"], default=None, help="none: train on all, fixed --epochs")
     p.add_argument("--ease-lambda", type=float, default=1000.0)
     p.add_argument("--progress", action="store_true")

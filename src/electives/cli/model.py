@@ -95,7 +95,8 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
             "seed ensemble of NeuMF and a blend of the best NCF model with the best baseline — then fit the winner "
             "again on every grade; --model NAME forces one. On enrolments (implicit mode) choose in the same way "
             "the family that ranks each student's newest course best — EASE, iALS, NeuMF, a seed ensemble of NeuMF "
-            "and a blend of the best two — by NDCG@10 among 99 sampled courses. The validation rows calibrate the "
+            "and a blend of two or three families — by NDCG@10 among 99 sampled courses, among the candidates that "
+            "rank the whole catalogue (HR@10) as well as the best single one. The validation rows calibrate the "
             "prediction interval. Writes MODEL_DIR with model.safetensors and manifest.json (with every "
             "candidate's validation figures)."
         ),
@@ -154,7 +155,7 @@ def add_training_arguments(p: argparse.ArgumentParser, auto: bool = False) -> No
                 "the model family (default: auto, the best of the mode's families at a few settings on each "
                 "student's latest term (grades) or newest course (enrolments), then fitted again on every row). A "
                 "name forces that family; neumf, gmf and mlp train with the flags below, ensemble averages NeuMF "
-                "seeds, blend mixes the best two families; bias, mf and knn predict grades, ease and ials rank "
+                "seeds, blend mixes families; bias, mf and knn predict grades, ease and ials rank "
                 "enrolments"
             )
         p.add_argument(flag.name, dest=flag.dest, **how)

@@ -1,4 +1,4 @@
-"""Models made of other models: a seed ensemble of NeuMF (``ensemble``) and a blend of two families (``blend``).
+"""Models made of other models: a seed ensemble of NeuMF (``ensemble``) and a blend of families (``blend``).
 
 Both are a weighted mean of their members' outputs and implement :class:`~electives.models.interface.Model`
 through them: a student's vector is the concatenation of the members' vectors, ``scores`` is the weighted mean of
@@ -10,7 +10,8 @@ and parameters in ``params`` (so loading rebuilds each member through its own fa
   NeuMF's seed-to-seed spread on small registrars is larger than the gap between families (±0.025 RMSE on
   college_grades); averaging N members divides the variance part of that by N.
 - :class:`Blend`: ``w·A + (1−w)·B``, typically the best NCF model and the best baseline, ``w`` chosen on a
-  validation split (selection does that with its own split; :meth:`Blend.fit` carves one). Ranking families
+  validation split (selection does that with its own split; :meth:`Blend.fit` carves one); implicit selection
+  also serves a blend of three (:meth:`Blend.mix`: one candidate of each ranking family). Ranking families
   (EASE, iALS, NeuMF's probabilities) score on unrelated scales: a blend of them is ``standardised``, each
   member's scores of one student z-scored over the catalogue before they are weighed.
 """
@@ -238,6 +239,15 @@ class Blend(Combination):
         """The blend ``weight·first + (1−weight)·second`` of two fitted models."""
         return cls(weight=weight, standardised=standardised)._set_members([first, second], [weight, 1.0 - weight])
 
+    @classmethod
+    def mix(cls, members: Sequence[Model], weights: Sequence[float], *, standardised: bool = False) -> Blend:
+        """The blend ``Σ wᵢ·memberᵢ`` of two or more fitted models (weights normalised to sum 1)."""
+        if len(members) < 2:
+            raise ModelError(f"blend: needs two or more members, got {len(members)}")
+        blend = cls(standardised=standardised)._set_members(members, weights)
+        blend.weight = blend.weight_of_first
+        return blend
+
     @property
     def weight_of_first(self) -> float:
         return float(self.weights[0])
@@ -248,9 +258,9 @@ class Blend(Combination):
     @classmethod
     def from_state(cls, arrays: Mapping[str, np.ndarray], params: Mapping[str, Any]) -> Self:
         members, weights = cls.members_from_state(arrays, params)
-        if len(members) != 2:
-            raise ModelError(f"blend: expected 2 members, found {len(members)}")
+        if len(members) < 2:
+            raise ModelError(f"blend: expected 2 or more members, found {len(members)}")
         standardised = params.get("standardised", False)  # absent in blends saved before it existed: raw
         if not isinstance(standardised, bool):
             raise ModelError(f"blend: 'standardised' must be true or false, got {standardised!r}")
-        return cls(weight=weights[0], standardised=standardised)._set_members(members, weights)
+        return cls.mix(members, weights, standardised=standardised)
