@@ -80,7 +80,6 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="*", default=["neumf", "ease", "pop"], help="neumf, ease, ials, pop")
     p.add_argument("--served", action="store_true", help="the served choice of `train --mode implicit` (see above)")
-    p.add_argument("--seeds", type=int, nargs="*", default=[0], help="--served: one train per seed")
     p.add_argument(
         "--rows", nargs="*", default=["ease", "ials", "neumf"], help="--served: the families scored beside it"
     )
@@ -97,12 +96,19 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--model", default="neumf", choices=["neumf", "gmf", "mlp"])
     p.add_argument("--patience", type=int, default=TrainConfig.patience)
     p.add_argument("--pretrain", action="store_true")
+    p.add_argument("--pretrain-lr", type=float, default=None)
     p.add_argument("--dropout", type=float, default=TrainConfig.dropout)
     p.add_argument("--layer-l2", type=float, default=None)
     p.add_argument("--gmf-output", choices=["learned", "fixed"], default=None)
     p.add_argument("--training-step", choices=["rows", "dense"], default=None)
     p.add_argument("--embedding-lr", type=float, default=None)
-    p.add_argument("--seeds", type=int, nargs="*", default=[0], help="NeuMF once per seed; the mean is shown too")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        nargs="*",
+        default=[0],
+        help="NeuMF once per seed, the mean shown too; --served: one train each",
+    )
     p.add_argument("--validation", choices=["loo", "none"], default=None, help="none: train on all, fixed --epochs")
     p.add_argument("--ease-lambda", type=float, default=1000.0)
     p.add_argument("--progress", action="store_true")
@@ -125,6 +131,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         n_negatives=args.n_negatives,
         patience=args.patience,
         pretrain=args.pretrain,
+        pretrain_lr=args.pretrain_lr,
         validation=args.validation,
         dropout=args.dropout,
         layer_l2=args.layer_l2,
