@@ -289,6 +289,17 @@ class TrainConfig:
         metadata=_flag("--pretrain", "pre-train GMF and MLP, then NeuMF from both (α = 0.5)", action="store_true"),
     )
     pretrain_alpha: float = 0.5
+    # The learning rate of the NeuMF phase after pre-training (default: lr). Adam's first steps move every weight
+    # by about lr whatever its gradient, which undoes the pre-trained optimum (the paper switches to plain SGD).
+    pretrain_lr: float | None = field(
+        default=None,
+        metadata=_flag(
+            "--pretrain-lr",
+            "learning rate of NeuMF after pre-training (default: --lr)",
+            type=positive_float,
+            metavar="LR",
+        ),
+    )
     # explicit only, training split only
     imbalance: Literal["none", "oversample", "reweight"] = field(
         default="none", metadata=_flag("--imbalance", "default: {default}", choices=("none", "oversample", "reweight"))
