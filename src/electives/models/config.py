@@ -66,8 +66,8 @@ MODE_DEFAULTS: dict[str, dict[str, Any]] = {
     # and L2 on the embeddings that each batch uses, without which validation HR@10 peaks at epoch 5 and falls.
     # Tried there and not better (benchmarks/RESULTS.md, issue 14): L2 on the layers, GMF as a fixed dot product
     # with L2 3e-4…5e-3, GMF 128 + MLP 64 with L2 1e-3 or 3e-3, lr 5e-4, 8 negatives, pre-training (any NeuMF lr).
-    # Better on validation and test but not the default: GMF fixed + 8 negatives + L2 3e-4 (its fold-in fails the
-    # contract test, and it doubles NeuMF's fit time; RESULTS.md). The row step: the same validation HR@10
+    # Better on validation and test but not the default: GMF 128 fixed + 8 negatives + L2 3e-4 (test 0.7118 /
+    # 0.4344; its fold-in fails the contract test, and it doubles NeuMF's fit time; RESULTS.md). The row step: the same validation HR@10
     # and NDCG@10 as the dense one within noise over 3 seeds, at the same epochs, 1.7× less CPU to its best epoch.
     "implicit": {
         "lr": 1e-3,
