@@ -99,6 +99,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--model", default="neumf", choices=["neumf", "gmf", "mlp"])
     p.add_argument("--patience", type=int, default=TrainConfig.patience)
     p.add_argument("--pretrain", action="store_true")
+    p.add_argument("--pretrain-lr", type=float, default=None)
     p.add_argument("--dropout", type=float, default=TrainConfig.dropout)
     p.add_argument("--layer-l2", type=float, default=None)
     p.add_argument("--gmf-output", choices=["learned", "fixed"], default=None)
@@ -126,6 +127,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         n_negatives=args.n_negatives,
         patience=args.patience,
         pretrain=args.pretrain,
+        pretrain_lr=args.pretrain_lr,
         validation=args.validation,
         dropout=args.dropout,
         layer_l2=args.layer_l2,

@@ -68,9 +68,11 @@ def run(train: Interactions, fields: dict[str, Any], seed: int) -> dict[str, Any
     def on_epoch(stats: Any, model: Any) -> None:
         cpu = time.process_time() - clock[0]
         hr, ndcg = validation_score(model, resolved, val)
-        epochs.append({"epoch": stats.epoch, "hr": hr, "ndcg": ndcg, "seconds": stats.seconds, "cpu": cpu})
+        epochs.append(
+            {"phase": stats.phase, "epoch": stats.epoch, "hr": hr, "ndcg": ndcg, "seconds": stats.seconds, "cpu": cpu}
+        )
         print(
-            f"    epoch {stats.epoch}: val HR@10 {hr:.4f} NDCG@10 {ndcg:.4f}, {stats.seconds:.1f} s ({cpu:.1f} CPU s)",
+            f"    {stats.phase} epoch {stats.epoch}: val HR@10 {hr:.4f} NDCG@10 {ndcg:.4f}, {stats.seconds:.1f} s ({cpu:.1f} CPU s)",
             flush=True,
         )
         clock[0] = time.process_time()
@@ -78,15 +80,20 @@ def run(train: Interactions, fields: dict[str, Any], seed: int) -> dict[str, Any
     t0 = time.perf_counter()
     fitted = fit(train, cfg, progress=False, on_epoch=on_epoch)
     total = time.perf_counter() - t0
-    best = epochs[fitted.best_epoch - 1]
+    # With pre-training the GMF and MLP phases come first: the best epoch counts within the last phase, and the
+    # seconds to it include every earlier phase's.
+    first = next(i for i, e in enumerate(epochs) if e["phase"] == resolved.model)
+    to_best = epochs[: first + fitted.best_epoch]
+    best = to_best[-1]
     return {
         "seed": seed,
         "best_epoch": fitted.best_epoch,
-        "epochs": len(epochs),
+        "epochs": len(epochs) - first,
+        "pre_epochs": first,
         "val_hr@10": best["hr"],
         "val_ndcg@10": best["ndcg"],
-        "s_to_best": sum(e["seconds"] for e in epochs[: fitted.best_epoch]),
-        "cpu_s_to_best": sum(e["cpu"] for e in epochs[: fitted.best_epoch]),
+        "s_to_best": sum(e["seconds"] for e in to_best),
+        "cpu_s_to_best": sum(e["cpu"] for e in to_best),
         "s_per_epoch": float(np.median([e["seconds"] for e in epochs])),
         "fit_s": total,
         "history": epochs,

@@ -81,6 +81,29 @@ def test_pretraining_runs_gmf_then_mlp_then_neumf():
     assert unseen_auc(model, data, train) > 0.95
 
 
+def test_pretrain_lr_is_the_neumf_phase_learning_rate():
+    data = checkerboard(implicit=True)
+
+    def largest_move(pretrain_lr):
+        # The largest change of any NeuMF weight over its second epoch, and the number of steps in that epoch.
+        weights = []
+
+        def keep(stats, model):
+            if stats.phase == "neumf":
+                weights.append({k: v.clone() for k, v in model.state_dict().items()})
+
+        cfg = TrainConfig(mode="implicit", **SMALL, epochs=2, patience=2, pretrain=True, refit=False)
+        fit(data, TrainConfig(**{**cfg.__dict__, "pretrain_lr": pretrain_lr}), progress=False, on_epoch=keep)
+        return max(float((weights[1][k] - weights[0][k]).abs().max()) for k in weights[0])
+
+    # At most this many steps an epoch: every enrolment (validation's among them) with its negatives.
+    steps = -(-len(data.students) * (1 + TrainConfig().n_negatives) // SMALL["batch_size"])
+    # Adam moves a weight by at most about lr per step: at 1e-6 every weight stays within steps · 1e-6 of where the
+    # epoch began; at the phases' own lr (0.01) some move further than that.
+    assert largest_move(1e-6) <= 1.5e-6 * steps
+    assert largest_move(None) > 1.5e-6 * steps
+
+
 @pytest.mark.parametrize("kind", ["gmf", "mlp"])
 def test_single_models_train(kind):
     data = checkerboard()

@@ -15,7 +15,7 @@ import copy
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Self
 
 import numpy as np
@@ -419,7 +419,8 @@ def _fit_phases(
         name = kind if epochs is None else f"{kind} refit"
         n_epochs = cfg.epochs if epochs is None else epochs[kind]
         assert n_epochs is not None
-        best[kind] = _train(model, loop, phase=name, epochs=n_epochs, init_bias=start is None)
+        lr = cfg.pretrain_lr if start is not None else None
+        best[kind] = _train(model, loop, phase=name, epochs=n_epochs, init_bias=start is None, lr=lr)
         return model
 
     if cfg.pretrain and cfg.model == "neumf":
@@ -429,8 +430,11 @@ def _fit_phases(
     return phase(cfg.model), best
 
 
-def _train(model: NCFModel, loop: _Loop, *, phase: str, epochs: int, init_bias: bool = True) -> int:
-    """Train one model in place for at most `epochs` with early stopping; returns the best epoch (1-based)."""
+def _train(
+    model: NCFModel, loop: _Loop, *, phase: str, epochs: int, init_bias: bool = True, lr: float | None = None
+) -> int:
+    """Train one model in place for at most `epochs` with early stopping (at learning rate `lr` for every weight,
+    when given); returns the best epoch (1-based)."""
     cfg, ctx = loop.config, loop.ctx
     assert cfg.patience is not None
     if init_bias and cfg.mode == "explicit" and loop.rows.grades is not None:
@@ -438,7 +442,7 @@ def _train(model: NCFModel, loop: _Loop, *, phase: str, epochs: int, init_bias: 
         mean = float(np.clip(loop.rows.grades.mean(), 0.01, 0.99))
         with torch.no_grad():
             model.out.bias.fill_(math.log(mean / (1.0 - mean)))
-    step = make_step(model, cfg, device=loop.device, ctx=ctx)
+    step = make_step(model, cfg if lr is None else replace(cfg, lr=lr, embedding_lr=None), device=loop.device, ctx=ctx)
     best = BestEpoch(cfg.patience)
     model.train()
     for epoch in range(1, epochs + 1):
