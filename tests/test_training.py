@@ -97,7 +97,7 @@ def test_pretrain_lr_is_the_neumf_phase_learning_rate():
         return max(float((weights[1][k] - weights[0][k]).abs().max()) for k in weights[0])
 
     # At most this many steps an epoch: every enrolment (validation's among them) with its negatives.
-    steps = -(-len(data.students) * (1 + TrainConfig().n_negatives) // SMALL["batch_size"])
+    steps = -(-len(data.students) * (1 + TrainConfig(mode="implicit").resolved().n_negatives) // SMALL["batch_size"])
     # Adam moves a weight by at most about lr per step: at 1e-6 every weight stays within steps · 1e-6 of where the
     # epoch began; at the phases' own lr (0.01) some move further than that.
     assert largest_move(1e-6) <= 1.5e-6 * steps
@@ -130,8 +130,9 @@ def test_explicit_needs_grades():
 
 def test_config_defaults_and_validation():
     implicit = TrainConfig(mode="implicit").resolved()
-    assert implicit.n_negatives == 4 and implicit.validation == "loo" and implicit.batch_size is not None
-    assert TrainConfig().resolved().validation == "random"
+    assert implicit.n_negatives == 8 and implicit.validation == "loo" and implicit.batch_size is not None
+    assert TrainConfig().resolved().validation == "random" and TrainConfig().resolved().n_negatives == 4
+    assert TrainConfig(mode="implicit", n_negatives=2).resolved().n_negatives == 2
     assert TrainConfig(lr=0.5).resolved().lr == 0.5
     with pytest.raises(ElectivesError):
         TrainConfig(mode="ranking")
