@@ -10,6 +10,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from electives.data.catalog import Catalog, read_catalog
@@ -43,6 +44,21 @@ def secret_key_set(root: Path) -> Iterator[pytest.MonkeyPatch]:
         mp.setenv("ELECTIVES_SECRET_KEY", TEST_KEY)
         mp.setenv("ELECTIVES_KEY_FILE", str(root / "unused-secret.key"))
         yield mp
+
+
+def bias_world(root: Path, rows: list[tuple[str, str, str, str]], catalog: str) -> str:
+    """A hand-made registrar in ``root``: ``rows`` (student, term, course, mark on the percent scale) and the
+    ``catalog`` CSV text imported into ``root/grades.db``, and a bias model trained on them in ``root/model``.
+    Returns the database URL."""
+    pd.DataFrame(rows, columns=["student", "term", "course", "grade"]).to_csv(root / "grades.csv", index=False)
+    (root / "catalog.csv").write_text(catalog)
+    db = f"sqlite:///{root / 'grades.db'}"
+    with secret_key_set(root):
+        run_all(
+            ["import", root / "grades.csv", "--scale", "percent", "--catalog", root / "catalog.csv", "--db", db],
+            ["train", "--db", db, "--out", root / "model", "--model", "bias", "--quiet"],
+        )
+    return db
 
 
 def run_all(*commands: Sequence[object]) -> None:

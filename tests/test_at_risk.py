@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from support import TEST_KEY, run_all, run_cli, secret_key_set
+from support import TEST_KEY, bias_world, run_all, run_cli, secret_key_set
 
 from electives.data.advisees import read_advisees
 from electives.data.catalog import Catalog, parse_catalog, read_catalog
@@ -76,14 +76,7 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("small")
     rows = _background(np.random.default_rng(3))
     rows += [(s, t, c, m) for s, record in SPECIAL.items() for t, c, m in record]
-    pd.DataFrame(rows, columns=["student", "term", "course", "grade"]).to_csv(root / "grades.csv", index=False)
-    (root / "catalog.csv").write_text(CATALOG)
-    db = f"sqlite:///{root / 'grades.db'}"
-    with secret_key_set(root):
-        run_all(
-            ["import", root / "grades.csv", "--scale", "percent", "--catalog", root / "catalog.csv", "--db", db],
-            ["train", "--db", db, "--out", root / "model", "--model", "bias", "--quiet"],
-        )
+    db = bias_world(root, rows, CATALOG)
     return {"root": root, "db": db, "model": load_model(root / "model")}
 
 

@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pytest
-from support import TEST_KEY, run_all, run_cli, secret_key_set
+from support import TEST_KEY, bias_world, run_cli, secret_key_set
 
 from electives.data.enrolment import current_students
 from electives.data.pseudonyms import Pseudonymiser
@@ -78,14 +77,7 @@ def campus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     for n in range(6):
         s = f"L{n:02d}"
         rows += [(s, TERMS[0], "REQ1", "35"), (s, TERMS[1], "REQ1", f"{38 + n}")]
-    pd.DataFrame(rows, columns=["student", "term", "course", "grade"]).to_csv(root / "grades.csv", index=False)
-    (root / "catalog.csv").write_text(CATALOG)
-    db = f"sqlite:///{root / 'grades.db'}"
-    with secret_key_set(root):
-        run_all(
-            ["import", root / "grades.csv", "--scale", "percent", "--catalog", root / "catalog.csv", "--db", db],
-            ["train", "--db", db, "--out", root / "model", "--model", "bias", "--quiet"],
-        )
+    db = bias_world(root, rows, CATALOG)
     leavers = {Pseudonymiser(TEST_KEY.encode()).pseudonym(f"L{n:02d}") for n in range(6)}
     return {"root": root, "db": db, "leavers": leavers}
 
