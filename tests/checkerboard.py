@@ -24,18 +24,23 @@ def checkerboard(implicit: bool = False, n_students: int = 40, n_courses: int = 
     return Interactions.from_frame(pd.DataFrame(rows, columns=["student", "course", "term", "grade"]))
 
 
+def ordered_pairs(scores: np.ndarray, *, data: Interactions, student: int, unseen: np.ndarray) -> tuple[int, int]:
+    """(pairs ordered right, pairs): the (own-group, other-group) pairs of the ``unseen`` courses (a mask over the
+    catalogue) that one student's ``scores`` (over the catalogue) put own group first."""
+    course_group = np.array([int(c[1:]) % 2 for c in data.course_ids])
+    own = int(data.student_ids[student][1:]) % 2
+    good, bad = scores[unseen & (course_group == own)], scores[unseen & (course_group != own)]
+    return int((good[:, None] > bad[None, :]).sum()), good.size * bad.size
+
+
 def unseen_auc(model, data: Interactions, train: Interactions) -> float:
     """Share of (good, bad) unseen-course pairs per student that the model orders correctly."""
     scores = model.score_all(np.arange(data.n_students))
     taken = train.item_lookup().mask(np.arange(data.n_students))
-    student_group = np.array([int(s[1:]) % 2 for s in data.student_ids])
-    course_group = np.array([int(c[1:]) % 2 for c in data.course_ids])
-    good = course_group[None, :] == student_group[:, None]
     wins = total = 0
     for u in range(data.n_students):
-        g, b = scores[u, good[u] & ~taken[u]], scores[u, ~good[u] & ~taken[u]]
-        wins += (g[:, None] > b[None, :]).sum()
-        total += g.size * b.size
+        w, t = ordered_pairs(scores[u], data=data, student=u, unseen=~taken[u])
+        wins, total = wins + w, total + t
     return wins / total
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 from support import TEST_KEY, bias_world, run_cli, secret_key_set
 
@@ -20,10 +21,10 @@ from electives.data.pseudonyms import Pseudonymiser
 TERMS = ["2020-Fall", "2021-Spring", "2021-Fall", "2022-Spring", "2022-Fall"]  # keys in this order
 
 
-def _rows(records: dict[str, list[float]]) -> tuple[np.ndarray, np.ndarray]:
+def _rows(records: dict[str, list[float]]) -> pd.DataFrame:
     students = [s for s, keys in records.items() for _ in keys]
     keys = [k for ks in records.values() for k in ks]
-    return np.array(students), np.array(keys, dtype=float)
+    return pd.DataFrame({"student": students, "term_key": np.array(keys, dtype=float)})
 
 
 def test_students_with_no_row_in_the_last_three_main_terms_have_left() -> None:
@@ -36,8 +37,7 @@ def test_students_with_no_row_in_the_last_three_main_terms_have_left() -> None:
         "SUMMER2": [4.5],
         "UNDATED": [np.nan],  # no evidence either way
     }
-    students, keys = _rows(records)
-    enrolment = current_students(students, keys)
+    enrolment = current_students(_rows(records))
     assert enrolment.since == 3
     assert enrolment.inactive == {"GONE"}
     assert {"AWAY", "ONE-TERM-AGO", "SUMMER", "SUMMER2", "UNDATED", "S0"} <= enrolment.current
@@ -47,7 +47,7 @@ def test_students_with_no_row_in_the_last_three_main_terms_have_left() -> None:
 @pytest.mark.parametrize("keys", [[1, 2], [np.nan, np.nan]], ids=["two-main-terms", "no-terms"])
 def test_records_too_short_to_tell_keep_everyone(keys: list[float]) -> None:
     records = {f"S{n}": keys for n in range(10)} | {"EARLY": keys[:1]}
-    enrolment = current_students(*_rows(records))
+    enrolment = current_students(_rows(records))
     assert enrolment.since is None and not enrolment.inactive and len(enrolment.current) == 11
 
 

@@ -11,7 +11,6 @@ from electives.defaults import DB_ENV  # no default database: an advisor's repor
 from electives.errors import DataError
 
 if TYPE_CHECKING:
-    from electives.data.advisees import Advisees
     from electives.serving.at_risk import AtRiskReport
 
 _MOST_FLAGGED = 5  # courses named in the printed summary
@@ -72,6 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_at_risk(args: argparse.Namespace) -> int:
+    from electives.data.advisees import read_advisees
     from electives.data.catalog import read_catalog
     from electives.data.storage import open_store
     from electives.models.artifact import load_model
@@ -84,7 +84,7 @@ def run_at_risk(args: argparse.Namespace) -> int:
     if args.include_inactive and not args.all:
         raise DataError("--include-inactive goes with --all: an advisor's --students list is taken as it is")
     plot_path(args.out)  # a bad --out fails before any work is done
-    advisees = _advisees(args.students) if args.students else None
+    advisees = read_advisees(args.students) if args.students else None
     catalog = read_catalog(args.catalog) if args.catalog else None
     model = load_model(args.model)
     with open_store(db) as store:
@@ -101,14 +101,6 @@ def run_at_risk(args: argparse.Namespace) -> int:
     print(format_summary(report))
     print(f"Wrote {csv_path} and {png}.")
     return 0
-
-
-def _advisees(path: str) -> Advisees:
-    from electives.data.advisees import read_advisees
-    from electives.data.pseudonyms import Pseudonymiser, load_key
-
-    # Never create a key here: a new key would match no stored student.
-    return read_advisees(path, pseudonymiser=Pseudonymiser(load_key(create=False)))
 
 
 def format_summary(report: AtRiskReport) -> str:

@@ -74,6 +74,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_plan(args: argparse.Namespace) -> int:
+    from electives.data.advisees import read_advisees
     from electives.data.catalog import read_catalog
     from electives.data.storage import open_store
     from electives.limits import MAX_K
@@ -89,7 +90,7 @@ def run_plan(args: argparse.Namespace) -> int:
     if not db:
         raise DataError(f"a plan needs the grade database: give --db URL or set {DB_ENV}")
     plan_paths(args.out)  # a bad --out fails before the work
-    advisees = _advisees(args.students) if args.students else None
+    advisees = read_advisees(args.students) if args.students else None
     catalog = read_catalog(args.catalog) if args.catalog else None
     model = load_model(args.model)
     with open_store(db) as store:
@@ -109,13 +110,6 @@ def run_plan(args: argparse.Namespace) -> int:
             store.save_plan(plan.term, plan.seat_counts())
     print(format_summary(plan, files, advisees, saved=not args.no_save))
     return 0
-
-
-def _advisees(path: str) -> Advisees:
-    from electives.data.advisees import read_advisees
-    from electives.data.pseudonyms import Pseudonymiser, load_key
-
-    return read_advisees(path, pseudonymiser=Pseudonymiser(load_key(create=False)))
 
 
 def format_summary(plan: SeatPlan, files: PlanFiles, advisees: Advisees | None, *, saved: bool) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from electives.data.pseudonyms import Pseudonymiser
+from electives.data.pseudonyms import Pseudonymiser, load_key
 from electives.data.text_files import read_text_file
 from electives.errors import DataError
 
@@ -36,8 +36,12 @@ class Advisees:
         return tuple(g for g, p in zip(self.given, self.pseudonyms, strict=True) if p not in on_record)
 
 
-def read_advisees(path: str | Path, *, pseudonymiser: Pseudonymiser) -> Advisees:
-    """Read an ids file; a DataError naming the file and line when a line is not one student number."""
+def read_advisees(path: str | Path, *, pseudonymiser: Pseudonymiser | None = None) -> Advisees:
+    """Read an ids file; a DataError naming the file and line when a line is not one student number.
+    ``pseudonymiser``: default the deployment's key, never created here (a new key would match no stored
+    student: its absence is an error naming where the key is looked for)."""
+    if pseudonymiser is None:
+        pseudonymiser = Pseudonymiser(load_key(create=False))
     text = read_text_file(path, what="student ids file")
     given: list[str] = []
     seen: set[str] = set()

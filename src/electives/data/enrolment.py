@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
+import pandas as pd
 
 __all__ = ["MAIN_SHARE", "RECENT_TERMS", "Enrolment", "current_students"]
 
@@ -33,33 +33,36 @@ MAIN_SHARE = 0.25  # a summer school has a fraction of the students of a regular
 @dataclass(frozen=True)
 class Enrolment:
     """``current``: the students on record taken as still enrolled; ``inactive``: the others, with no row since
-    the term keyed ``since`` (None: every student is current, the records cannot tell)."""
+    the term keyed ``since`` and labelled ``since_term`` (both None: every student is current, the records
+    cannot tell)."""
 
     current: frozenset[str]
     inactive: frozenset[str]
     since: int | None
+    since_term: str | None = None
 
     def is_current(self, student: str) -> bool:
         return student not in self.inactive
 
 
-def current_students(students: np.ndarray, term_keys: np.ndarray) -> Enrolment:
-    """The students of rows (``students``, their ``term_keys``: NaN or None where a row has no term) split into
-    current and inactive; see the module docstring."""
-    s = np.asarray(students, dtype=str)
-    keys = np.asarray(term_keys, dtype=np.float64)
-    everyone = frozenset(np.unique(s).tolist())
-    dated = ~np.isnan(keys)
+def current_students(records: pd.DataFrame) -> Enrolment:
+    """The students of ``records`` (columns ``student``, ``term_key`` — NaN or None where a row has no term — and
+    ``term``, the label shown for ``since``) split into current and inactive; see the module docstring."""
+    students = records["student"].astype(str)
+    keys = records["term_key"].astype("float64")
+    everyone = frozenset(students.unique().tolist())
+    dated = keys.notna()
     if not dated.any():
         return Enrolment(everyone, frozenset(), None)
     # Students per term (each student once per term), then the main terms by share of the busiest.
-    pairs = np.unique(np.stack([keys[dated], np.unique(s, return_inverse=True)[1][dated]]), axis=1)
-    terms, counts = np.unique(pairs[0], return_counts=True)
-    main = terms[counts >= MAIN_SHARE * counts.max()]
+    per_term = pd.DataFrame({"key": keys[dated], "student": students[dated]}).drop_duplicates()
+    counts = per_term.groupby("key").size().sort_index()
+    main = counts.index[counts >= MAIN_SHARE * counts.max()]
     if len(main) < RECENT_TERMS:
         return Enrolment(everyone, frozenset(), None)
-    since = float(main[-RECENT_TERMS])
-    recent = frozenset(np.unique(s[dated & (keys >= since)]).tolist())
-    undated_only = everyone - frozenset(np.unique(s[dated]).tolist())  # no evidence either way: kept
+    since = main[-RECENT_TERMS]
+    recent = frozenset(students[dated & (keys >= since)].unique().tolist())
+    undated_only = everyone - frozenset(students[dated].unique().tolist())  # no evidence either way: kept
     current = recent | undated_only
-    return Enrolment(current, everyone - current, int(since))
+    label = records["term"][keys == since].iloc[0] if "term" in records else None
+    return Enrolment(current, everyone - current, int(since), None if label is None else str(label))

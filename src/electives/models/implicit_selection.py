@@ -337,7 +337,7 @@ class _Run:
 
     def try_blend(self) -> None:
         """Σ wᵢ·memberᵢ, z-scored: one fitted candidate of each of two or three groups (EASE, iALS, NCF), the
-        weights on the 0.1 simplex (:data:`WEIGHTS`), ranked by the metric; the best one whose full-catalogue
+        weights on the 0.1 simplex (:func:`blend_grid`), ranked by the metric; the best one whose full-catalogue
         HR@10 reaches the best single candidate's (as :func:`served_choice` asks) is the blend. A member that ranks what another
         misses need not be the best of its family alone."""
         kept = [t for t in self.tried if t.value is not None and t.name in self.fitted and t.family != "blend"]

@@ -248,12 +248,10 @@ def find_at_risk(
     if advisees is None:
         wanted = [(p, p) for p in histories]
         unknown: tuple[str, ...] = ()
-        enrolment = current_students(before["student"].to_numpy(), before["term_key"].astype("float64").to_numpy())
-        if enrolment.since is not None:
-            since = str(before.loc[before["term_key"] == enrolment.since, "term"].iloc[0])
-            inactive = len(enrolment.inactive)
-            if not include_inactive:
-                wanted = [(p, g) for p, g in wanted if enrolment.is_current(p)]
+        enrolment = current_students(before)
+        since, inactive = enrolment.since_term, len(enrolment.inactive)
+        if not include_inactive:
+            wanted = [(p, g) for p, g in wanted if enrolment.is_current(p)]
     else:
         wanted = [(p, g) for g, p in zip(advisees.given, advisees.pseudonyms, strict=True) if p in histories]
         unknown = advisees.unknown(frozenset(histories))

@@ -200,9 +200,7 @@ def build_plan(
     scale = model.scale
     index = EligibilityIndex(catalog, model.course_ids, scale, rules)
     records = _records(store)
-    enrolment = current_students(
-        records.frame["student"].to_numpy(), records.frame["term_key"].astype("float64").to_numpy()
-    )
+    enrolment = current_students(records.frame)
     gone = set() if include_inactive else enrolment.inactive
     open_to = np.zeros((len(records.students), len(model.course_ids)), dtype=bool)
     for i, history in enumerate(records.histories):
@@ -230,12 +228,8 @@ def build_plan(
         allocation=allocate(predicted, k, seats, seed=seed),
         unplanned=tuple(p for p in np.delete(np.array(records.students, dtype=object), rows).tolist() if p not in gone),
         inactive=tuple(sorted(gone)),
-        active_since=_term_label(records.frame, enrolment.since),
+        active_since=enrolment.since_term,
     )
-
-
-def _term_label(frame: pd.DataFrame, key: int | None) -> str | None:
-    return None if key is None else str(frame.loc[frame["term_key"] == key, "term"].iloc[0])
 
 
 # ---------------------------------------------------------------------------------------------------- internals
